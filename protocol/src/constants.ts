@@ -1,0 +1,100 @@
+/**
+ * Constants shared by every part of WaitState. Nothing here imports zod, so
+ * the zero-dependency SDKs can use this module as it is.
+ */
+
+/** The tag a gate call carries when the caller names none (DESIGN.md). */
+export const DEFAULT_TAG = "__default__";
+
+/** Why a gate call was allowed or denied. */
+export const GATE_REASONS = [
+  "allowed",
+  "lease_expired",
+  "cap_exceeded",
+  "suspended",
+  "kill_signal",
+  "tag_blocked",
+  "global_block",
+  "over_weight",
+] as const;
+export type GateReason = (typeof GATE_REASONS)[number];
+
+/** `status` of a policy on the wire. */
+export const POLICY_STATUSES = ["ok", "over_limit", "cap_exceeded", "suspended"] as const;
+export type PolicyStatus = (typeof POLICY_STATUSES)[number];
+
+/** What the gate does once the lease has expired. */
+export const SAFE_MODE_STRATEGIES = ["open", "fixed_rps", "last_policy"] as const;
+export type SafeModeStrategy = (typeof SAFE_MODE_STRATEGIES)[number];
+
+export const PLANS = ["hobby", "pro", "enterprise"] as const;
+export type Plan = (typeof PLANS)[number];
+
+/** Lease by plan, seconds (seed: Hobby 300 s, Pro 120 s, Enterprise 60 s). */
+export const LEASE_SECONDS_BY_PLAN: Readonly<Record<Plan, number>> = Object.freeze({
+  hobby: 300,
+  pro: 120,
+  enterprise: 60,
+});
+
+/** A lease a policy gets when it does not say (the shortest plan lease). */
+export const DEFAULT_LEASE_DURATION_SECONDS = 60;
+export const DEFAULT_SAFE_MODE_STRATEGY: SafeModeStrategy = "open";
+export const DEFAULT_SAFE_MODE_MAX_RPS = 50;
+export const DEFAULT_PULSE_INTERVAL_MS = 5000;
+/** `cap_exceeded`: the SDK fails open and pulses every 5 minutes. */
+export const CAP_EXCEEDED_PULSE_INTERVAL_MS = 300_000;
+/** `suspended`: the SDK stands down this long unless the policy says otherwise. */
+export const DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS = 86_400;
+/** A tag's baseline max weight when its configuration names none (DESIGN.md, throttle). */
+export const DEFAULT_TAG_MAX_WEIGHT = 10;
+export const DEFAULT_RULE_COOLDOWN_SECONDS = 30;
+export const DEFAULT_WINDOW_SECONDS = 30;
+
+/** Pulse transport limits (DESIGN.md, "Pulses and auth"). */
+export const MAX_PULSE_BODY_BYTES = 64 * 1024;
+export const MAX_TIMESTAMP_SKEW_MS = 5 * 60 * 1000;
+export const PULSE_HEADERS = Object.freeze({
+  publishKey: "x-waitstate-id",
+  timestamp: "x-waitstate-timestamp",
+  signature: "x-waitstate-signature",
+});
+
+/** Bounds that keep a single pulse or policy from growing without limit. */
+export const MAX_TAG_NAME_LENGTH = 128;
+export const MAX_TAGS_PER_PULSE = 512;
+export const MAX_TAGS_PER_POLICY = 4096;
+export const MAX_CUSTOM_METRICS_PER_TAG = 64;
+export const MAX_ID_LENGTH = 128;
+
+/** Custom metric names: lowercase letters, digits, underscores; a letter first; at most 63. */
+export const METRIC_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
+
+/** Built-in reflex metrics (DESIGN.md, "Reflex evaluation"). */
+export const BUILTIN_METRICS = [
+  "latency",
+  "p50_latency",
+  "p95_latency",
+  "p99_latency",
+  "errors",
+  "error_rate",
+  "rps",
+] as const;
+export type BuiltinMetric = (typeof BUILTIN_METRICS)[number];
+
+/**
+ * Names a custom metric may not take. The seed reserves the five latency and
+ * error names; `error_rate` and `rps` are built-in rule metrics too, so a custom
+ * metric of that name would be ambiguous in a rule.
+ */
+export const RESERVED_METRIC_NAMES: readonly string[] = BUILTIN_METRICS;
+
+export const RULE_OPERATORS = ["gt", "gte", "lt", "lte"] as const;
+export type RuleOperator = (typeof RULE_OPERATORS)[number];
+export const RULE_ACTIONS = ["block", "throttle"] as const;
+export type RuleAction = (typeof RULE_ACTIONS)[number];
+
+/** Whether `name` may be used as a custom metric name. */
+export function isValidCustomMetricName(name: string): boolean {
+  return METRIC_NAME_PATTERN.test(name) && !RESERVED_METRIC_NAMES.includes(name);
+}

@@ -1,0 +1,95 @@
+/**
+ * Loads and runs the conformance vectors (protocol/vectors/*.json) against any
+ * gate implementation. Shared by the Node and workerd suites; the JSON is
+ * imported as a module so it bundles into workerd too.
+ */
+// Imported as text and parsed with JSON.parse, as a policy on the wire is: a bundler's
+// JSON-to-object-literal transform would turn a "__proto__" key into a prototype.
+import gateText from "../vectors/gate.json?raw";
+import histogramText from "../vectors/histogram.json?raw";
+import hmacText from "../vectors/hmac.json?raw";
+import type { GatePolicy, GateResult } from "../src/gate.js";
+import type { SafeModeStrategy } from "../src/constants.js";
+
+export interface GateCall {
+  now: number;
+  tag?: string;
+  weight?: number | string;
+  expect: { allowed: boolean; reason: string };
+}
+
+export interface GateCase {
+  name: string;
+  step: number;
+  policy: GatePolicy | null;
+  config?: { safeModeStrategy: SafeModeStrategy; safeModeMaxRps: number };
+  lastSyncAt: number | null;
+  calls: GateCall[];
+}
+
+interface VectorFile<T> {
+  version: number;
+  cases: T[];
+}
+
+export const GATE_CASES = (JSON.parse(gateText) as VectorFile<GateCase>).cases;
+export const HISTOGRAM_CASES = (JSON.parse(histogramText) as VectorFile<Record<string, unknown> & { kind: string; name: string }>).cases;
+export const HMAC_CASES = (
+  JSON.parse(hmacText) as VectorFile<{ name: string; body: string; timestamp: string; secretKey: string; expect: string }>
+).cases;
+
+/** A vector weight as a number: the strings stand for what JSON cannot hold. */
+export function vectorNumber(value: number | string): number {
+  switch (value) {
+    case "NaN":
+      return Number.NaN;
+    case "Infinity":
+      return Number.POSITIVE_INFINITY;
+    case "-Infinity":
+      return Number.NEGATIVE_INFINITY;
+    case "-0":
+      return -0;
+    default:
+      return typeof value === "number" ? value : Number(value);
+  }
+}
+
+/** One implementation under test: a fresh gate per case, then its calls in order. */
+export interface GateUnderTest {
+  call(now: number, tag: string | undefined, weight: number | undefined): GateResult;
+}
+export type GateFactory = (c: GateCase) => GateUnderTest;
+
+export interface Mismatch {
+  index: number;
+  call: GateCall;
+  got: GateResult;
+}
+
+/** Runs one case and returns every call whose result differs from the vector. */
+export function runGateCase(c: GateCase, factory: GateFactory): Mismatch[] {
+  const gate = factory(c);
+  const mismatches: Mismatch[] = [];
+  c.calls.forEach((call, index) => {
+    const got = gate.call(call.now, call.tag, call.weight === undefined ? undefined : vectorNumber(call.weight));
+    if (got.allowed !== call.expect.allowed || got.reason !== call.expect.reason) {
+      mismatches.push({ index, call, got: { allowed: got.allowed, reason: got.reason } });
+    }
+  });
+  return mismatches;
+}
+
+/** A copy of a case with one expectation flipped: a runner that cannot fail on it is broken. */
+export function brokenCopy(c: GateCase, callIndex = 0): GateCase {
+  const calls = c.calls.map((call, i) =>
+    i === callIndex ? { ...call, expect: { ...call.expect, allowed: !call.expect.allowed } } : call,
+  );
+  return { ...c, name: `${c.name} (deliberately broken)`, calls };
+}
+
+/** Relative comparison for quantiles (see vectors/README.md). */
+export function closeTo(actual: number | null, expected: number | null, relative = 1e-9): boolean {
+  if (actual === null || expected === null) return actual === expected;
+  if (actual === expected) return true;
+  return Math.abs(actual - expected) <= relative * Math.max(Math.abs(expected), Number.MIN_VALUE);
+}

@@ -1,0 +1,5 @@
+declare module "cloudflare:workers" {
+  interface GlobalProps {
+    mainModule: typeof import("../src/index");
+  }
+}

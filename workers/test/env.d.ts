@@ -1,4 +1,4 @@
-declare module "cloudflare:workers" {
+declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import("../src/index");
   }

@@ -1,0 +1,31 @@
+// Brings a fresh clone to a runnable state, doing only what is missing:
+// npm dependencies, the wasm build, and the TypeScript build of the workspaces.
+// `npm start`, `npm test` and `npm run bench` all call it first.
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import { ROOT, bin, log, runOrExit } from "./lib.mjs";
+
+function mtime(file) {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return 0;
+  }
+}
+
+export async function setup({ forceWasm = false } = {}) {
+  const installed = path.join(ROOT, "node_modules", ".package-lock.json");
+  const lock = path.join(ROOT, "package-lock.json");
+  if (!existsSync(installed) || mtime(lock) > mtime(installed) || !existsSync(bin("wrangler"))) {
+    log("installing npm dependencies (npm ci)");
+    await runOrExit("npm", ["ci", "--no-audit", "--no-fund"]);
+  }
+  const { buildWasm } = await import("./build-wasm.mjs");
+  await buildWasm({ force: forceWasm });
+  log("building TypeScript workspaces (tsc -b)");
+  await runOrExit(bin("tsc"), ["-b"]);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await setup({ forceWasm: process.argv.includes("--force-wasm") });
+}

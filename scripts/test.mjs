@@ -1,0 +1,89 @@
+// `npm test`: sets the clone up (install, wasm, TypeScript build), then runs every
+// suite — Node, workerd, Rust — even when an earlier one fails, and ends with
+// one summary line: "total: N passed, N failed".
+import { existsSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setup } from "./setup.mjs";
+import { ROOT, bin, log, run } from "./lib.mjs";
+
+/** vitest configs, in order: Node first, then the suites that run inside workerd. */
+const VITEST_SUITES = [
+  ["node (protocol, sdk-edge, sdk-node)", "vitest.config.ts"],
+  ["workerd: TypeScript gate + histogram", "protocol/test/workerd/vitest.config.ts"],
+  ["workerd: @waitstate/edge (wasm)", "sdk-edge/test/workerd/vitest.config.ts"],
+  ["workerd: control-plane Worker", "workers/test/vitest.config.ts"],
+];
+
+await setup();
+
+/** Test code is TypeScript too: each suite's tsconfig is type-checked (tsc -b already checked src/). */
+const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test"].filter((dir) =>
+  existsSync(path.join(ROOT, dir, "tsconfig.json")),
+);
+
+const scratch = mkdtempSync(path.join(tmpdir(), "waitstate-test-"));
+const results = [];
+const only = process.argv.slice(2);
+
+if (!only.length || only.includes("typecheck")) {
+  log("suite: type-check test code");
+  let passed = 0;
+  let failed = 0;
+  for (const dir of TEST_TSCONFIGS) {
+    const { code } = await run(bin("tsc"), ["-p", dir]);
+    if (code === 0) passed++;
+    else failed++;
+  }
+  results.push({ name: "typecheck: test code", passed, failed });
+}
+
+for (const [name, config] of VITEST_SUITES) {
+  if (only.length && !only.some((o) => config.includes(o))) continue;
+  log(`suite: ${name}`);
+  const report = path.join(scratch, `${results.length}.json`);
+  const { code } = await run(bin("vitest"), [
+    "run",
+    "--config",
+    config,
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+  ]);
+  let passed = 0;
+  let failed = 0;
+  try {
+    const json = JSON.parse(readFileSync(report, "utf8"));
+    passed = json.numPassedTests;
+    failed = json.numFailedTests + (json.numFailedTestSuites ?? 0);
+  } catch {
+    failed = 1; // no report: the run itself broke
+  }
+  if (code !== 0 && failed === 0) failed = 1;
+  results.push({ name, passed, failed });
+}
+
+if (!only.length || only.some((o) => "wasm-core".includes(o))) {
+  log("suite: Rust (cargo test, vectors natively)");
+  const { code, output } = await run("node", ["scripts/build-wasm.mjs", "--test"], { capture: true });
+  let passed = 0;
+  let failed = 0;
+  for (const m of output.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  }
+  if (code !== 0 && failed === 0) failed = 1;
+  results.push({ name: "rust: wasm-core", passed, failed });
+}
+
+rmSync(scratch, { recursive: true, force: true });
+
+const width = Math.max(...results.map((r) => r.name.length));
+process.stdout.write("\n");
+for (const r of results) {
+  process.stdout.write(`${r.failed ? "FAIL" : "ok  "}  ${r.name.padEnd(width)}  ${r.passed} passed, ${r.failed} failed\n`);
+}
+const passed = results.reduce((n, r) => n + r.passed, 0);
+const failed = results.reduce((n, r) => n + r.failed, 0);
+process.stdout.write(`total: ${passed} passed, ${failed} failed\n`);
+process.exit(failed === 0 && results.length > 0 ? 0 : 1);

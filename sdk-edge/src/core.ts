@@ -1,0 +1,389 @@
+/**
+ * @waitstate/edge: the Rust gate compiled to WebAssembly, driven through its
+ * small C ABI (wasm-core/README.md) without wasm-bindgen. Runtime-neutral: the
+ * entry files (workerd, node, deno, default) only decide how the
+ * `WebAssembly.Module` is obtained. Zero runtime dependencies.
+ */
+
+export const DEFAULT_TAG = "__default__";
+
+export type GateReason =
+  | "allowed"
+  | "lease_expired"
+  | "cap_exceeded"
+  | "suspended"
+  | "kill_signal"
+  | "tag_blocked"
+  | "global_block"
+  | "over_weight";
+
+/** The outcome of a gate call; shared frozen objects, compare fields. */
+export interface GateResult {
+  readonly allowed: boolean;
+  readonly reason: GateReason;
+}
+
+export type PolicyStatus = "ok" | "over_limit" | "cap_exceeded" | "suspended";
+export type SafeModeStrategy = "open" | "fixed_rps" | "last_policy";
+
+/** The wire policy (DESIGN.md, "Policy on the wire"); absent fields take their defaults. */
+export interface EdgePolicy {
+  version?: number;
+  globalMaxWeight?: number | null;
+  tagMaxWeights?: Record<string, number | null>;
+  killSignal?: boolean;
+  status?: PolicyStatus;
+  pulseInterval?: number;
+  leaseDurationSeconds?: number;
+  issuedAt?: number;
+  retryAfterSeconds?: number;
+}
+
+export type EdgeErrorCode = "NOT_INITIALIZED" | "INVALID_POLICY" | "INVALID_ARGUMENT" | "WASM_ERROR";
+
+/** The one error type of @waitstate/edge. `code` is stable; `message` says what to fix. */
+export class EdgeError extends Error {
+  readonly code: EdgeErrorCode;
+  constructor(code: EdgeErrorCode, message: string) {
+    super(message);
+    this.name = "EdgeError";
+    this.code = code;
+  }
+}
+
+/** What the wasm module exports (wasm-core/src/abi.rs). */
+interface CoreExports {
+  memory: WebAssembly.Memory;
+  ws_configure(strategy: number, safeModeMaxRps: number): number;
+  ws_policy_begin(globalMaxWeight: number, killSignal: number, status: number, leaseDurationSeconds: number): number;
+  ws_policy_tag(tagId: number, limit: number): number;
+  ws_policy_commit(syncedAt: number): number;
+  ws_mark_synced(syncedAt: number): number;
+  ws_reset(): void;
+  ws_gate(tagId: number, weight: number, now: number): number;
+  ws_max_tags(): number;
+  ws_calls_ptr(): number;
+  ws_bounced_ptr(): number;
+  ws_reset_counts(count: number): void;
+  ws_io_ptr(): number;
+  ws_io_capacity(): number;
+  ws_hmac_begin(keyLength: number): number;
+  ws_hmac_update(length: number): number;
+  ws_hmac_finish(): number;
+}
+
+const REASONS: readonly GateReason[] = [
+  "allowed",
+  "lease_expired",
+  "cap_exceeded",
+  "suspended",
+  "kill_signal",
+  "tag_blocked",
+  "global_block",
+  "over_weight",
+];
+const STATUS_CODES: Readonly<Record<PolicyStatus, number>> = { ok: 0, over_limit: 1, cap_exceeded: 2, suspended: 3 };
+const STRATEGY_CODES: Readonly<Record<SafeModeStrategy, number>> = { open: 0, fixed_rps: 1, last_policy: 2 };
+
+/** `ws_gate` returns `reason | allowed << 4`: one frozen result per code, so a call allocates nothing. */
+const RESULT_BY_CODE: readonly GateResult[] = Array.from({ length: 32 }, (_, code) =>
+  Object.freeze({ allowed: (code & 16) !== 0, reason: REASONS[code & 15] ?? "allowed" }),
+);
+const ALLOWED = RESULT_BY_CODE[16]!;
+
+let loadedModule: WebAssembly.Module | null = null;
+
+/**
+ * Supplies the wasm module for runtimes that import wasm their own way
+ * (Vercel Edge, bundlers): a `WebAssembly.Module`, or the bytes of
+ * `@waitstate/edge/waitstate.wasm`. workerd, Node and Deno load it by themselves.
+ *
+ * @example
+ * import wasm from "@waitstate/edge/waitstate.wasm?module";
+ * await init(wasm);
+ */
+export async function init(moduleOrBytes: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Promise<void> {
+  if (moduleOrBytes instanceof WebAssembly.Module) {
+    loadedModule = moduleOrBytes;
+    return;
+  }
+  // A copy into a plain ArrayBuffer: the view may sit on a SharedArrayBuffer or a larger buffer.
+  const bytes = ArrayBuffer.isView(moduleOrBytes)
+    ? new Uint8Array(moduleOrBytes.buffer, moduleOrBytes.byteOffset, moduleOrBytes.byteLength).slice()
+    : new Uint8Array(moduleOrBytes);
+  loadedModule = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+}
+
+/** Installs an already compiled module synchronously (used by the runtime entry files). */
+export function initSync(module: WebAssembly.Module): void {
+  loadedModule = module;
+}
+
+export function isInitialized(): boolean {
+  return loadedModule !== null;
+}
+
+function instantiate(): CoreExports {
+  if (loadedModule === null) {
+    throw new EdgeError(
+      "NOT_INITIALIZED",
+      "@waitstate/edge has no wasm module yet: call `await init(moduleOrBytes)` first (workerd, Node and Deno load it automatically)",
+    );
+  }
+  return new WebAssembly.Instance(loadedModule, {}).exports as unknown as CoreExports;
+}
+
+export interface EdgeGateOptions {
+  /** What the gate does once the policy's lease expired. @default "open" */
+  safeModeStrategy?: SafeModeStrategy;
+  /** Requests per second per instance under `fixed_rps`. @default 50 */
+  safeModeMaxRps?: number;
+  /** Receives every problem instead of a throw (bad policy JSON, full tag table). @default console.warn */
+  onError?: (error: EdgeError) => void;
+}
+
+export interface EdgeTagCount {
+  tag: string;
+  count: number;
+  bounced: number;
+}
+
+export interface EdgeCounts {
+  usageDelta: number;
+  bouncedUnits: number;
+  tags: EdgeTagCount[];
+}
+
+/** Tag that collects the calls of tags beyond the tag table's capacity. */
+export const OVERFLOW_TAG = "__overflow__";
+
+function describeLimit(value: unknown): boolean {
+  return value === null || (typeof value === "number" && Number.isFinite(value) && value >= 0);
+}
+
+/** Hand-written policy validation (no zod: zero dependencies). Returns a message, or null when valid. */
+export function validatePolicy(input: unknown, maxTags: number): string | null {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return "policy must be a JSON object";
+  const p = input as Record<string, unknown>;
+  if (p.globalMaxWeight !== undefined && !describeLimit(p.globalMaxWeight)) {
+    return "globalMaxWeight: must be a non-negative number or null";
+  }
+  if (p.tagMaxWeights !== undefined) {
+    const tags = p.tagMaxWeights;
+    if (typeof tags !== "object" || tags === null || Array.isArray(tags)) return "tagMaxWeights: must be an object";
+    const names = Object.keys(tags);
+    if (names.length > maxTags) return `tagMaxWeights: at most ${maxTags} tags`;
+    for (const name of names) {
+      if (!describeLimit((tags as Record<string, unknown>)[name])) {
+        return `tagMaxWeights.${name}: must be a non-negative number or null`;
+      }
+    }
+  }
+  if (p.killSignal !== undefined && typeof p.killSignal !== "boolean") return "killSignal: must be a boolean";
+  if (p.status !== undefined && !(typeof p.status === "string" && p.status in STATUS_CODES)) {
+    return "status: must be one of ok, over_limit, cap_exceeded, suspended";
+  }
+  const lease = p.leaseDurationSeconds;
+  if (lease !== undefined && !(typeof lease === "number" && Number.isFinite(lease) && lease > 0)) {
+    return "leaseDurationSeconds: must be a positive number";
+  }
+  return null;
+}
+
+/**
+ * A gate whose policy lives in wasm memory. Tags are interned once into
+ * integer ids (cached in a JS Map), so a call passes only numbers to wasm.
+ * Counts calls and denials per tag for pulses. `gate()` and `update()` never throw.
+ *
+ * @example
+ * const gate = new EdgeGate({ safeModeStrategy: "fixed_rps" });
+ * gate.update(await (await fetch(policyUrl, { headers })).text());
+ * if (!gate.gate("free", 1).allowed) return new Response("busy", { status: 429 });
+ */
+export class EdgeGate {
+  private readonly core: CoreExports;
+  /** `ws_gate`, held directly: a property read on the exports object per call costs more than the call. */
+  private readonly wsGate: CoreExports["ws_gate"];
+  private readonly ids = new Map<string, number>();
+  private readonly tags: string[] = [];
+  private readonly maxTags: number;
+  private readonly calls: Uint32Array;
+  private readonly bounced: Uint32Array;
+  private readonly onError: (error: EdgeError) => void;
+  private overflowCalls = 0;
+  private overflowBounced = 0;
+  private current: EdgePolicy | null = null;
+
+  constructor(options: EdgeGateOptions = {}) {
+    this.core = instantiate();
+    this.wsGate = this.core.ws_gate;
+    this.onError = options.onError ?? ((e) => console.warn(`[waitstate] ${e.code}: ${e.message}`));
+    this.maxTags = this.core.ws_max_tags();
+    this.calls = new Uint32Array(this.core.memory.buffer, this.core.ws_calls_ptr(), this.maxTags);
+    this.bounced = new Uint32Array(this.core.memory.buffer, this.core.ws_bounced_ptr(), this.maxTags);
+    const strategy = options.safeModeStrategy ?? "open";
+    const rps = options.safeModeMaxRps ?? 50;
+    if (!(strategy in STRATEGY_CODES) || this.core.ws_configure(STRATEGY_CODES[strategy], rps) !== 0) {
+      throw new EdgeError("INVALID_ARGUMENT", `safeModeStrategy must be open, fixed_rps or last_policy and safeModeMaxRps a non-negative number (got ${String(strategy)}, ${String(rps)})`);
+    }
+  }
+
+  /** The last policy accepted by {@link update}, or null before the first. */
+  get policy(): EdgePolicy | null {
+    return this.current;
+  }
+
+  /**
+   * Installs a policy (an object or its JSON text) received at `syncedAt`.
+   * A bad policy is reported to `onError` and the last good one stays: returns false.
+   */
+  update(policy: EdgePolicy | string, syncedAt: number = Date.now()): boolean {
+    let parsed: unknown = policy;
+    if (typeof policy === "string") {
+      try {
+        parsed = JSON.parse(policy);
+      } catch (e) {
+        return this.reject(`policy is not JSON: ${(e as Error).message}`);
+      }
+    }
+    const problem = validatePolicy(parsed, this.maxTags);
+    if (problem !== null) return this.reject(problem);
+    if (typeof syncedAt !== "number" || !Number.isFinite(syncedAt)) return this.reject("syncedAt must be epoch milliseconds");
+    const p = parsed as EdgePolicy;
+    const core = this.core;
+    if (core.ws_policy_begin(p.globalMaxWeight ?? Infinity, p.killSignal ? 1 : 0, STATUS_CODES[p.status ?? "ok"], p.leaseDurationSeconds ?? 60) !== 0) {
+      return this.reject("the wasm core refused the policy");
+    }
+    const entries = p.tagMaxWeights ?? {};
+    for (const tag of Object.keys(entries)) {
+      const id = this.idOf(tag);
+      if (id >= this.maxTags) return this.reject(`tag table full (${this.maxTags} tags): cannot apply tagMaxWeights.${tag}`);
+      if (core.ws_policy_tag(id, entries[tag] ?? Infinity) !== 0) return this.reject(`the wasm core refused tagMaxWeights.${tag}`);
+    }
+    core.ws_policy_commit(syncedAt);
+    this.current = p;
+    return true;
+  }
+
+  /** A sync that confirmed the current policy (for example a 304 Not Modified): the lease restarts. */
+  markSynced(syncedAt: number = Date.now()): void {
+    this.core.ws_mark_synced(syncedAt);
+  }
+
+  /**
+   * The gate: synchronous, no I/O, never throws. `now` defaults to `Date.now()`;
+   * in workerd time only moves between I/O, so passing the request's time is free.
+   */
+  gate(tag: string = DEFAULT_TAG, weight: number = 1, now: number = Date.now()): GateResult {
+    let id = this.ids.get(tag);
+    if (id === undefined) id = this.idOf(tag);
+    const code = this.wsGate(id, typeof weight === "number" ? weight : 1, now);
+    if (id >= this.maxTags) {
+      this.overflowCalls++;
+      if ((code & 16) === 0) this.overflowBounced++;
+    }
+    return RESULT_BY_CODE[code] ?? ALLOWED;
+  }
+
+  /** The calls and denials since the last take, per tag, for a pulse; resets them. */
+  takeCounts(): EdgeCounts {
+    const tags: EdgeTagCount[] = [];
+    let usageDelta = 0;
+    let bouncedUnits = 0;
+    const n = Math.min(this.tags.length, this.maxTags);
+    for (let id = 0; id < n; id++) {
+      const count = this.calls[id]!;
+      if (count === 0) continue;
+      const bounced = this.bounced[id]!;
+      tags.push({ tag: this.tags[id]!, count, bounced });
+      usageDelta += count;
+      bouncedUnits += bounced;
+    }
+    this.core.ws_reset_counts(n);
+    if (this.overflowCalls > 0) {
+      tags.push({ tag: OVERFLOW_TAG, count: this.overflowCalls, bounced: this.overflowBounced });
+      usageDelta += this.overflowCalls;
+      bouncedUnits += this.overflowBounced;
+      this.overflowCalls = 0;
+      this.overflowBounced = 0;
+    }
+    return { usageDelta, bouncedUnits, tags };
+  }
+
+  /** Forgets the policy: back to bootstrap, where everything is allowed. */
+  reset(): void {
+    this.core.ws_reset();
+    this.current = null;
+  }
+
+  /** The id of a tag, interning it on first sight; past the table's capacity, the overflow id. */
+  private idOf(rawTag: string): number {
+    const tag = typeof rawTag === "string" && rawTag.length > 0 ? rawTag : DEFAULT_TAG;
+    let id = this.ids.get(tag);
+    if (id === undefined) {
+      if (this.tags.length >= this.maxTags) {
+        if (this.tags.length === this.maxTags) {
+          this.tags.push(OVERFLOW_TAG); // report once
+          this.onError(new EdgeError("INVALID_ARGUMENT", `more than ${this.maxTags} distinct tags: further tags are gated by the global limit and counted as ${OVERFLOW_TAG}`));
+        }
+        return this.maxTags;
+      }
+      id = this.tags.length;
+      this.tags.push(tag);
+      this.ids.set(tag, id);
+    }
+    if (rawTag !== tag && typeof rawTag === "string") this.ids.set(rawTag, id);
+    return id;
+  }
+
+  private reject(message: string): false {
+    this.onError(new EdgeError("INVALID_POLICY", `${message}; keeping the last good policy`));
+    return false;
+  }
+}
+
+let scratch: EdgeGate | null = null;
+
+/**
+ * The seed's pure check: `gate(policy, tag?, weight?)` against a policy the
+ * caller holds, as if just synced. A missing or invalid policy allows (fail open).
+ */
+export function gate(policy: EdgePolicy | string | null | undefined, tag?: string, weight?: number): GateResult {
+  if (policy === null || policy === undefined) return ALLOWED;
+  scratch ??= new EdgeGate({ onError: () => {} });
+  scratch.reset();
+  const now = Date.now();
+  if (!scratch.update(policy, now)) return ALLOWED;
+  const result = scratch.gate(tag, weight, now);
+  scratch.takeCounts();
+  return result;
+}
+
+let signer: CoreExports | null = null;
+const encoder = new TextEncoder();
+
+/**
+ * Signs a pulse: lowercase hex HMAC-SHA256 over `body + "." + timestamp` with
+ * the secret key — the `x-waitstate-signature` header (DESIGN.md).
+ */
+export function sign_pulse(body: string, timestamp: string | number, secretKey: string): string {
+  signer ??= instantiate();
+  const core = signer;
+  const capacity = core.ws_io_capacity();
+  const io = () => new Uint8Array(core.memory.buffer, core.ws_io_ptr(), capacity);
+  const key = encoder.encode(secretKey);
+  if (key.length > capacity) throw new EdgeError("INVALID_ARGUMENT", `secretKey longer than ${capacity} bytes`);
+  io().set(key);
+  if (core.ws_hmac_begin(key.length) !== 0) throw new EdgeError("WASM_ERROR", "hmac begin failed");
+  const message = encoder.encode(`${body}.${timestamp}`);
+  for (let offset = 0; offset < message.length; offset += capacity) {
+    const chunk = message.subarray(offset, offset + capacity);
+    io().set(chunk);
+    if (core.ws_hmac_update(chunk.length) !== 0) throw new EdgeError("WASM_ERROR", "hmac update failed");
+  }
+  if (core.ws_hmac_finish() !== 0) throw new EdgeError("WASM_ERROR", "hmac finish failed");
+  return new TextDecoder().decode(io().subarray(0, 64));
+}
+
+/** camelCase alias of {@link sign_pulse}. */
+export const signPulse = sign_pulse;

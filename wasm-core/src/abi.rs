@@ -1,0 +1,285 @@
+//! The C ABI of the wasm module, used by `@waitstate/edge` without wasm-bindgen.
+//! Every function validates its arguments and returns an error code instead of
+//! trapping; nothing here indexes out of bounds. See wasm-core/README.md.
+//!
+//! One module instance holds one gate: a policy (double-buffered so a partial
+//! load never becomes active), the gate state with its safe-mode bucket, per-tag
+//! counters, and an I/O buffer for HMAC input. Tags are small integer ids that
+//! the JavaScript side assigns and caches; the core never sees tag strings.
+use crate::gate::{decide, GateState, Limit, Policy, Status, Strategy};
+use crate::sign::{begin, to_hex, HmacSha256};
+use hmac::Mac;
+
+/// Tag ids are `0..MAX_TAGS`; a larger id gates by the global limit and is not counted.
+pub const MAX_TAGS: usize = 4096;
+pub const IO_CAPACITY: usize = 8192;
+
+pub const OK: i32 = 0;
+pub const ERR_ARGUMENT: i32 = -1;
+pub const ERR_STATE: i32 = -2;
+pub const ERR_TOO_LONG: i32 = -3;
+
+struct Limits {
+    value: [f64; MAX_TAGS],
+    /// 1 when the tag has an entry in the policy (zero-initialised: no data segment).
+    has: [u8; MAX_TAGS],
+    /// One past the highest id with an entry, so commits copy only what is used.
+    used: usize,
+}
+
+struct Core {
+    active: Policy,
+    has_policy: bool,
+    limits: Limits,
+    staged: Policy,
+    staging: bool,
+    staged_limits: Limits,
+    state: GateState,
+    calls: [u32; MAX_TAGS],
+    bounced: [u32; MAX_TAGS],
+    io: [u8; IO_CAPACITY],
+    mac: Option<HmacSha256>,
+}
+
+const EMPTY_LIMITS: Limits = Limits { value: [0.0; MAX_TAGS], has: [0; MAX_TAGS], used: 0 };
+const DEFAULT_POLICY: Policy = Policy {
+    global_max_weight: f64::INFINITY,
+    kill_signal: false,
+    status: Status::Ok,
+    lease_duration_seconds: 60.0,
+};
+
+static mut CORE: Core = Core {
+    active: DEFAULT_POLICY,
+    has_policy: false,
+    limits: EMPTY_LIMITS,
+    staged: DEFAULT_POLICY,
+    staging: false,
+    staged_limits: EMPTY_LIMITS,
+    state: GateState {
+        last_sync_at: None,
+        strategy: Strategy::Open,
+        safe_mode_max_rps: 50.0,
+        bucket_tokens: 0.0,
+        bucket_updated_at: None,
+    },
+    calls: [0; MAX_TAGS],
+    bounced: [0; MAX_TAGS],
+    io: [0; IO_CAPACITY],
+    mac: None,
+};
+
+fn core() -> &'static mut Core {
+    // Safety: wasm32-unknown-unknown is single-threaded and no ABI function
+    // re-enters another, so there is never more than one live reference.
+    unsafe { &mut *core::ptr::addr_of_mut!(CORE) }
+}
+
+fn is_limit(v: f64) -> bool {
+    v >= 0.0 // excludes NaN; +Infinity stands for unlimited (null)
+}
+
+/// Safe-mode configuration: strategy 0 open, 1 fixed_rps, 2 last_policy.
+#[no_mangle]
+pub extern "C" fn ws_configure(strategy: u32, safe_mode_max_rps: f64) -> i32 {
+    let strategy = match Strategy::from_code(strategy) {
+        Some(s) => s,
+        None => return ERR_ARGUMENT,
+    };
+    if !(safe_mode_max_rps >= 0.0 && safe_mode_max_rps.is_finite()) {
+        return ERR_ARGUMENT;
+    }
+    let state = &mut core().state;
+    state.strategy = strategy;
+    state.safe_mode_max_rps = safe_mode_max_rps;
+    state.bucket_updated_at = None;
+    OK
+}
+
+/// Starts staging a policy. `global_max_weight` is `Infinity` for unlimited;
+/// status 0 ok, 1 over_limit, 2 cap_exceeded, 3 suspended.
+#[no_mangle]
+pub extern "C" fn ws_policy_begin(global_max_weight: f64, kill_signal: u32, status: u32, lease_duration_seconds: f64) -> i32 {
+    let status = match Status::from_code(status) {
+        Some(s) => s,
+        None => return ERR_ARGUMENT,
+    };
+    if !is_limit(global_max_weight) || kill_signal > 1 || !(lease_duration_seconds > 0.0 && lease_duration_seconds.is_finite()) {
+        return ERR_ARGUMENT;
+    }
+    let c = core();
+    c.staged = Policy {
+        global_max_weight,
+        kill_signal: kill_signal == 1,
+        status,
+        lease_duration_seconds,
+    };
+    let used = c.staged_limits.used;
+    c.staged_limits.has[..used].fill(0);
+    c.staged_limits.used = 0;
+    c.staging = true;
+    OK
+}
+
+/// Stages a tag entry: `limit` is `Infinity` for a `null` (exempt) entry.
+#[no_mangle]
+pub extern "C" fn ws_policy_tag(tag_id: u32, limit: f64) -> i32 {
+    let c = core();
+    if !c.staging {
+        return ERR_STATE;
+    }
+    let id = tag_id as usize;
+    if id >= MAX_TAGS {
+        return ERR_TOO_LONG;
+    }
+    if !is_limit(limit) {
+        return ERR_ARGUMENT;
+    }
+    c.staged_limits.value[id] = limit;
+    c.staged_limits.has[id] = 1;
+    if id + 1 > c.staged_limits.used {
+        c.staged_limits.used = id + 1;
+    }
+    OK
+}
+
+/// Makes the staged policy active, as synced at `synced_at` (epoch ms).
+#[no_mangle]
+pub extern "C" fn ws_policy_commit(synced_at: f64) -> i32 {
+    let c = core();
+    if !c.staging || !synced_at.is_finite() {
+        return ERR_STATE;
+    }
+    let clear = c.limits.used;
+    c.limits.has[..clear].fill(0);
+    let used = c.staged_limits.used;
+    c.limits.value[..used].copy_from_slice(&c.staged_limits.value[..used]);
+    c.limits.has[..used].copy_from_slice(&c.staged_limits.has[..used]);
+    c.limits.used = used;
+    c.active = c.staged;
+    c.has_policy = true;
+    c.staging = false;
+    c.state.mark_synced(synced_at);
+    OK
+}
+
+/// A sync that confirmed the current policy (for example a 304): the lease restarts.
+#[no_mangle]
+pub extern "C" fn ws_mark_synced(synced_at: f64) -> i32 {
+    let c = core();
+    if !c.has_policy || !synced_at.is_finite() {
+        return ERR_STATE;
+    }
+    c.state.mark_synced(synced_at);
+    OK
+}
+
+/// Forgets the policy: back to bootstrap (everything allowed, no lease).
+#[no_mangle]
+pub extern "C" fn ws_reset() {
+    let c = core();
+    c.has_policy = false;
+    c.state.last_sync_at = None;
+    c.state.bucket_updated_at = None;
+}
+
+/// The gate: `reason | allowed << 4` (reasons: 0 allowed, 1 lease_expired,
+/// 2 cap_exceeded, 3 suspended, 4 kill_signal, 5 tag_blocked, 6 global_block, 7 over_weight).
+#[no_mangle]
+pub extern "C" fn ws_gate(tag_id: u32, weight: f64, now: f64) -> u32 {
+    let c = core();
+    let id = tag_id as usize;
+    let limit = match c.limits.has.get(id) {
+        Some(1) => Limit::Tag(c.limits.value[id]),
+        _ => Limit::Global,
+    };
+    let policy = if c.has_policy { Some(&c.active) } else { None };
+    let decision = decide(policy, &mut c.state, now, limit, weight);
+    if let Some(calls) = c.calls.get_mut(id) {
+        *calls = calls.wrapping_add(1);
+        if !decision.allowed {
+            c.bounced[id] = c.bounced[id].wrapping_add(1);
+        }
+    }
+    decision.code()
+}
+
+#[no_mangle]
+pub extern "C" fn ws_max_tags() -> u32 {
+    MAX_TAGS as u32
+}
+
+/// Per-tag call counters (`u32[MAX_TAGS]`), read by JavaScript for pulses.
+#[no_mangle]
+pub extern "C" fn ws_calls_ptr() -> *const u32 {
+    core().calls.as_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn ws_bounced_ptr() -> *const u32 {
+    core().bounced.as_ptr()
+}
+
+/// Zeroes the counters of tags `0..count` after JavaScript has read them.
+#[no_mangle]
+pub extern "C" fn ws_reset_counts(count: u32) {
+    let c = core();
+    let n = (count as usize).min(MAX_TAGS);
+    c.calls[..n].fill(0);
+    c.bounced[..n].fill(0);
+}
+
+#[no_mangle]
+pub extern "C" fn ws_io_ptr() -> *mut u8 {
+    core().io.as_mut_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn ws_io_capacity() -> u32 {
+    IO_CAPACITY as u32
+}
+
+/// Starts an HMAC-SHA256 keyed with the first `key_len` bytes of the I/O buffer.
+#[no_mangle]
+pub extern "C" fn ws_hmac_begin(key_len: u32) -> i32 {
+    let c = core();
+    let len = key_len as usize;
+    if len > IO_CAPACITY {
+        return ERR_TOO_LONG;
+    }
+    c.mac = Some(begin(&c.io[..len]));
+    OK
+}
+
+/// Feeds the first `len` bytes of the I/O buffer.
+#[no_mangle]
+pub extern "C" fn ws_hmac_update(len: u32) -> i32 {
+    let c = core();
+    let len = len as usize;
+    if len > IO_CAPACITY {
+        return ERR_TOO_LONG;
+    }
+    match c.mac.as_mut() {
+        Some(mac) => {
+            mac.update(&c.io[..len]);
+            OK
+        }
+        None => ERR_STATE,
+    }
+}
+
+/// Finishes the MAC and writes 64 lowercase hex characters to the I/O buffer.
+#[no_mangle]
+pub extern "C" fn ws_hmac_finish() -> i32 {
+    let c = core();
+    let mac = match c.mac.take() {
+        Some(mac) => mac,
+        None => return ERR_STATE,
+    };
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&mac.finalize().into_bytes());
+    let mut hex = [0u8; 64];
+    to_hex(&digest, &mut hex);
+    c.io[..64].copy_from_slice(&hex);
+    OK
+}

@@ -55,7 +55,7 @@ for (const [name, config] of VITEST_SUITES) {
   try {
     const json = JSON.parse(readFileSync(report, "utf8"));
     passed = json.numPassedTests;
-    failed = json.numFailedTests + (json.numFailedTestSuites ?? 0);
+    failed = json.numFailedTests;
   } catch {
     failed = 1; // no report: the run itself broke
   }

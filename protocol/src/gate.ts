@@ -261,39 +261,62 @@ const INITIAL_SLOTS = 16;
  * A gate with its policy compiled into per-tag slots and per-tag counters in
  * preallocated typed arrays: a call is one `Map.get` plus array reads and
  * writes, and allocates nothing once a tag has been seen.
+ *
+ * While the lease holds and the policy is an ordinary one (status `ok` or
+ * `over_limit`, no kill signal), steps 1–4 cannot apply, so the call goes
+ * straight to steps 6–7 on the slot's precomputed limit; everything else takes
+ * the full {@link decideWithLimit}. The vectors check both paths.
  */
 export class LocalGate {
-  readonly state: GateState;
+  private readonly state: GateState;
   private policy: CompiledPolicy | null = null;
+  /** Until when (epoch ms, inclusive) the fast path is exact; -Infinity when it never is. */
+  private fastUntil = Number.NEGATIVE_INFINITY;
   private readonly slotByTag = new Map<string, number>();
-  private tagBySlot: string[] = [];
+  private readonly tagBySlot: string[] = [];
+  /** The result of a limit of 0 for the slot: `tag_blocked` from a tag entry, else `global_block`. */
+  private readonly slotBlocked: GateResult[] = [];
   private slotLimit = new Float64Array(INITIAL_SLOTS);
-  private slotLimitFromTag = new Uint8Array(INITIAL_SLOTS);
   private slotCalls = new Float64Array(INITIAL_SLOTS);
   private slotBounced = new Float64Array(INITIAL_SLOTS);
 
-  constructor(options: GateStateOptions = {}) {
-    this.state = newGateState(options);
+  /** Starts never synced: the first {@link update} brings the policy and starts the lease. */
+  constructor(options: Omit<GateStateOptions, "lastSyncAt"> = {}) {
+    this.state = newGateState({ ...options, lastSyncAt: null });
+  }
+
+  /** Epoch ms of the last sync, or null while never synced. */
+  get lastSyncAt(): number | null {
+    return this.state.lastSyncAt;
   }
 
   /** Installs a policy received at `syncedAt` (epoch ms). */
   update(policy: GatePolicy, syncedAt: number): void {
     this.policy = compilePolicy(policy);
-    markSynced(this.state, syncedAt);
     for (let slot = 0; slot < this.tagBySlot.length; slot++) this.resolveSlot(slot);
+    this.markSynced(syncedAt);
+  }
+
+  /** A sync that confirmed the current policy: the lease restarts. */
+  markSynced(syncedAt: number): void {
+    markSynced(this.state, syncedAt);
+    const p = this.policy;
+    this.fastUntil =
+      p !== null && p.statusCode === STATUS_OK && !p.killSignal ? syncedAt + p.leaseMs : Number.NEGATIVE_INFINITY;
   }
 
   gate(tag: string = DEFAULT_TAG, weight: number = 1, now: number): GateResult {
     let slot = this.slotByTag.get(tag);
     if (slot === undefined) slot = this.addSlot(tag);
-    const result = decideWithLimit(
-      this.policy,
-      this.state,
-      now,
-      this.slotLimit[slot]!,
-      this.slotLimitFromTag[slot] === 1,
-      normalizeWeight(weight),
-    );
+    const limit = this.slotLimit[slot]!;
+    let result: GateResult;
+    if (now <= this.fastUntil) {
+      const w = typeof weight === "number" && weight >= 0 ? weight : normalizeWeight(weight);
+      result = limit === 0 ? this.slotBlocked[slot]! : w > limit ? RESULTS.overWeight : RESULTS.allowed;
+    } else {
+      const fromTag = this.slotBlocked[slot] === RESULTS.tagBlocked;
+      result = decideWithLimit(this.policy, this.state, now, limit, fromTag, normalizeWeight(weight));
+    }
     this.slotCalls[slot]!++;
     if (!result.allowed) this.slotBounced[slot]!++;
     return result;
@@ -336,18 +359,18 @@ export class LocalGate {
     const policy = this.policy;
     const tagLimit = policy?.tagLimits.get(this.tagBySlot[slot]!);
     this.slotLimit[slot] = tagLimit ?? policy?.globalMaxWeight ?? Number.POSITIVE_INFINITY;
-    this.slotLimitFromTag[slot] = tagLimit === undefined ? 0 : 1;
+    this.slotBlocked[slot] = tagLimit === undefined ? RESULTS.globalBlock : RESULTS.tagBlocked;
   }
 
   private grow(): void {
     const size = this.slotLimit.length * 2;
-    const grown = <T extends Float64Array | Uint8Array>(from: T, to: T): T => {
+    const grown = (from: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> => {
+      const to = new Float64Array(size);
       to.set(from);
       return to;
     };
-    this.slotLimit = grown(this.slotLimit, new Float64Array(size));
-    this.slotLimitFromTag = grown(this.slotLimitFromTag, new Uint8Array(size));
-    this.slotCalls = grown(this.slotCalls, new Float64Array(size));
-    this.slotBounced = grown(this.slotBounced, new Float64Array(size));
+    this.slotLimit = grown(this.slotLimit);
+    this.slotCalls = grown(this.slotCalls);
+    this.slotBounced = grown(this.slotBounced);
   }
 }

@@ -275,8 +275,15 @@ export class EdgeGate {
    * in workerd time only moves between I/O, so passing the request's time is free.
    */
   gate(tag: string = DEFAULT_TAG, weight: number = 1, now: number = Date.now()): GateResult {
-    let id = this.ids.get(tag);
-    if (id === undefined) id = this.idOf(tag);
+    const id = this.ids.get(tag);
+    if (id === undefined) return this.gateNewTag(tag, weight, now);
+    // ws_gate answers 0..31 (reason | allowed << 4): every code has a result.
+    return RESULT_BY_CODE[this.wsGate(id, typeof weight === "number" ? weight : 1, now)]!;
+  }
+
+  /** First sight of a tag, or a tag beyond the table's capacity (counted here, not in wasm). */
+  private gateNewTag(tag: string, weight: number, now: number): GateResult {
+    const id = this.idOf(tag);
     const code = this.wsGate(id, typeof weight === "number" ? weight : 1, now);
     if (id >= this.maxTags) {
       this.overflowCalls++;

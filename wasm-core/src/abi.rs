@@ -6,13 +6,15 @@
 //! load never becomes active), the gate state with its safe-mode bucket, per-tag
 //! counters, and an I/O buffer for HMAC input. Tags are small integer ids that
 //! the JavaScript side assigns and caches; the core never sees tag strings.
-use crate::gate::{decide, GateState, Limit, Policy, Status, Strategy};
+use crate::gate::{decide, GateState, Limit, Policy, Reason, Status, Strategy};
 use crate::sign::{begin, to_hex, HmacSha256};
 use hmac::Mac;
 
 /// Tag ids are `0..MAX_TAGS`; a larger id gates by the global limit and is not counted.
 pub const MAX_TAGS: usize = 4096;
 pub const IO_CAPACITY: usize = 8192;
+/// Set in a `ws_gate` result when the call was allowed.
+const ALLOWED_BIT: u32 = 16;
 
 pub const OK: i32 = 0;
 pub const ERR_ARGUMENT: i32 = -1;
@@ -30,6 +32,10 @@ struct Limits {
 struct Core {
     active: Policy,
     has_policy: bool,
+    /// Until when (epoch ms, inclusive) the fast path of `ws_gate` is exact: the
+    /// lease holds and the policy is ordinary (status ok/over_limit, no kill).
+    /// -Infinity when it never is. Recomputed on every sync.
+    fast_until: f64,
     limits: Limits,
     staged: Policy,
     staging: bool,
@@ -52,6 +58,7 @@ const DEFAULT_POLICY: Policy = Policy {
 static mut CORE: Core = Core {
     active: DEFAULT_POLICY,
     has_policy: false,
+    fast_until: f64::NEG_INFINITY,
     limits: EMPTY_LIMITS,
     staged: DEFAULT_POLICY,
     staging: false,
@@ -68,6 +75,17 @@ static mut CORE: Core = Core {
     io: [0; IO_CAPACITY],
     mac: None,
 };
+
+impl Core {
+    fn refresh_fast_path(&mut self) {
+        let p = &self.active;
+        let ordinary = matches!(p.status, Status::Ok | Status::OverLimit) && !p.kill_signal;
+        self.fast_until = match (self.has_policy && ordinary, self.state.last_sync_at) {
+            (true, Some(at)) => at + p.lease_duration_seconds * 1000.0,
+            _ => f64::NEG_INFINITY,
+        };
+    }
+}
 
 fn core() -> &'static mut Core {
     // Safety: wasm32-unknown-unknown is single-threaded and no ABI function
@@ -160,6 +178,7 @@ pub extern "C" fn ws_policy_commit(synced_at: f64) -> i32 {
     c.has_policy = true;
     c.staging = false;
     c.state.mark_synced(synced_at);
+    c.refresh_fast_path();
     OK
 }
 
@@ -171,6 +190,7 @@ pub extern "C" fn ws_mark_synced(synced_at: f64) -> i32 {
         return ERR_STATE;
     }
     c.state.mark_synced(synced_at);
+    c.refresh_fast_path();
     OK
 }
 
@@ -181,6 +201,7 @@ pub extern "C" fn ws_reset() {
     c.has_policy = false;
     c.state.last_sync_at = None;
     c.state.bucket_updated_at = None;
+    c.fast_until = f64::NEG_INFINITY;
 }
 
 /// The gate: `reason | allowed << 4` (reasons: 0 allowed, 1 lease_expired,
@@ -189,6 +210,32 @@ pub extern "C" fn ws_reset() {
 pub extern "C" fn ws_gate(tag_id: u32, weight: f64, now: f64) -> u32 {
     let c = core();
     let id = tag_id as usize;
+    if id < MAX_TAGS && now <= c.fast_until {
+        // Lease holding, ordinary policy: steps 1-4 cannot apply (see `fast_until`).
+        let has_entry = c.limits.has[id] == 1;
+        let limit = if has_entry { c.limits.value[id] } else { c.active.global_max_weight };
+        let w = if weight >= 0.0 {
+            weight
+        } else if weight.is_nan() {
+            1.0
+        } else {
+            0.0
+        };
+        let code = if limit == 0.0 {
+            if has_entry {
+                Reason::TagBlocked as u32
+            } else {
+                Reason::GlobalBlock as u32
+            }
+        } else if w > limit {
+            Reason::OverWeight as u32
+        } else {
+            Reason::Allowed as u32 | ALLOWED_BIT
+        };
+        c.calls[id] = c.calls[id].wrapping_add(1);
+        c.bounced[id] = c.bounced[id].wrapping_add((code & ALLOWED_BIT == 0) as u32);
+        return code;
+    }
     let limit = match c.limits.has.get(id) {
         Some(1) => Limit::Tag(c.limits.value[id]),
         _ => Limit::Global,

@@ -1,20 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { LocalGate, decide, gate, newGateState } from "../src/gate.js";
+import { gate } from "../src/gate.js";
 import { GATE_REASONS } from "../src/constants.js";
-import { GATE_CASES, brokenCopy, runGateCase, type GateFactory } from "./vectors.js";
-
-/** `decide(policy, state, now, tag, weight)` on the wire policy, one state per case. */
-const decideFactory: GateFactory = (c) => {
-  const state = newGateState({ ...c.config, lastSyncAt: c.lastSyncAt });
-  return { call: (now, tag, weight) => decide(c.policy, state, now, tag, weight) };
-};
-
-/** The hot-path gate with per-tag slots and counters. */
-const localGateFactory: GateFactory = (c) => {
-  const local = new LocalGate(c.config);
-  if (c.policy !== null && c.lastSyncAt !== null) local.update(c.policy, c.lastSyncAt);
-  return { call: (now, tag, weight) => local.gate(tag, weight, now) };
-};
+import { GATE_CASES, brokenCopy, decideFactory, localGateFactory, runGateCase, type GateFactory } from "./vectors.js";
 
 describe("gate.json conformance vectors", () => {
   it("has at least 60 cases covering every step of the decision order", () => {

@@ -8,7 +8,7 @@
 import gateText from "../vectors/gate.json?raw";
 import histogramText from "../vectors/histogram.json?raw";
 import hmacText from "../vectors/hmac.json?raw";
-import type { GatePolicy, GateResult } from "../src/gate.js";
+import { LocalGate, decide, newGateState, type GatePolicy, type GateResult } from "../src/gate.js";
 import type { SafeModeStrategy } from "../src/constants.js";
 
 export interface GateCall {
@@ -93,3 +93,16 @@ export function closeTo(actual: number | null, expected: number | null, relative
   if (actual === expected) return true;
   return Math.abs(actual - expected) <= relative * Math.max(Math.abs(expected), Number.MIN_VALUE);
 }
+
+/** `decide(policy, state, now, tag, weight)` on the wire policy, one state per case. */
+export const decideFactory: GateFactory = (c) => {
+  const state = newGateState({ ...c.config, lastSyncAt: c.lastSyncAt });
+  return { call: (now, tag, weight) => decide(c.policy, state, now, tag, weight) };
+};
+
+/** The hot-path gate with per-tag slots and counters. */
+export const localGateFactory: GateFactory = (c) => {
+  const local = new LocalGate(c.config);
+  if (c.policy !== null && c.lastSyncAt !== null) local.update(c.policy, c.lastSyncAt);
+  return { call: (now, tag, weight) => local.gate(tag, weight, now) };
+};

@@ -1,5 +1,8 @@
-// Any other runtime (Vercel Edge, browsers, bundlers): call `await init(moduleOrBytes)`
-// with the module your platform gives for `@waitstate/edge/waitstate.wasm`.
+// The public surface: this list is the API. Runtimes with no way of their own to load
+// the wasm (Vercel Edge, browsers, bundlers) use this entry and call
+// `await init(moduleOrBytes)` with the module their platform gives for
+// `@waitstate/edge/waitstate.wasm`. The workerd, node and deno entries load it
+// themselves, then re-export exactly this list.
 export {
   DEFAULT_TAG,
   EdgeError,
@@ -12,5 +15,15 @@ export {
   signPulse,
   sign_pulse,
   validatePolicy,
-} from "./exports.js";
-export type * from "./exports.js";
+} from "./core.js";
+export type {
+  EdgeCounts,
+  EdgeErrorCode,
+  EdgeGateOptions,
+  EdgePolicy,
+  EdgeTagCount,
+  GateReason,
+  GateResult,
+  PolicyStatus,
+  SafeModeStrategy,
+} from "./core.js";

@@ -5,17 +5,5 @@ import { initSync } from "./core.js";
 
 initSync(wasm);
 
-export {
-  DEFAULT_TAG,
-  EdgeError,
-  EdgeGate,
-  OVERFLOW_TAG,
-  gate,
-  init,
-  initSync,
-  isInitialized,
-  signPulse,
-  sign_pulse,
-  validatePolicy,
-} from "./exports.js";
-export type * from "./exports.js";
+// Loader only: the API is index.ts's list.
+export * from "./index.js";

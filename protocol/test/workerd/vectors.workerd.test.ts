@@ -1,18 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { LocalGate, decide, newGateState } from "../../src/gate.js";
 import { LatencyHistogram } from "../../src/histogram.js";
-import { GATE_CASES, HISTOGRAM_CASES, brokenCopy, closeTo, runGateCase, vectorNumber, type GateFactory } from "../vectors.js";
-
-const decideFactory: GateFactory = (c) => {
-  const state = newGateState({ ...c.config, lastSyncAt: c.lastSyncAt });
-  return { call: (now, tag, weight) => decide(c.policy, state, now, tag, weight) };
-};
-
-const localGateFactory: GateFactory = (c) => {
-  const local = new LocalGate(c.config);
-  if (c.policy !== null && c.lastSyncAt !== null) local.update(c.policy, c.lastSyncAt);
-  return { call: (now, tag, weight) => local.gate(tag, weight, now) };
-};
+import { GATE_CASES, HISTOGRAM_CASES, brokenCopy, closeTo, decideFactory, localGateFactory, runGateCase, vectorNumber } from "../vectors.js";
 
 describe("TypeScript gate in workerd", () => {
   it("runs inside workerd", () => {

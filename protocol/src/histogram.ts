@@ -161,42 +161,49 @@ export class LatencyHistogram {
 
   /** Decodes the compact form, refusing anything inconsistent (never throws). */
   static decode(input: unknown): HistogramDecodeResult {
+    const h = new LatencyHistogram();
+    const error = h.mergeEncoded(input);
+    return error === null ? { ok: true, value: h } : { ok: false, error };
+  }
+
+  /**
+   * Adds an encoded histogram's observations in place, without building an
+   * intermediate histogram (the aggregator merges many per window). Validates
+   * everything first: on an error, returned as a message, nothing is changed.
+   */
+  mergeEncoded(input: unknown): string | null {
     if (typeof input !== "object" || input === null || Array.isArray(input)) {
-      return { ok: false, error: "histogram must be an object {n, s, lo, hi, b}" };
+      return "histogram must be an object {n, s, lo, hi, b}";
     }
     const { n, s, lo, hi, b } = input as Record<string, unknown>;
-    if (!isCount(n, true)) return { ok: false, error: "n must be a non-negative integer" };
-    if (!isFiniteNonNegative(s)) return { ok: false, error: "s must be a finite non-negative number" };
-    if (!isFiniteNonNegative(lo) || !isFiniteNonNegative(hi)) {
-      return { ok: false, error: "lo and hi must be finite non-negative numbers" };
-    }
-    if (lo > hi) return { ok: false, error: "lo must not exceed hi" };
+    if (!isCount(n, true)) return "n must be a non-negative integer";
+    if (!isFiniteNonNegative(s)) return "s must be a finite non-negative number";
+    if (!isFiniteNonNegative(lo) || !isFiniteNonNegative(hi)) return "lo and hi must be finite non-negative numbers";
+    if (lo > hi) return "lo must not exceed hi";
     if (!Array.isArray(b) || b.length % 2 !== 0 || b.length > 2 * HISTOGRAM_BUCKETS) {
-      return { ok: false, error: `b must be [index, count] pairs, at most ${HISTOGRAM_BUCKETS} of them` };
+      return `b must be [index, count] pairs, at most ${HISTOGRAM_BUCKETS} of them`;
     }
-    const h = new LatencyHistogram();
     let previous = -1;
     let total = 0;
     for (let k = 0; k < b.length; k += 2) {
       const index = b[k];
       const count = b[k + 1];
       if (!Number.isInteger(index) || (index as number) < 0 || (index as number) >= HISTOGRAM_BUCKETS) {
-        return { ok: false, error: `b[${k}]: bucket index out of range 0..${HISTOGRAM_BUCKETS - 1}` };
+        return `b[${k}]: bucket index out of range 0..${HISTOGRAM_BUCKETS - 1}`;
       }
-      if ((index as number) <= previous) return { ok: false, error: `b[${k}]: bucket indexes must increase` };
-      if (!isCount(count, false)) return { ok: false, error: `b[${k + 1}]: count must be a positive integer` };
+      if ((index as number) <= previous) return `b[${k}]: bucket indexes must increase`;
+      if (!isCount(count, false)) return `b[${k + 1}]: count must be a positive integer`;
       previous = index as number;
-      h.counts[previous] = count;
       total += count;
     }
-    if (total !== n) return { ok: false, error: `n (${n}) differs from the sum of bucket counts (${total})` };
-    if (n > 0) {
-      h.total = n;
-      h.sumMs = s;
-      h.minMs = lo;
-      h.maxMs = hi;
-    }
-    return { ok: true, value: h };
+    if (total !== n) return `n (${n}) differs from the sum of bucket counts (${total})`;
+    if (n === 0) return null;
+    for (let k = 0; k < b.length; k += 2) this.counts[b[k] as number]! += b[k + 1] as number;
+    this.total += n;
+    this.sumMs += s;
+    if (lo < this.minMs) this.minMs = lo;
+    if (hi > this.maxMs) this.maxMs = hi;
+    return null;
   }
 }
 

@@ -68,6 +68,18 @@ export {
   bucketRepresentative,
 } from "./histogram.js";
 export type { HistogramDecodeResult, HistogramEncoding } from "./histogram.js";
+export { MetricStats, compare, evaluateReflexes, mergeWindow, readMetric } from "./reflex.js";
+export type {
+  CustomAggregate,
+  EngineRule,
+  ReflexEvent,
+  ReflexInput,
+  ReflexOutcome,
+  RuleState,
+  TagConfig,
+  WindowPulse,
+  WindowStats,
+} from "./reflex.js";
 export {
   CustomMetricAggregateSchema,
   CustomMetricNameSchema,

@@ -91,6 +91,16 @@ describe("histogram accuracy", () => {
     expect(fleet.quantile(0.5)).toBeCloseTo(20, 0);
   });
 
+  it("mergeEncoded adds in place, and changes nothing when the encoding is bad", () => {
+    const h = LatencyHistogram.fromValues([5, 50]);
+    const before = h.encode();
+    expect(h.mergeEncoded({ n: 2, s: 3, lo: 1, hi: 2, b: [26, 1, 300, 1] })).toMatch(/out of range/);
+    expect(h.encode()).toEqual(before);
+    expect(h.mergeEncoded(LatencyHistogram.fromValues([500]).encode())).toBeNull();
+    expect(h.count).toBe(3);
+    expect(h.max).toBe(500);
+  });
+
   it("refuses non-finite and negative values without changing anything", () => {
     const h = new LatencyHistogram();
     for (const bad of [Number.NaN, -1, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) expect(h.record(bad)).toBe(false);

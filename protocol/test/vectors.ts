@@ -8,8 +8,10 @@
 import gateText from "../vectors/gate.json?raw";
 import histogramText from "../vectors/histogram.json?raw";
 import hmacText from "../vectors/hmac.json?raw";
+import reflexText from "../vectors/reflex.json?raw";
 import { LocalGate, decide, newGateState, type GatePolicy, type GateResult } from "../src/gate.js";
 import type { SafeModeStrategy } from "../src/constants.js";
+import { evaluateReflexes, mergeWindow, type EngineRule, type RuleState, type TagConfig, type WindowPulse } from "../src/reflex.js";
 
 export interface GateCall {
   now: number;
@@ -34,6 +36,28 @@ interface VectorFile<T> {
 
 export const GATE_CASES = (JSON.parse(gateText) as VectorFile<GateCase>).cases;
 export const HISTOGRAM_CASES = (JSON.parse(histogramText) as VectorFile<Record<string, unknown> & { kind: string; name: string }>).cases;
+export interface ReflexStep {
+  now: number;
+  pulses: WindowPulse[];
+  expect: {
+    globalMaxWeight: number | null;
+    tagMaxWeights: Record<string, number | null>;
+    applied: string[];
+    events: Array<["fired" | "cleared", string]>;
+  };
+}
+
+export interface ReflexCase {
+  name: string;
+  rules: EngineRule[];
+  tags: Record<string, TagConfig>;
+  windowSeconds?: number;
+  initialStates?: Record<string, RuleState>;
+  steps: ReflexStep[];
+}
+
+export const REFLEX_CASES = (JSON.parse(reflexText) as VectorFile<ReflexCase>).cases;
+
 export const HMAC_CASES = (
   JSON.parse(hmacText) as VectorFile<{ name: string; body: string; timestamp: string; secretKey: string; expect: string }>
 ).cases;
@@ -106,3 +130,25 @@ export const localGateFactory: GateFactory = (c) => {
   if (c.policy !== null && c.lastSyncAt !== null) local.update(c.policy, c.lastSyncAt);
   return { call: (now, tag, weight) => local.gate(tag, weight, now) };
 };
+
+/** Runs a case's steps in order, carrying rule states; returns the mismatches. */
+export function runReflexCase(c: ReflexCase): string[] {
+  let states: Record<string, RuleState> = c.initialStates ?? {};
+  const mismatches: string[] = [];
+  c.steps.forEach((step, i) => {
+    const stats = mergeWindow(step.pulses, step.now, c.windowSeconds);
+    const out = evaluateReflexes({ rules: c.rules, tags: c.tags, stats, states, now: step.now });
+    states = out.states;
+    const got = {
+      globalMaxWeight: out.globalMaxWeight,
+      tagMaxWeights: out.tagMaxWeights,
+      applied: out.applied,
+      events: out.events.map((e) => [e.kind, e.ruleId]),
+    };
+    if (JSON.stringify(got) !== JSON.stringify(step.expect)) {
+      mismatches.push(`step ${i}: expected ${JSON.stringify(step.expect)}, got ${JSON.stringify(got)}`);
+    }
+  });
+  return mismatches;
+}
+

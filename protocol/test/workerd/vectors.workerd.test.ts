@@ -1,6 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { LatencyHistogram } from "../../src/histogram.js";
-import { GATE_CASES, HISTOGRAM_CASES, brokenCopy, closeTo, decideFactory, localGateFactory, runGateCase, vectorNumber } from "../vectors.js";
+import {
+  GATE_CASES,
+  HISTOGRAM_CASES,
+  REFLEX_CASES,
+  brokenCopy,
+  closeTo,
+  decideFactory,
+  localGateFactory,
+  runGateCase,
+  runReflexCase,
+  vectorNumber,
+} from "../vectors.js";
 
 describe("TypeScript gate in workerd", () => {
   it("runs inside workerd", () => {
@@ -24,5 +35,11 @@ describe("histogram in workerd", () => {
     const h = LatencyHistogram.fromValues(values);
     expect(h.encode().b).toEqual((c.expect as { b: number[] }).b);
     for (const [q, expected] of c.quantiles as Array<[number, number | null]>) expect(closeTo(h.quantile(q), expected)).toBe(true);
+  });
+});
+
+describe("reflex engine in workerd", () => {
+  it.each(REFLEX_CASES.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    expect(runReflexCase(c)).toEqual([]);
   });
 });

@@ -1,0 +1,302 @@
+/**
+ * Reflex evaluation (DESIGN.md, "Reflex evaluation"), as pure functions of
+ * the window's pulses, the rules, the tag configuration, the previous rule
+ * states and `now`. The SiteAggregator Durable Object only stores and loads;
+ * every decision is here and is specified by protocol/vectors/reflex.json.
+ */
+import {
+  DEFAULT_RULE_COOLDOWN_SECONDS,
+  DEFAULT_TAG_MAX_WEIGHT,
+  DEFAULT_WINDOW_SECONDS,
+  type RuleAction,
+  type RuleOperator,
+} from "./constants.js";
+import { LatencyHistogram, type HistogramEncoding } from "./histogram.js";
+
+/** The parts of a pulse the reflex engine reads (a validated `Pulse` fits). */
+export interface WindowPulse {
+  instanceId: string;
+  usageDelta: number;
+  bouncedUnits?: number;
+  metrics: { latency?: number; errors?: number; latencyHistogram?: HistogramEncoding };
+  tagMetrics?: ReadonlyArray<{
+    tag: string;
+    latency?: number;
+    count: number;
+    errors?: number;
+    latencyHistogram?: HistogramEncoding;
+    customMetrics?: Readonly<Record<string, { min: number; max: number; sum: number; count: number }>>;
+  }>;
+  ts: number;
+}
+
+export interface CustomAggregate {
+  min: number;
+  max: number;
+  sum: number;
+  count: number;
+}
+
+/** Merged telemetry for the site or one tag over the window. */
+export class MetricStats {
+  calls = 0;
+  errors = 0;
+  /** Latency sum and observation count, for the mean (histograms and seed-style averages alike). */
+  latencySumMs = 0;
+  latencyObservations = 0;
+  /** Merged latency histogram; averages without a histogram are recorded as that many observations of the average. */
+  readonly histogram = new LatencyHistogram();
+  readonly custom = new Map<string, CustomAggregate>();
+
+  addLatency(averageMs: number | undefined, encoded: HistogramEncoding | undefined, weight: number): void {
+    // Pulses were validated at the Worker; a histogram that still fails is ignored, not fatal.
+    if (encoded !== undefined && encoded.n > 0 && this.histogram.mergeEncoded(encoded) === null) {
+      this.latencySumMs += encoded.s;
+      this.latencyObservations += encoded.n;
+      return;
+    }
+    // A seed-shaped pulse: only an average. It still counts, weighted by its calls.
+    if (averageMs !== undefined && averageMs > 0 && Number.isFinite(averageMs)) {
+      const w = weight > 0 ? weight : 1;
+      this.histogram.record(averageMs, w);
+      this.latencySumMs += averageMs * w;
+      this.latencyObservations += w;
+    }
+  }
+
+  addCustom(name: string, a: CustomAggregate): void {
+    const prev = this.custom.get(name);
+    this.custom.set(
+      name,
+      prev === undefined
+        ? { ...a }
+        : { min: Math.min(prev.min, a.min), max: Math.max(prev.max, a.max), sum: prev.sum + a.sum, count: prev.count + a.count },
+    );
+  }
+}
+
+export interface WindowStats {
+  site: MetricStats;
+  tags: Map<string, MetricStats>;
+  windowSeconds: number;
+  /** Pulses that fell inside the window. */
+  pulses: number;
+}
+
+/**
+ * Merges the pulses whose `ts` lies in `(now - windowSeconds, now]`: counts and
+ * errors summed, latency merged from histograms, custom metrics as min/max/sum/count.
+ */
+export function mergeWindow(pulses: readonly WindowPulse[], now: number, windowSeconds = DEFAULT_WINDOW_SECONDS): WindowStats {
+  const from = now - windowSeconds * 1000;
+  const site = new MetricStats();
+  const tags = new Map<string, MetricStats>();
+  let inWindow = 0;
+  for (const pulse of pulses) {
+    if (!(pulse.ts > from && pulse.ts <= now)) continue;
+    inWindow++;
+    site.calls += pulse.usageDelta;
+    site.errors += pulse.metrics.errors ?? 0;
+    site.addLatency(pulse.metrics.latency, pulse.metrics.latencyHistogram, pulse.usageDelta);
+    for (const entry of pulse.tagMetrics ?? []) {
+      let stats = tags.get(entry.tag);
+      if (stats === undefined) tags.set(entry.tag, (stats = new MetricStats()));
+      stats.calls += entry.count;
+      stats.errors += entry.errors ?? 0;
+      stats.addLatency(entry.latency, entry.latencyHistogram, entry.count);
+      for (const [name, aggregate] of Object.entries(entry.customMetrics ?? {})) {
+        stats.addCustom(name, aggregate);
+        site.addCustom(name, aggregate);
+      }
+    }
+  }
+  return { site, tags, windowSeconds, pulses: inWindow };
+}
+
+/**
+ * A metric's value: built-ins read 0 without data (the seed: "without telemetry,
+ * rules evaluate against zero"); a custom metric without data is `undefined`
+ * and matches no rule.
+ */
+export function readMetric(stats: MetricStats | undefined, metric: string, windowSeconds: number): number | undefined {
+  const s = stats ?? new MetricStats();
+  switch (metric) {
+    case "latency":
+      return s.latencyObservations > 0 ? s.latencySumMs / s.latencyObservations : 0;
+    case "p50_latency":
+      return s.histogram.quantile(0.5) ?? 0;
+    case "p95_latency":
+      return s.histogram.quantile(0.95) ?? 0;
+    case "p99_latency":
+      return s.histogram.quantile(0.99) ?? 0;
+    case "errors":
+      return s.errors;
+    case "error_rate":
+      return s.calls > 0 ? s.errors / s.calls : 0;
+    case "rps":
+      return s.calls / windowSeconds;
+    default: {
+      const a = s.custom.get(metric);
+      return a === undefined || a.count === 0 ? undefined : a.sum / a.count;
+    }
+  }
+}
+
+export function compare(value: number, operator: RuleOperator, threshold: number): boolean {
+  switch (operator) {
+    case "gt":
+      return value > threshold;
+    case "gte":
+      return value >= threshold;
+    case "lt":
+      return value < threshold;
+    case "lte":
+      return value <= threshold;
+  }
+}
+
+/** A rule as the engine needs it (a stored, validated `ReflexRule` with its id). */
+export interface EngineRule {
+  id: string;
+  tagName: string | null;
+  metric: string;
+  metricTag?: string | null;
+  operator: RuleOperator;
+  threshold: number;
+  action: RuleAction;
+  actionValue?: number;
+  enabled: boolean;
+  priority: number;
+  cooldownSeconds?: number;
+}
+
+export interface TagConfig {
+  /** Baseline max weight that `throttle` multiplies. @default 10 */
+  maxWeight?: number;
+  priority?: number;
+}
+
+/** Per-rule memory between evaluations; persisted by the Durable Object. */
+export interface RuleState {
+  active: boolean;
+  /** When the rule's condition last held (epoch ms). */
+  lastMatchedAt: number | null;
+  /** When it last went from inactive to active. */
+  firedAt: number | null;
+}
+
+export interface ReflexEvent {
+  kind: "fired" | "cleared";
+  ruleId: string;
+  at: number;
+  /** The target: a tag, or null for all traffic. */
+  tagName: string | null;
+  metric: string;
+  metricTag: string | null;
+  /** The value read at this evaluation (undefined: a custom metric without data). */
+  value: number | undefined;
+  operator: RuleOperator;
+  threshold: number;
+}
+
+export interface ReflexInput {
+  rules: readonly EngineRule[];
+  tags?: Readonly<Record<string, TagConfig>>;
+  /** Baseline for rules that target all traffic. @default 10 */
+  globalBaselineMaxWeight?: number;
+  stats: WindowStats;
+  states?: Readonly<Record<string, RuleState>>;
+  now: number;
+}
+
+export interface ReflexOutcome {
+  globalMaxWeight: number | null;
+  tagMaxWeights: Record<string, number | null>;
+  /** Ids of the rules whose action is in the policy, by priority. */
+  applied: string[];
+  /** Every rule's state after this evaluation (rules no longer present are dropped). */
+  states: Record<string, RuleState>;
+  events: ReflexEvent[];
+}
+
+/** Rule order: priority ascending, then id, so equal priorities are still deterministic. */
+function byPriority(a: EngineRule, b: EngineRule): number {
+  return a.priority - b.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/**
+ * Evaluates the rules against the window. For each target (a tag, or null =
+ * all traffic) the first active rule by priority applies and later ones for the
+ * same target are skipped. A rule that stopped matching stays active for its
+ * `cooldownSeconds` (hysteresis). `block` sets the target's max weight to 0;
+ * `throttle` multiplies its baseline by `actionValue`.
+ */
+export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
+  const { stats, now } = input;
+  const previous = input.states ?? {};
+  const states: Record<string, RuleState> = {};
+  const events: ReflexEvent[] = [];
+  const ordered = [...input.rules].sort(byPriority);
+  const present = new Set(ordered.map((r) => r.id));
+
+  const event = (kind: ReflexEvent["kind"], rule: EngineRule, value: number | undefined): ReflexEvent => ({
+    kind,
+    ruleId: rule.id,
+    at: now,
+    tagName: rule.tagName,
+    metric: rule.metric,
+    metricTag: rule.metricTag ?? null,
+    value,
+    operator: rule.operator,
+    threshold: rule.threshold,
+  });
+
+  const active: EngineRule[] = [];
+  for (const rule of ordered) {
+    const before = previous[rule.id] ?? { active: false, lastMatchedAt: null, firedAt: null };
+    const source = rule.metricTag ? stats.tags.get(rule.metricTag) : stats.site;
+    const value = readMetric(source, rule.metric, stats.windowSeconds);
+    const matches = rule.enabled && value !== undefined && compare(value, rule.operator, rule.threshold);
+    const cooldownMs = (rule.cooldownSeconds ?? DEFAULT_RULE_COOLDOWN_SECONDS) * 1000;
+    let after: RuleState;
+    if (matches) {
+      after = { active: true, lastMatchedAt: now, firedAt: before.active ? before.firedAt : now };
+      if (!before.active) events.push(event("fired", rule, value));
+    } else if (rule.enabled && before.active && before.lastMatchedAt !== null && now - before.lastMatchedAt < cooldownMs) {
+      after = before; // cooling down: still applies
+    } else {
+      after = { active: false, lastMatchedAt: before.lastMatchedAt, firedAt: before.firedAt };
+      if (before.active) events.push(event("cleared", rule, value));
+    }
+    states[rule.id] = after;
+    if (after.active) active.push(rule);
+  }
+  // Rules that were deleted while active are cleared too, so the record is complete.
+  for (const [id, state] of Object.entries(previous)) {
+    if (!present.has(id) && state.active) {
+      events.push({ kind: "cleared", ruleId: id, at: now, tagName: null, metric: "", metricTag: null, value: undefined, operator: "gt", threshold: 0 });
+    }
+  }
+
+  const tagMaxWeights: Record<string, number | null> = {};
+  let globalMaxWeight: number | null = null;
+  const applied: string[] = [];
+  const decided = new Set<string | null>();
+  const globalBaseline = input.globalBaselineMaxWeight ?? DEFAULT_TAG_MAX_WEIGHT;
+  for (const rule of active) {
+    if (decided.has(rule.tagName)) continue; // layering: first rule per target wins
+    decided.add(rule.tagName);
+    applied.push(rule.id);
+    const baseline =
+      rule.tagName === null ? globalBaseline : (input.tags?.[rule.tagName]?.maxWeight ?? DEFAULT_TAG_MAX_WEIGHT);
+    const limit = rule.action === "block" ? 0 : roundWeight(baseline * (rule.actionValue ?? 1));
+    if (rule.tagName === null) globalMaxWeight = limit;
+    else tagMaxWeights[rule.tagName] = limit;
+  }
+  return { globalMaxWeight, tagMaxWeights, applied, states, events };
+}
+
+/** Keeps throttled limits readable on the wire: 10 × 0.7 is 7, not 6.999999999999999. */
+function roundWeight(value: number): number {
+  return Math.round(value * 1e9) / 1e9;
+}

@@ -11,7 +11,8 @@ const migrations = path.join(ROOT, "migrations");
 const hasMigrations = existsSync(migrations) && readdirSync(migrations).some((f) => f.endsWith(".sql"));
 if (hasMigrations) {
   log("applying D1 migrations locally");
-  await runOrExit(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local"]);
+  // CI=true: apply without the interactive "Ok to proceed?" prompt; already-applied ones are skipped.
+  await runOrExit(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local"], { env: { CI: "true" } });
 }
 
 const port = process.env.PORT ?? "8787";

@@ -7,6 +7,8 @@ import { Hono } from "hono";
 import { errorBody } from "./errors.js";
 
 export interface Env {
+  /** Configuration database (schema: db/schema.ts). */
+  DB: D1Database;
   /** Set by wrangler.toml; shows which build answered. */
   WAITSTATE_VERSION?: string;
 }

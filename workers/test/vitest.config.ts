@@ -1,12 +1,23 @@
-import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
+import path from "node:path";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
 
-/** The control-plane Worker, run in workerd with the bindings of the root wrangler.toml. */
-export default defineConfig({
-  plugins: [cloudflareTest({ wrangler: { configPath: "../../wrangler.toml" } })],
+const root = path.resolve(import.meta.dirname, "../..");
+
+/** The control-plane Worker in workerd, with the root wrangler.toml's bindings and the D1 migrations. */
+export default defineConfig(async () => ({
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: path.join(root, "wrangler.toml") },
+      miniflare: {
+        bindings: { TEST_MIGRATIONS: await readD1Migrations(path.join(root, "migrations")) },
+      },
+    }),
+  ],
   test: {
     name: "workers",
     root: import.meta.dirname,
     include: ["*.test.ts"],
+    setupFiles: ["./apply-migrations.ts"],
   },
-});
+}));

@@ -1,0 +1,149 @@
+/**
+ * D1 schema (drizzle-orm). Configuration lives here: organizations, their
+ * credentials, tags, sites and reflex rules; plus the usage ledger and the
+ * per-minute telemetry rollups the SiteAggregator writes. SQL migrations in
+ * migrations/ are generated from this file by `npm run db:generate`.
+ */
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+const createdAt = () =>
+  integer("created_at", { mode: "number" })
+    .notNull()
+    .default(sql`(unixepoch('subsec') * 1000)`);
+
+export const organizations = sqliteTable("organizations", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  plan: text("plan", { enum: ["hobby", "pro", "enterprise"] }).notNull(),
+  createdAt: createdAt(),
+});
+
+/** Management bearer tokens, stored only as SHA-256 hashes. */
+export const managementTokens = sqliteTable(
+  "management_tokens",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    tokenHash: text("token_hash").notNull(),
+    name: text("name").notNull(),
+    createdAt: createdAt(),
+    revokedAt: integer("revoked_at", { mode: "number" }),
+  },
+  (t) => [uniqueIndex("management_tokens_hash").on(t.tokenHash), index("management_tokens_org").on(t.orgId)],
+);
+
+/** SDK key pairs: the publish key in clear, the secret key AES-GCM encrypted at rest. */
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    publishKey: text("publish_key").notNull(),
+    /** base64 of AES-GCM ciphertext; `secretKeyIv` is its base64 nonce. */
+    secretKeyCiphertext: text("secret_key_ciphertext").notNull(),
+    secretKeyIv: text("secret_key_iv").notNull(),
+    createdAt: createdAt(),
+    revokedAt: integer("revoked_at", { mode: "number" }),
+    /** Set on the key a rotation replaced. */
+    rotatedToId: text("rotated_to_id"),
+  },
+  (t) => [uniqueIndex("api_keys_publish_key").on(t.publishKey), index("api_keys_org").on(t.orgId)],
+);
+
+/** Tag configuration: the baseline a throttle multiplies, and the triage priority. */
+export const tags = sqliteTable(
+  "tags",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    maxWeight: real("max_weight").notNull().default(10),
+    priority: integer("priority").notNull().default(0),
+    /** True when created from a pulse rather than by an operator. */
+    autoCreated: integer("auto_created", { mode: "boolean" }).notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("tags_org_name").on(t.orgId, t.name)],
+);
+
+/** Sites are created on first pulse; each has one SiteAggregator. */
+export const sites = sqliteTable(
+  "sites",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    siteId: text("site_id").notNull(),
+    killSwitch: integer("kill_switch", { mode: "boolean" }).notNull().default(false),
+    createdAt: createdAt(),
+    lastPulseAt: integer("last_pulse_at", { mode: "number" }),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.siteId] })],
+);
+
+export const reflexRules = sqliteTable(
+  "reflex_rules",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    /** null: the rule applies to every site of the org. */
+    siteId: text("site_id"),
+    tagName: text("tag_name"),
+    metric: text("metric").notNull(),
+    metricTag: text("metric_tag"),
+    operator: text("operator", { enum: ["gt", "gte", "lt", "lte"] }).notNull(),
+    threshold: real("threshold").notNull(),
+    action: text("action", { enum: ["block", "throttle"] }).notNull(),
+    actionValue: real("action_value"),
+    enabled: integer("enabled", { mode: "boolean" }).notNull().default(true),
+    priority: integer("priority").notNull(),
+    cooldownSeconds: integer("cooldown_seconds").notNull().default(30),
+    createdAt: createdAt(),
+    updatedAt: integer("updated_at", { mode: "number" }),
+  },
+  (t) => [index("reflex_rules_org").on(t.orgId, t.siteId)],
+);
+
+/** Monthly usage per org (gate calls), from pulses' usageDelta. */
+export const usageMonthly = sqliteTable(
+  "usage_monthly",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    /** "YYYY-MM", UTC. */
+    month: text("month").notNull(),
+    calls: integer("calls").notNull().default(0),
+    bounced: integer("bounced").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.month] })],
+);
+
+/** Per-minute rollups per site and tag, written by the SiteAggregator's alarm. */
+export const telemetryRollups = sqliteTable(
+  "telemetry_rollups",
+  {
+    orgId: text("org_id").notNull(),
+    siteId: text("site_id").notNull(),
+    tag: text("tag").notNull(),
+    /** Epoch ms of the minute's start. */
+    minute: integer("minute", { mode: "number" }).notNull(),
+    calls: integer("calls").notNull().default(0),
+    bounced: integer("bounced").notNull().default(0),
+    errors: integer("errors").notNull().default(0),
+    p50: real("p50"),
+    p95: real("p95"),
+    p99: real("p99"),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.siteId, t.tag, t.minute] })],
+);

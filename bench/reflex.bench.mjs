@@ -1,5 +1,6 @@
 // Reflex evaluation cost: 20 tags × 50 rules over a window of 3 instances' pulses
 // (issue 4's target: ≤ 50 µs per evaluation). Median of interleaved rounds.
+import { readFileSync, writeFileSync } from "node:fs";
 import { evaluateReflexes, mergeWindow } from "@waitstate/protocol/reflex";
 import { LatencyHistogram } from "@waitstate/protocol/histogram";
 
@@ -61,8 +62,17 @@ function medianMicros(fn) {
 
 const evaluate = medianMicros(evaluateOnly);
 const merge = medianMicros(mergeOnly);
-console.log("");
-console.log("| reflex step (20 tags, 50 rules, 3 instances) | median µs |");
-console.log("|---|---:|");
-console.log(`| evaluate 50 rules on a merged window (target ≤ 50 µs) | ${evaluate.toFixed(1)} |`);
-console.log(`| merge the window: 3 pulses × 21 histograms | ${merge.toFixed(1)} |`);
+const table = [
+  "| reflex step (20 tags, 50 rules, 3 instances) | median µs |",
+  "|---|---:|",
+  `| evaluate 50 rules on a merged window (target ≤ 50 µs) | ${evaluate.toFixed(1)} |`,
+  `| merge the window: 3 pulses × 21 histograms | ${merge.toFixed(1)} |`,
+].join("\n");
+console.log("\n" + table);
+
+const readmePath = new URL("../README.md", import.meta.url);
+const readme = readFileSync(readmePath, "utf8");
+const marked = /<!-- bench-reflex:start -->[\s\S]*<!-- bench-reflex:end -->/;
+if (process.env.BENCH_WRITE_README !== "0" && marked.test(readme)) {
+  writeFileSync(readmePath, readme.replace(marked, `<!-- bench-reflex:start -->\n${table}\n<!-- bench-reflex:end -->`));
+}

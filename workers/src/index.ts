@@ -1,25 +1,25 @@
 /**
- * The WaitState control-plane Worker. Issue 4 adds auth, pulses, policies and
- * the management API; this entry already answers health checks and turns every
- * unknown route or unexpected failure into the typed error body.
+ * The WaitState control-plane Worker. This file only wires routes together;
+ * each route lives in routes/ and every failure becomes the typed error body.
  */
 import { Hono } from "hono";
-import { errorBody } from "./errors.js";
+import { ApiError, errorBody } from "./errors.js";
+import { registerApiKeys } from "./routes/v1_api_keys.js";
+import { registerOrganizations } from "./routes/v1_organizations.js";
+import type { AppEnv } from "./env.js";
 
-export interface Env {
-  /** Configuration database (schema: db/schema.ts). */
-  DB: D1Database;
-  /** Set by wrangler.toml; shows which build answered. */
-  WAITSTATE_VERSION?: string;
-}
+export type { Env } from "./env.js";
 
-const app = new Hono<{ Bindings: Env }>();
+const app = new Hono<AppEnv>();
 
 app.get("/healthz", (c) => c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }));
+registerOrganizations(app);
+registerApiKeys(app);
 
 app.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 
 app.onError((err, c) => {
+  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status);
   console.error("unhandled error", err);
   return c.json(errorBody("INTERNAL_ERROR", "The control plane failed to handle this request"), 500);
 });

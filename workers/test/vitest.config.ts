@@ -10,7 +10,12 @@ export default defineConfig(async () => ({
     cloudflareTest({
       wrangler: { configPath: path.join(root, "wrangler.toml") },
       miniflare: {
-        bindings: { TEST_MIGRATIONS: await readD1Migrations(path.join(root, "migrations")) },
+        bindings: {
+          TEST_MIGRATIONS: await readD1Migrations(path.join(root, "migrations")),
+          ADMIN_TOKEN: "test-admin-token",
+          // 32 bytes of 0x01, base64: a fixed test key for secret keys at rest.
+          ENCRYPTION_KEY: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        },
       },
     }),
   ],

@@ -1,0 +1,41 @@
+import type { Context } from "hono";
+import type { z } from "zod";
+import { parseWith } from "@waitstate/protocol";
+import { ApiError } from "../errors.js";
+
+/** Management request bodies are small; anything larger is refused before parsing. */
+export const MAX_MANAGEMENT_BODY_BYTES = 16 * 1024;
+
+/**
+ * Reads a JSON body and validates it: 415 without a JSON content type, 413 when
+ * too large, 400 INVALID_JSON or VALIDATION_FAILED (naming the path) otherwise.
+ */
+export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxBytes = MAX_MANAGEMENT_BODY_BYTES): Promise<z.output<S>> {
+  const type = c.req.header("content-type") ?? "";
+  if (!/^application\/json\b/i.test(type)) {
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON with content-type: application/json");
+  }
+  const declared = Number(c.req.header("content-length") ?? "0");
+  if (declared > maxBytes) throw new ApiError("PAYLOAD_TOO_LARGE", `The body must be at most ${maxBytes} bytes`);
+  const text = await c.req.text();
+  if (new TextEncoder().encode(text).length > maxBytes) {
+    throw new ApiError("PAYLOAD_TOO_LARGE", `The body must be at most ${maxBytes} bytes`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ApiError("INVALID_JSON", "The body is not valid JSON");
+  }
+  const parsed = parseWith(schema, json);
+  if (!parsed.ok) throw new ApiError("VALIDATION_FAILED", parsed.message);
+  return parsed.value;
+}
+
+/** The bearer token of the request, or a 401. */
+export function bearerToken(c: Context): string {
+  const header = c.req.header("authorization") ?? "";
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) throw new ApiError("UNAUTHORIZED", "Send a bearer token: authorization: Bearer <token>");
+  return match[1]!;
+}

@@ -1,0 +1,91 @@
+import type { Hono } from "hono";
+import { and, desc, eq, isNull } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import { z } from "zod";
+import { apiKeys } from "../db/schema.js";
+import { ApiError } from "../errors.js";
+import { readJson } from "../lib/body.js";
+import { encryptSecret, importEncryptionKey, randomId, randomToken } from "../lib/crypto.js";
+import { managementAuth } from "../middleware/management-auth.js";
+import type { AppEnv, Env } from "../env.js";
+
+const CreateKey = z.object({ name: z.string().trim().min(1).max(100).default("default") });
+const KeyId = z.string().regex(/^key_[A-Za-z0-9_-]{1,64}$/);
+
+type KeyRow = typeof apiKeys.$inferSelect;
+
+function keyView(row: KeyRow) {
+  return { id: row.id, name: row.name, publishKey: row.publishKey, createdAt: row.createdAt, revokedAt: row.revokedAt, rotatedToId: row.rotatedToId };
+}
+
+async function encryptionKey(env: Env): Promise<CryptoKey> {
+  if (!env.ENCRYPTION_KEY) throw new ApiError("NOT_CONFIGURED", "ENCRYPTION_KEY is not set: `npm start` writes one to .dev.vars, or run `wrangler secret put ENCRYPTION_KEY`");
+  try {
+    return await importEncryptionKey(env.ENCRYPTION_KEY);
+  } catch {
+    throw new ApiError("NOT_CONFIGURED", "ENCRYPTION_KEY must be 32 bytes, base64-encoded");
+  }
+}
+
+/** A new key pair for the org: the secret is encrypted at rest and returned once. */
+async function newKey(env: Env, orgId: string, name: string) {
+  const secretKey = randomToken("ws_sec_");
+  const sealed = await encryptSecret(await encryptionKey(env), secretKey);
+  const row = {
+    id: randomId("key_"),
+    orgId,
+    name,
+    publishKey: randomToken("ws_pub_", 16),
+    secretKeyCiphertext: sealed.ciphertext,
+    secretKeyIv: sealed.iv,
+  };
+  return { row, secretKey };
+}
+
+/** Another org's key id answers exactly like an unknown one: 404. */
+async function ownKey(env: Env, orgId: string, rawId: string): Promise<KeyRow> {
+  const id = KeyId.safeParse(rawId);
+  if (!id.success) throw new ApiError("NOT_FOUND", "No such API key");
+  const [row] = await drizzle(env.DB).select().from(apiKeys).where(and(eq(apiKeys.id, id.data), eq(apiKeys.orgId, orgId)));
+  if (!row) throw new ApiError("NOT_FOUND", "No such API key");
+  return row;
+}
+
+/** `GET/POST /v1/api-keys`, `DELETE /v1/api-keys/:id`, `POST /v1/api-keys/:id/rotate`. */
+export function registerApiKeys(app: Hono<AppEnv>) {
+  app.get("/v1/api-keys", managementAuth, async (c) => {
+    const rows = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.orgId, c.var.orgId)).orderBy(desc(apiKeys.createdAt));
+    return c.json({ apiKeys: rows.map(keyView) });
+  });
+
+  app.post("/v1/api-keys", managementAuth, async (c) => {
+    const body = await readJson(c, CreateKey);
+    const { row, secretKey } = await newKey(c.env, c.var.orgId, body.name);
+    const db = drizzle(c.env.DB);
+    await db.insert(apiKeys).values(row);
+    const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
+    return c.json({ ...keyView(created!), secretKey }, 201);
+  });
+
+  app.delete("/v1/api-keys/:id", managementAuth, async (c) => {
+    const key = await ownKey(c.env, c.var.orgId, c.req.param("id"));
+    if (key.revokedAt === null) {
+      await drizzle(c.env.DB).update(apiKeys).set({ revokedAt: Date.now() }).where(and(eq(apiKeys.id, key.id), isNull(apiKeys.revokedAt)));
+    }
+    const [after] = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.id, key.id));
+    return c.json(keyView(after!));
+  });
+
+  app.post("/v1/api-keys/:id/rotate", managementAuth, async (c) => {
+    const old = await ownKey(c.env, c.var.orgId, c.req.param("id"));
+    if (old.revokedAt !== null) throw new ApiError("CONFLICT", "This key is revoked; create a new one instead");
+    const { row, secretKey } = await newKey(c.env, c.var.orgId, old.name);
+    const db = drizzle(c.env.DB);
+    await db.batch([
+      db.insert(apiKeys).values(row),
+      db.update(apiKeys).set({ revokedAt: Date.now(), rotatedToId: row.id }).where(eq(apiKeys.id, old.id)),
+    ]);
+    const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
+    return c.json({ ...keyView(created!), secretKey, replaces: old.id }, 201);
+  });
+}

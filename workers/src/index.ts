@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import { ApiError, errorBody } from "./errors.js";
 import { registerApiKeys } from "./routes/v1_api_keys.js";
+import { registerAuthToken } from "./routes/v1_auth_token.js";
 import { registerOrganizations } from "./routes/v1_organizations.js";
 import type { AppEnv } from "./env.js";
 
@@ -15,6 +16,7 @@ const app = new Hono<AppEnv>();
 app.get("/healthz", (c) => c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }));
 registerOrganizations(app);
 registerApiKeys(app);
+registerAuthToken(app);
 
 app.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 

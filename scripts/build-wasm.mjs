@@ -1,54 +1,112 @@
-// Builds wasm-core for wasm32-unknown-unknown, optimises it with binaryen's
-// wasm-opt (from npm) and writes sdk-edge/dist/waitstate.wasm, refusing a module
-// over 16 KB. `--test` runs `cargo test` (the shared vectors, natively) instead.
+#!/usr/bin/env node
+// Builds wasm-core for wasm32-unknown-unknown (release: lto, codegen-units 1,
+// panic abort, strip — see wasm-core/Cargo.toml), shrinks it with binaryen's
+// wasm-opt (-Oz) and installs it as sdk-edge/dist/waitstate.wasm, beside the
+// loaders that read or import it. Refuses a module over 16 KiB. Skips the build
+// when the output is newer than every input (wasm-core/src/**, Cargo.toml, this
+// script) unless --force.
 //
-// Toolchains, in order: Debian's rustc/cargo with libstd-rust-dev-wasm32 and
-// crates from /usr/share/cargo/registry (no crates.io needed); otherwise the
-// `cargo` on PATH (rustup: `rustup target add wasm32-unknown-unknown`).
-import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+//   node scripts/build-wasm.mjs            build when stale
+//   node scripts/build-wasm.mjs --force    always build
+//   node scripts/build-wasm.mjs --test     cargo test: the shared vectors and unit tests, natively
+//
+// Toolchains, in order: Debian's /usr/bin/cargo with RUSTC=/usr/bin/rustc, the
+// wasm32 std of libstd-rust-dev-wasm32, and crates from Debian's librust-*-dev
+// packages as a directory source (passed with --config: Cargo.toml stays an
+// ordinary manifest, no crates.io needed); otherwise the `cargo` on PATH
+// (rustup: `rustup target add wasm32-unknown-unknown`) with crates.io.
+//
+// Node builtins only, plus node_modules/.bin/wasm-opt (npm package binaryen).
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
-import { ROOT, bin, log, run } from "./lib.mjs";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
+const SCRIPT = fileURLToPath(import.meta.url);
+const ROOT = path.resolve(path.dirname(SCRIPT), "..");
 const CRATE = path.join(ROOT, "wasm-core");
 const TARGET_DIR = path.join(CRATE, "target");
-const RAW = path.join(TARGET_DIR, "wasm32-unknown-unknown", "release", "waitstate_core.wasm");
+const TRIPLE = "wasm32-unknown-unknown";
+const RAW = path.join(TARGET_DIR, TRIPLE, "release", "waitstate_core.wasm");
+const OPTIMIZED = path.join(TARGET_DIR, "waitstate.opt.wasm");
 export const WASM_OUT = path.join(ROOT, "sdk-edge", "dist", "waitstate.wasm");
+/** Every place a loader reads the module from (the node/deno entries read it, workerd imports it, beside the JS). */
+export const WASM_OUTPUTS = [WASM_OUT];
 export const WASM_LIMIT_BYTES = 16 * 1024;
 const DEBIAN_REGISTRY = "/usr/share/cargo/registry";
 
-/** How to call cargo here: Debian's toolchain when it can build wasm32, else PATH. */
-function toolchain() {
-  const debian =
-    existsSync("/usr/bin/cargo") &&
-    existsSync("/usr/bin/rustc") &&
-    existsSync("/usr/lib/rustlib/wasm32-unknown-unknown") &&
-    existsSync(DEBIAN_REGISTRY);
+const log = (message) => process.stderr.write(`[build-wasm] ${message}\n`);
+
+/** Where a toolchain's rustc keeps a target's std, or null. */
+function targetLibdir(rustc, env) {
+  const r = spawnSync(rustc, ["--print", "target-libdir", "--target", TRIPLE], { encoding: "utf8", env: { ...process.env, ...env } });
+  if (r.status !== 0 || r.error) return null;
+  const dir = r.stdout.trim();
+  return dir && existsSync(dir) && readdirSync(dir).some((f) => f.startsWith("libcore-")) ? dir : null;
+}
+
+function onPath(command) {
+  const r = spawnSync(command, ["--version"], { encoding: "utf8" });
+  return !r.error && r.status === 0;
+}
+
+/**
+ * How to call cargo here. `wasm`: the toolchain must be able to build wasm32.
+ * Returns { name, cargo, config, env } or throws with what to install.
+ */
+export function findToolchain({ wasm = true } = {}) {
+  const debian = existsSync("/usr/bin/cargo") && existsSync("/usr/bin/rustc");
   if (debian) {
-    return {
-      name: "Debian rustc + crates from " + DEBIAN_REGISTRY,
-      cargo: "/usr/bin/cargo",
-      // Crates come from Debian's packages as a directory source; Cargo.toml stays normal.
-      config: [
-        "--config",
-        'source.crates-io.replace-with="debian-packages"',
-        "--config",
-        `source.debian-packages.directory="${DEBIAN_REGISTRY}"`,
-      ],
-      env: { RUSTC: "/usr/bin/rustc", RUSTDOC: "/usr/bin/rustdoc" },
-    };
+    const env = { RUSTC: "/usr/bin/rustc", RUSTDOC: "/usr/bin/rustdoc" };
+    if (!wasm || targetLibdir("/usr/bin/rustc", env)) {
+      const registry = existsSync(DEBIAN_REGISTRY);
+      return {
+        name: registry ? `Debian rustc, crates from ${DEBIAN_REGISTRY}` : "Debian rustc, crates.io",
+        cargo: "/usr/bin/cargo",
+        // Source replacement at build time: Cargo.toml and the crates.io names stay as they are.
+        config: registry
+          ? ["--config", 'source.crates-io.replace-with="debian-packages"', "--config", `source.debian-packages.directory="${DEBIAN_REGISTRY}"`]
+          : [],
+        env,
+      };
+    }
   }
-  return { name: "cargo on PATH", cargo: "cargo", config: [], env: {} };
+  if (onPath("cargo") && (!wasm || targetLibdir("rustc", {}))) {
+    return { name: "cargo on PATH, crates.io", cargo: "cargo", config: [], env: {} };
+  }
+  throw new Error(
+    `no Rust toolchain here can build ${TRIPLE}.\n` +
+      "  Debian/Ubuntu: apt-get install rustc cargo libstd-rust-dev-wasm32 lld librust-hmac-dev librust-sha2-dev librust-serde-json-dev\n" +
+      `  rustup:        rustup target add ${TRIPLE}`,
+  );
 }
 
 const COMMON_ENV = {
   CARGO_TARGET_DIR: TARGET_DIR,
-  // 64 KiB of stack instead of wasm-ld's 1 MiB: each EdgeGate instance stays small.
+  // 64 KiB of stack instead of wasm-ld's 1 MiB, so each instance's memory stays small.
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS: "-C link-arg=-zstack-size=65536",
   CARGO_TERM_COLOR: "never",
 };
 
+function run(command, args, { cwd = ROOT, env = {} } = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+    child.on("error", (error) => resolve({ code: 127, error }));
+    child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 1 : 0) }));
+  });
+}
+
+/** node_modules/.bin/wasm-opt, looked up from the repo root upwards. */
+function wasmOpt() {
+  for (let dir = ROOT; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "node_modules", ".bin", process.platform === "win32" ? "wasm-opt.cmd" : "wasm-opt");
+    if (existsSync(candidate)) return candidate;
+    if (path.dirname(dir) === dir) throw new Error("wasm-opt not found: install the binaryen npm package (npm ci at the repo root)");
+  }
+}
+
 function newestInput() {
-  let newest = statSync(new URL(import.meta.url)).mtimeMs;
+  let newest = statSync(SCRIPT).mtimeMs;
   const walk = (dir) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
@@ -57,52 +115,78 @@ function newestInput() {
     }
   };
   walk(path.join(CRATE, "src"));
-  newest = Math.max(newest, statSync(path.join(CRATE, "Cargo.toml")).mtimeMs);
-  return newest;
+  return Math.max(newest, statSync(path.join(CRATE, "Cargo.toml")).mtimeMs);
 }
 
-/** Builds the module unless it is newer than every input. Exits the process on failure. */
+function isFresh() {
+  const inputs = newestInput();
+  return WASM_OUTPUTS.every((out) => existsSync(out) && statSync(out).mtimeMs > inputs);
+}
+
+/**
+ * Builds and installs the module unless it is fresh. Resolves with
+ * { path, size, built }; rejects with a readable Error (no toolchain, cargo or
+ * wasm-opt failure, module over the limit — then nothing is installed).
+ */
 export async function buildWasm({ force = false } = {}) {
-  if (!force && existsSync(WASM_OUT) && statSync(WASM_OUT).mtimeMs > newestInput()) return WASM_OUT;
-  const tc = toolchain();
-  log(`building wasm-core for wasm32-unknown-unknown (${tc.name})`);
-  const { code } = await run(
-    tc.cargo,
-    ["build", "--release", "--target", "wasm32-unknown-unknown", "--lib", ...tc.config],
-    { cwd: CRATE, env: { ...COMMON_ENV, ...tc.env } },
-  );
-  if (code !== 0 || !existsSync(RAW)) {
-    log(
-      "cannot build wasm32-unknown-unknown. On Debian: apt-get install rustc cargo libstd-rust-dev-wasm32 lld " +
-        "librust-hmac-dev librust-sha2-dev librust-serde-json-dev; with rustup: rustup target add wasm32-unknown-unknown",
-    );
-    process.exit(code || 1);
+  if (!force && isFresh()) {
+    const size = statSync(WASM_OUT).size;
+    log(`sdk-edge/dist/waitstate.wasm is up to date: ${size} bytes`);
+    return { path: WASM_OUT, size, built: false };
   }
-  mkdirSync(path.dirname(WASM_OUT), { recursive: true });
-  const opt = await run(bin("wasm-opt"), ["-Oz", "--strip-debug", "--strip-producers", RAW, "-o", WASM_OUT]);
-  if (opt.code !== 0) {
-    log("wasm-opt failed; is binaryen installed (npm ci)?");
-    process.exit(opt.code);
-  }
-  const size = statSync(WASM_OUT).size;
-  log(`sdk-edge/dist/waitstate.wasm: ${size} bytes (limit ${WASM_LIMIT_BYTES})`);
+  const tc = findToolchain({ wasm: true });
+  log(`cargo build --release --target ${TRIPLE} (${tc.name})`);
+  const cargo = await run(tc.cargo, ["build", "--release", "--target", TRIPLE, "--lib", ...tc.config], {
+    cwd: CRATE,
+    env: { ...COMMON_ENV, ...tc.env },
+  });
+  if (cargo.code !== 0 || !existsSync(RAW)) throw new Error(`cargo build for ${TRIPLE} failed (exit ${cargo.code})`);
+  rmSync(OPTIMIZED, { force: true });
+  const opt = await run(wasmOpt(), ["-Oz", "--strip-debug", "--strip-producers", RAW, "-o", OPTIMIZED]);
+  if (opt.code !== 0 || !existsSync(OPTIMIZED)) throw new Error(`wasm-opt failed (exit ${opt.code})`);
+  const size = statSync(OPTIMIZED).size;
+  log(`waitstate.wasm: ${size} bytes after wasm-opt -Oz (limit ${WASM_LIMIT_BYTES}; ${statSync(RAW).size} before)`);
   if (size > WASM_LIMIT_BYTES) {
-    log(`the wasm module is over ${WASM_LIMIT_BYTES} bytes`);
-    process.exit(1);
+    // Not installed, so the next run does not take an oversized module for a fresh one.
+    throw new Error(`the wasm module is ${size} bytes, over the ${WASM_LIMIT_BYTES}-byte limit`);
   }
-  return WASM_OUT;
+  for (const out of WASM_OUTPUTS) {
+    mkdirSync(path.dirname(out), { recursive: true });
+    const tmp = `${out}.tmp-${process.pid}`;
+    copyFileSync(OPTIMIZED, tmp);
+    renameSync(tmp, out);
+    log(`wrote ${path.relative(ROOT, out)}`);
+  }
+  return { path: WASM_OUT, size, built: true };
 }
 
-/** `cargo test`: the shared vectors and unit tests, natively. */
-export async function testWasmCore() {
-  const tc = toolchain();
-  log(`cargo test in wasm-core (${tc.name})`);
-  const { code } = await run(tc.cargo, ["test", ...tc.config], { cwd: CRATE, env: { ...COMMON_ENV, ...tc.env } });
+/** `cargo test` in wasm-core (vectors and unit tests, natively). Resolves with the exit code. */
+export async function testWasmCore(extraArgs = []) {
+  const tc = findToolchain({ wasm: false });
+  log(`cargo test (${tc.name})`);
+  const { code } = await run(tc.cargo, ["test", ...tc.config, ...extraArgs], { cwd: CRATE, env: { ...COMMON_ENV, ...tc.env } });
   return code;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  if (process.argv.includes("--test")) process.exit(await testWasmCore());
-  await buildWasm({ force: process.argv.includes("--force") });
+function invokedDirectly() {
+  try {
+    return process.argv[1] !== undefined && pathToFileURL(realpathSync(process.argv[1])).href === pathToFileURL(realpathSync(SCRIPT)).href;
+  } catch {
+    return false;
+  }
 }
 
+if (invokedDirectly()) {
+  const args = process.argv.slice(2);
+  try {
+    if (args.includes("--test")) {
+      const dashdash = args.indexOf("--");
+      process.exitCode = await testWasmCore(dashdash >= 0 ? args.slice(dashdash) : []);
+    } else {
+      await buildWasm({ force: args.includes("--force") });
+    }
+  } catch (error) {
+    log(`error: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  }
+}

@@ -39,7 +39,7 @@ export interface EdgePolicy {
   retryAfterSeconds?: number;
 }
 
-export type EdgeErrorCode = "NOT_INITIALIZED" | "INVALID_POLICY" | "INVALID_ARGUMENT" | "WASM_ERROR";
+export type EdgeErrorCode = "NOT_INITIALIZED" | "INVALID_POLICY" | "INVALID_ARGUMENT" | "WASM_ERROR" | "PULSE_FAILED";
 
 /** The one error type of @waitstate/edge. `code` is stable; `message` says what to fix. */
 export class EdgeError extends Error {
@@ -154,6 +154,34 @@ export interface EdgeCounts {
   tags: EdgeTagCount[];
 }
 
+/** What {@link EdgeGate.pulse} needs to build and sign a pulse (DESIGN.md, "Pulses and auth"). */
+export interface PulseOptions {
+  /** This instance (isolate, process): stable for its lifetime. */
+  instanceId: string;
+  siteId?: string;
+  /** Sent as `x-waitstate-id`. */
+  publishKey: string;
+  /** Signs the body; never sent. */
+  secretKey: string;
+  /** Epoch ms for `ts` and the timestamp header. @default Date.now() */
+  now?: number;
+  /** Mean latency in ms over the interval, if the caller measures it. @default 0 */
+  latency?: number;
+  /** Errors over the interval. @default 0 */
+  errors?: number;
+}
+
+/** A signed pulse, ready for `fetch(endpoint + "/v1/pulse", { method: "POST", headers, body })`. */
+export interface SignedPulse {
+  body: string;
+  timestamp: string;
+  signature: string;
+  headers: Record<string, string>;
+}
+
+/** A pulse names at most this many tags (protocol MAX_TAGS_PER_PULSE); the rest are summed into {@link OVERFLOW_TAG}. */
+const MAX_TAGS_PER_PULSE = 512;
+
 /** Tag that collects the calls of tags beyond the tag table's capacity. */
 export const OVERFLOW_TAG = "__overflow__";
 
@@ -180,7 +208,7 @@ export function validatePolicy(input: unknown, maxTags: number): string | null {
     }
   }
   if (p.killSignal !== undefined && typeof p.killSignal !== "boolean") return "killSignal: must be a boolean";
-  if (p.status !== undefined && !(typeof p.status === "string" && p.status in STATUS_CODES)) {
+  if (p.status !== undefined && !(typeof p.status === "string" && Object.hasOwn(STATUS_CODES, p.status))) {
     return "status: must be one of ok, over_limit, cap_exceeded, suspended";
   }
   const lease = p.leaseDurationSeconds;
@@ -217,13 +245,20 @@ export class EdgeGate {
   constructor(options: EdgeGateOptions = {}) {
     this.core = instantiate();
     this.wsGate = this.core.ws_gate;
-    this.onError = options.onError ?? ((e) => console.warn(`[waitstate] ${e.code}: ${e.message}`));
+    const report = options.onError ?? ((e: EdgeError) => console.warn(`[waitstate] ${e.code}: ${e.message}`));
+    this.onError = (e) => {
+      try {
+        report(e);
+      } catch {
+        // A throwing onError must not make gate() or update() throw.
+      }
+    };
     this.maxTags = this.core.ws_max_tags();
     this.calls = new Uint32Array(this.core.memory.buffer, this.core.ws_calls_ptr(), this.maxTags);
     this.bounced = new Uint32Array(this.core.memory.buffer, this.core.ws_bounced_ptr(), this.maxTags);
     const strategy = options.safeModeStrategy ?? "open";
     const rps = options.safeModeMaxRps ?? 50;
-    if (!(strategy in STRATEGY_CODES) || this.core.ws_configure(STRATEGY_CODES[strategy], rps) !== 0) {
+    if (typeof strategy !== "string" || !Object.hasOwn(STRATEGY_CODES, strategy) || typeof rps !== "number" || this.core.ws_configure(STRATEGY_CODES[strategy], rps) !== 0) {
       throw new EdgeError("INVALID_ARGUMENT", `safeModeStrategy must be open, fixed_rps or last_policy and safeModeMaxRps a non-negative number (got ${String(strategy)}, ${String(rps)})`);
     }
   }
@@ -256,6 +291,8 @@ export class EdgeGate {
     }
     const entries = p.tagMaxWeights ?? {};
     for (const tag of Object.keys(entries)) {
+      // A call's empty tag is "__default__", so an entry for "" can never apply (as in the TypeScript gate).
+      if (tag.length === 0) continue;
       const id = this.idOf(tag);
       if (id >= this.maxTags) return this.reject(`tag table full (${this.maxTags} tags): cannot apply tagMaxWeights.${tag}`);
       if (core.ws_policy_tag(id, entries[tag] ?? Infinity) !== 0) return this.reject(`the wasm core refused tagMaxWeights.${tag}`);
@@ -266,8 +303,9 @@ export class EdgeGate {
   }
 
   /** A sync that confirmed the current policy (for example a 304 Not Modified): the lease restarts. */
-  markSynced(syncedAt: number = Date.now()): void {
-    this.core.ws_mark_synced(syncedAt);
+  markSynced(syncedAt: number = Date.now()): boolean {
+    // 0 when done; refused before any policy, or for a syncedAt that is not a finite number.
+    return typeof syncedAt === "number" && this.core.ws_mark_synced(syncedAt) === 0;
   }
 
   /**
@@ -278,13 +316,14 @@ export class EdgeGate {
     const id = this.ids.get(tag);
     if (id === undefined) return this.gateNewTag(tag, weight, now);
     // ws_gate answers 0..31 (reason | allowed << 4): every code has a result.
-    return RESULT_BY_CODE[this.wsGate(id, typeof weight === "number" ? weight : 1, now)]!;
+    // Non-numbers (a BigInt would make the wasm call throw) weigh 1 / mean "now".
+    return RESULT_BY_CODE[this.wsGate(id, typeof weight === "number" ? weight : 1, typeof now === "number" ? now : Date.now())]!;
   }
 
   /** First sight of a tag, or a tag beyond the table's capacity (counted here, not in wasm). */
   private gateNewTag(tag: string, weight: number, now: number): GateResult {
     const id = this.idOf(tag);
-    const code = this.wsGate(id, typeof weight === "number" ? weight : 1, now);
+    const code = this.wsGate(id, typeof weight === "number" ? weight : 1, typeof now === "number" ? now : Date.now());
     if (id >= this.maxTags) {
       this.overflowCalls++;
       if ((code & 16) === 0) this.overflowBounced++;
@@ -315,6 +354,71 @@ export class EdgeGate {
       this.overflowBounced = 0;
     }
     return { usageDelta, bouncedUnits, tags };
+  }
+
+  /**
+   * Takes the counts (resetting them) and builds a signed pulse body with its
+   * headers: `x-waitstate-id`, `x-waitstate-timestamp`, `x-waitstate-signature`
+   * (hex HMAC-SHA256 over `body + "." + timestamp`).
+   */
+  pulse(options: PulseOptions): SignedPulse {
+    const now = options.now ?? Date.now();
+    const counts = this.takeCounts();
+    let tags = counts.tags;
+    if (tags.length > MAX_TAGS_PER_PULSE) {
+      const folded = { tag: OVERFLOW_TAG, count: 0, bounced: 0 };
+      const named = tags.filter((t) => t.tag !== OVERFLOW_TAG).sort((a, b) => b.count - a.count);
+      const rest = [...named.slice(MAX_TAGS_PER_PULSE - 1), ...tags.filter((t) => t.tag === OVERFLOW_TAG)];
+      for (const t of rest) {
+        folded.count += t.count;
+        folded.bounced += t.bounced;
+      }
+      tags = [...named.slice(0, MAX_TAGS_PER_PULSE - 1), folded];
+    }
+    const body = JSON.stringify({
+      instanceId: options.instanceId,
+      ...(options.siteId === undefined ? {} : { siteId: options.siteId }),
+      usageDelta: counts.usageDelta,
+      bouncedUnits: counts.bouncedUnits,
+      metrics: { latency: options.latency ?? 0, errors: options.errors ?? 0 },
+      tagMetrics: tags.map((t) => ({ tag: t.tag, count: t.count, bounced: t.bounced })),
+      ts: now,
+    });
+    const timestamp = String(now);
+    const signature = sign_pulse(body, timestamp, options.secretKey);
+    return {
+      body,
+      timestamp,
+      signature,
+      headers: {
+        "content-type": "application/json",
+        "x-waitstate-id": options.publishKey,
+        "x-waitstate-timestamp": timestamp,
+        "x-waitstate-signature": signature,
+      },
+    };
+  }
+
+  /**
+   * Sends a pulse to `endpoint` (`https://…`, without `/v1/pulse`) and installs
+   * the policy of the response. Meant for `ctx.waitUntil(gate.sendPulse(...))`.
+   * Never rejects: failures go to `onError` and resolve false (the gate keeps
+   * its policy and, once the lease ends, its safe mode).
+   */
+  async sendPulse(endpoint: string, options: PulseOptions): Promise<boolean> {
+    try {
+      const pulse = this.pulse(options);
+      const response = await fetch(`${endpoint.replace(/\/+$/, "")}/v1/pulse`, { method: "POST", headers: pulse.headers, body: pulse.body });
+      const text = await response.text();
+      if (!response.ok) {
+        this.onError(new EdgeError("PULSE_FAILED", `pulse answered ${response.status}: ${text.slice(0, 200)}`));
+        return false;
+      }
+      return this.update(text, Date.now());
+    } catch (e) {
+      this.onError(new EdgeError("PULSE_FAILED", `pulse failed: ${e instanceof Error ? e.message : String(e)}`));
+      return false;
+    }
   }
 
   /** Forgets the policy: back to bootstrap, where everything is allowed. */
@@ -349,21 +453,48 @@ export class EdgeGate {
   }
 }
 
-let scratch: EdgeGate | null = null;
+/** The pure gate's own instance: policies are staged into it per call, with fixed ids (no interning). */
+let pureCore: CoreExports | null = null;
+let warnedUninitialized = false;
+const PURE_TAG_ID = 0;
+const PURE_NO_ENTRY_ID = 1;
 
 /**
  * The seed's pure check: `gate(policy, tag?, weight?)` against a policy the
- * caller holds, as if just synced. A missing or invalid policy allows (fail open).
+ * caller holds, as if just synced (no lease, no safe mode, nothing counted).
+ * A missing or invalid policy allows (fail open). Never throws.
  */
 export function gate(policy: EdgePolicy | string | null | undefined, tag?: string, weight?: number): GateResult {
   if (policy === null || policy === undefined) return ALLOWED;
-  scratch ??= new EdgeGate({ onError: () => {} });
-  scratch.reset();
+  let parsed: unknown = policy;
+  if (typeof policy === "string") {
+    try {
+      parsed = JSON.parse(policy);
+    } catch {
+      return ALLOWED;
+    }
+  }
+  if (validatePolicy(parsed, Number.POSITIVE_INFINITY) !== null) return ALLOWED;
+  if (pureCore === null) {
+    if (loadedModule === null) {
+      if (!warnedUninitialized) console.warn("[waitstate] gate(): no wasm module yet (call `await init(moduleOrBytes)`); allowing");
+      warnedUninitialized = true;
+      return ALLOWED;
+    }
+    pureCore = instantiate();
+  }
+  const core = pureCore;
+  const p = parsed as EdgePolicy;
+  const name = typeof tag === "string" && tag.length > 0 ? tag : DEFAULT_TAG;
+  const entries = p.tagMaxWeights;
+  const hasEntry = entries !== undefined && Object.hasOwn(entries, name);
   const now = Date.now();
-  if (!scratch.update(policy, now)) return ALLOWED;
-  const result = scratch.gate(tag, weight, now);
-  scratch.takeCounts();
-  return result;
+  core.ws_policy_begin(p.globalMaxWeight ?? Infinity, p.killSignal ? 1 : 0, STATUS_CODES[p.status ?? "ok"], p.leaseDurationSeconds ?? 60);
+  if (hasEntry) core.ws_policy_tag(PURE_TAG_ID, entries[name] ?? Infinity);
+  core.ws_policy_commit(now);
+  const code = core.ws_gate(hasEntry ? PURE_TAG_ID : PURE_NO_ENTRY_ID, typeof weight === "number" ? weight : 1, now);
+  core.ws_reset_counts(2);
+  return RESULT_BY_CODE[code] ?? ALLOWED;
 }
 
 let signer: CoreExports | null = null;

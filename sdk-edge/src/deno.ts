@@ -1,9 +1,13 @@
-// Deno: read the wasm file next to this module (needs --allow-read for it).
+// Deno: the wasm file sits next to this module. Read from disk when the package is
+// local (npm: specifiers, a checkout; needs --allow-read for it), fetched when the
+// module itself was loaded over https.
 import { initSync } from "./core.js";
 
 declare const Deno: { readFileSync(path: URL): Uint8Array<ArrayBuffer> };
 
-initSync(new WebAssembly.Module(Deno.readFileSync(new URL("./waitstate.wasm", import.meta.url))));
+const url = new URL("./waitstate.wasm", import.meta.url);
+const bytes = url.protocol === "file:" ? Deno.readFileSync(url) : new Uint8Array(await (await fetch(url)).arrayBuffer());
+initSync(new WebAssembly.Module(bytes));
 
 // Loader only: the API is index.ts's list.
 export * from "./index.js";

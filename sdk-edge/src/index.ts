@@ -25,5 +25,7 @@ export type {
   GateReason,
   GateResult,
   PolicyStatus,
+  PulseOptions,
+  SignedPulse,
   SafeModeStrategy,
 } from "./core.js";

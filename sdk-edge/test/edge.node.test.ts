@@ -1,5 +1,7 @@
 import { createHmac } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import * as edge from "@waitstate/edge";
 import { edgeVectorSuite } from "./edge-cases.js";
@@ -95,6 +97,154 @@ describe("EdgeGate in Node", () => {
     expect(g.gate("x", 1, T + 1500).reason).toBe("lease_expired");
     g.markSynced(T + 1500);
     expect(g.gate("x", 1, T + 1600).reason).toBe("global_block");
+  });
+});
+
+describe("the build under test", () => {
+  // These suites import the built package (dist/), as users do: make a stale build fail loudly.
+  const hint = "stale build: run `node scripts/build-wasm.mjs && npx tsc -b sdk-edge` (or `npm run setup`) at the repo root";
+  const mtime = (url: URL) => statSync(url).mtimeMs;
+
+  it("sdk-edge was built (tsc -b) after its sources last changed", () => {
+    // tsc -b leaves an unchanged output file's time alone, but always rewrites its build info.
+    const src = new URL("../src/", import.meta.url);
+    const newest = Math.max(...readdirSync(src).map((f) => mtime(new URL(f, src))));
+    expect(mtime(new URL("../tsconfig.tsbuildinfo", import.meta.url)) >= newest, hint).toBe(true);
+  });
+
+  it("dist/waitstate.wasm is newer than wasm-core/src", () => {
+    const rs = new URL("../../wasm-core/src/", import.meta.url);
+    const newest = Math.max(...readdirSync(rs).map((f) => mtime(new URL(f, rs))));
+    expect(mtime(new URL("../dist/waitstate.wasm", import.meta.url)) >= newest, hint).toBe(true);
+  });
+});
+
+describe("EdgeGate hardening", () => {
+  it("refuses inherited property names as status or strategy", () => {
+    const errors: string[] = [];
+    const g = new edge.EdgeGate({ onError: (e) => errors.push(e.message) });
+    expect(g.update('{"status":"toString"}', T)).toBe(false);
+    expect(g.update('{"status":"__proto__"}', T)).toBe(false);
+    expect(errors).toHaveLength(2);
+    expect(() => new edge.EdgeGate({ safeModeStrategy: "constructor" as never })).toThrow(edge.EdgeError);
+    expect(() => new edge.EdgeGate({ safeModeMaxRps: "5" as never })).toThrow(edge.EdgeError);
+  });
+
+  it("a throwing onError makes neither update() nor gate() throw", () => {
+    const g = new edge.EdgeGate({
+      onError: () => {
+        throw new Error("boom");
+      },
+    });
+    expect(g.update("{nope", T)).toBe(false);
+    for (let i = 0; i < 4100; i++) g.gate(`t${i}`, 1, T);
+    expect(g.takeCounts().usageDelta).toBe(4100);
+  });
+
+  it("the pure gate() handles any number of distinct tags (no interning)", () => {
+    for (let i = 0; i < 5000; i++) {
+      const tag = `tag-${i}`;
+      expect(edge.gate({ globalMaxWeight: 5, tagMaxWeights: { [tag]: 0 } }, tag)).toEqual({ allowed: false, reason: "tag_blocked" });
+    }
+    expect(edge.gate({ globalMaxWeight: 5, tagMaxWeights: { other: 0 } }, "tag-1", 6).reason).toBe("over_weight");
+    expect(edge.gate({ tagMaxWeights: { __default__: 0 } }).reason).toBe("tag_blocked");
+    expect(edge.gate({ tagMaxWeights: { __default__: 0 } }, "").reason).toBe("tag_blocked");
+    expect(edge.gate('{"status":"suspended","killSignal":true}').reason).toBe("suspended");
+    expect(edge.gate("{bad json")).toEqual({ allowed: true, reason: "allowed" });
+    expect(edge.gate({ globalMaxWeight: -1 }, "x")).toEqual({ allowed: true, reason: "allowed" });
+  });
+
+  it("an entry for the empty tag never applies (a call's empty tag is __default__)", () => {
+    const g = new edge.EdgeGate();
+    g.update({ tagMaxWeights: { __default__: 5, "": 0 } }, T);
+    expect(g.gate("", 1, T).reason).toBe("allowed");
+    expect(g.gate(undefined, 6, T).reason).toBe("over_weight");
+    expect(edge.gate({ tagMaxWeights: { "": 0 } }, "").reason).toBe("allowed");
+  });
+
+  it("results are shared frozen objects", () => {
+    const g = new edge.EdgeGate();
+    g.update({ globalMaxWeight: 0 }, T);
+    const a = g.gate("x", 1, T);
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(g.gate("y", 1, T)).toBe(a);
+  });
+});
+
+describe("pulses", () => {
+  const opts = { instanceId: "i-1", siteId: "site-a", publishKey: "pk_test", secretKey: "sk_test", now: T };
+
+  it("pulse() takes the counts and signs body + '.' + timestamp", () => {
+    const g = new edge.EdgeGate();
+    g.update({ tagMaxWeights: { free: 0 } }, T);
+    g.gate("free", 1, T);
+    g.gate("pro", 1, T);
+    const p = g.pulse(opts);
+    expect(JSON.parse(p.body)).toEqual({
+      instanceId: "i-1",
+      siteId: "site-a",
+      usageDelta: 2,
+      bouncedUnits: 1,
+      metrics: { latency: 0, errors: 0 },
+      tagMetrics: [
+        { tag: "free", count: 1, bounced: 1 },
+        { tag: "pro", count: 1, bounced: 0 },
+      ],
+      ts: T,
+    });
+    expect(p.signature).toBe(createHmac("sha256", "sk_test").update(`${p.body}.${T}`).digest("hex"));
+    expect(p.headers).toMatchObject({ "x-waitstate-id": "pk_test", "x-waitstate-timestamp": String(T), "x-waitstate-signature": p.signature });
+    expect(JSON.parse(g.pulse(opts).body).usageDelta).toBe(0);
+  });
+
+  it("pulse() names at most 512 tags and folds the rest into __overflow__", () => {
+    const g = new edge.EdgeGate();
+    for (let i = 0; i < 600; i++) g.gate(`t${i}`, 1, T);
+    const body = JSON.parse(g.pulse(opts).body) as { usageDelta: number; tagMetrics: Array<{ tag: string; count: number }> };
+    expect(body.tagMetrics).toHaveLength(512);
+    expect(body.tagMetrics.reduce((n, t) => n + t.count, 0)).toBe(600);
+    expect(body.tagMetrics.at(-1)).toEqual({ tag: edge.OVERFLOW_TAG, count: 89, bounced: 0 });
+    // With the tag table full too, its overflow count is folded in, not lost.
+    for (let i = 0; i < 4200; i++) g.gate(`u${i}`, 1, T);
+    const full = JSON.parse(g.pulse(opts).body) as typeof body;
+    expect(full.usageDelta).toBe(4200);
+    expect(full.tagMetrics).toHaveLength(512);
+    expect(full.tagMetrics.reduce((n, t) => n + t.count, 0)).toBe(4200);
+    expect(full.tagMetrics.filter((t) => t.tag === edge.OVERFLOW_TAG)).toHaveLength(1);
+  });
+
+  it("sendPulse() posts the signed pulse and installs the policy of the response", async () => {
+    const seen: Array<{ url: string; headers: Record<string, unknown>; body: string }> = [];
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => {
+        seen.push({ url: req.url ?? "", headers: req.headers, body });
+        if (seen.length === 1) res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version: 2, tagMaxWeights: { free: 0 } }));
+        else res.writeHead(401).end('{"error":{"code":"BAD_SIGNATURE","message":"no"}}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const errors: edge.EdgeError[] = [];
+      const g = new edge.EdgeGate({ onError: (e) => errors.push(e) });
+      g.gate("free");
+      expect(await g.sendPulse(`http://127.0.0.1:${port}/`, opts)).toBe(true);
+      expect(seen[0]!.url).toBe("/v1/pulse");
+      const sig = createHmac("sha256", "sk_test").update(`${seen[0]!.body}.${T}`).digest("hex");
+      expect(seen[0]!.headers["x-waitstate-signature"]).toBe(sig);
+      expect(g.gate("free").reason).toBe("tag_blocked");
+      expect(await g.sendPulse(`http://127.0.0.1:${port}`, opts)).toBe(false);
+      expect(errors.map((e) => e.code)).toEqual(["PULSE_FAILED"]);
+      expect(g.gate("free").reason).toBe("tag_blocked"); // kept
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    const errors: edge.EdgeError[] = [];
+    const g = new edge.EdgeGate({ onError: (e) => errors.push(e) });
+    expect(await g.sendPulse("http://127.0.0.1:1", opts)).toBe(false);
+    expect(errors[0]?.code).toBe("PULSE_FAILED");
   });
 });
 

@@ -49,7 +49,7 @@ struct Core {
 
 const EMPTY_LIMITS: Limits = Limits { value: [0.0; MAX_TAGS], has: [0; MAX_TAGS], used: 0 };
 const DEFAULT_POLICY: Policy = Policy {
-    global_max_weight: f64::INFINITY,
+    global_max_weight: None,
     kill_signal: false,
     status: Status::Ok,
     lease_duration_seconds: 60.0,
@@ -127,7 +127,7 @@ pub extern "C" fn ws_policy_begin(global_max_weight: f64, kill_signal: u32, stat
     }
     let c = core();
     c.staged = Policy {
-        global_max_weight,
+        global_max_weight: if global_max_weight == f64::INFINITY { None } else { Some(global_max_weight) },
         kill_signal: kill_signal == 1,
         status,
         lease_duration_seconds,
@@ -213,7 +213,7 @@ pub extern "C" fn ws_gate(tag_id: u32, weight: f64, now: f64) -> u32 {
     if id < MAX_TAGS && now <= c.fast_until {
         // Lease holding, ordinary policy: steps 1-4 cannot apply (see `fast_until`).
         let has_entry = c.limits.has[id] == 1;
-        let limit = if has_entry { c.limits.value[id] } else { c.active.global_max_weight };
+        let limit = if has_entry { c.limits.value[id] } else { c.active.global_max_weight.unwrap_or(f64::INFINITY) };
         let w = if weight >= 0.0 {
             weight
         } else if weight.is_nan() {
@@ -237,7 +237,7 @@ pub extern "C" fn ws_gate(tag_id: u32, weight: f64, now: f64) -> u32 {
         return code;
     }
     let limit = match c.limits.has.get(id) {
-        Some(1) => Limit::Tag(c.limits.value[id]),
+        Some(1) => Limit::Tag(Some(c.limits.value[id]).filter(|v| *v != f64::INFINITY)),
         _ => Limit::Global,
     };
     let policy = if c.has_policy { Some(&c.active) } else { None };
@@ -329,4 +329,132 @@ pub extern "C" fn ws_hmac_finish() -> i32 {
     to_hex(&digest, &mut hex);
     c.io[..64].copy_from_slice(&hex);
     OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The ABI state is one global: tests that touch it run one at a time.
+    static LOCK: Mutex<()> = Mutex::new(());
+    const T: f64 = 1_740_000_000_000.0;
+    const ALLOWED: u32 = 16;
+
+    fn fresh() -> std::sync::MutexGuard<'static, ()> {
+        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        ws_reset();
+        assert_eq!(ws_configure(0, 50.0), OK);
+        guard
+    }
+
+    #[test]
+    fn arguments_are_validated_not_trapped_on() {
+        let _g = fresh();
+        assert_eq!(ws_configure(3, 50.0), ERR_ARGUMENT);
+        assert_eq!(ws_configure(1, f64::NAN), ERR_ARGUMENT);
+        assert_eq!(ws_configure(1, -1.0), ERR_ARGUMENT);
+        assert_eq!(ws_policy_tag(0, 1.0), ERR_STATE); // not staging
+        assert_eq!(ws_policy_commit(T), ERR_STATE);
+        assert_eq!(ws_mark_synced(T), ERR_STATE); // no policy yet
+        assert_eq!(ws_policy_begin(f64::NAN, 0, 0, 60.0), ERR_ARGUMENT);
+        assert_eq!(ws_policy_begin(-1.0, 0, 0, 60.0), ERR_ARGUMENT);
+        assert_eq!(ws_policy_begin(1.0, 2, 0, 60.0), ERR_ARGUMENT);
+        assert_eq!(ws_policy_begin(1.0, 0, 4, 60.0), ERR_ARGUMENT);
+        assert_eq!(ws_policy_begin(1.0, 0, 0, 0.0), ERR_ARGUMENT);
+        assert_eq!(ws_policy_begin(1.0, 0, 0, f64::INFINITY), ERR_ARGUMENT);
+        assert_eq!(ws_policy_begin(1.0, 0, 0, 60.0), OK);
+        assert_eq!(ws_policy_tag(MAX_TAGS as u32, 1.0), ERR_TOO_LONG);
+        assert_eq!(ws_policy_tag(u32::MAX, 1.0), ERR_TOO_LONG);
+        assert_eq!(ws_policy_tag(1, f64::NAN), ERR_ARGUMENT);
+        assert_eq!(ws_policy_commit(f64::NAN), ERR_STATE);
+        assert_eq!(ws_hmac_begin(IO_CAPACITY as u32 + 1), ERR_TOO_LONG);
+        assert_eq!(ws_hmac_update(0), ERR_STATE);
+        assert_eq!(ws_hmac_finish(), ERR_STATE);
+        // Any tag id, any float: an answer, never a trap.
+        for id in [0, 1, MAX_TAGS as u32 - 1, MAX_TAGS as u32, u32::MAX] {
+            for w in [f64::NAN, f64::INFINITY, -0.0, 1e308] {
+                assert!(ws_gate(id, w, f64::NAN) < 32);
+            }
+        }
+        ws_reset_counts(u32::MAX);
+    }
+
+    #[test]
+    fn staged_policy_is_invisible_until_commit_and_ids_survive_reloads() {
+        let _g = fresh();
+        assert_eq!(ws_policy_begin(f64::INFINITY, 0, 0, 60.0), OK);
+        assert_eq!(ws_policy_tag(3, 0.0), OK);
+        assert_eq!(ws_policy_commit(T), OK);
+        assert_eq!(ws_gate(3, 1.0, T), 5); // tag_blocked
+        assert_eq!(ws_gate(4, 1.0, T), ALLOWED);
+        // A second policy staged but abandoned changes nothing.
+        assert_eq!(ws_policy_begin(0.0, 1, 0, 60.0), OK);
+        assert_eq!(ws_gate(3, 1.0, T), 5);
+        assert_eq!(ws_gate(4, 1.0, T), ALLOWED);
+        // Reload: tag 3's entry is gone, tag 4 now blocked, global limit 2, tag 5 exempt.
+        assert_eq!(ws_policy_begin(2.0, 0, 1, 60.0), OK);
+        assert_eq!(ws_policy_tag(4, 0.0), OK);
+        assert_eq!(ws_policy_tag(5, f64::INFINITY), OK);
+        assert_eq!(ws_policy_commit(T), OK);
+        assert_eq!(ws_gate(3, 2.0, T), ALLOWED);
+        assert_eq!(ws_gate(3, 3.0, T), 7); // over_weight
+        assert_eq!(ws_gate(4, 0.0, T), 5);
+        assert_eq!(ws_gate(5, 1e300, T), ALLOWED);
+        assert_eq!(ws_gate(MAX_TAGS as u32 + 7, 3.0, T), 7); // beyond the table: global limit
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_slow_path_at_lease_end() {
+        let _g = fresh();
+        assert_eq!(ws_configure(2, 50.0), OK); // last_policy
+        assert_eq!(ws_policy_begin(0.0, 0, 0, 1.0), OK);
+        assert_eq!(ws_policy_commit(T), OK);
+        assert_eq!(ws_gate(0, 1.0, T + 1000.0), 6); // global_block, still in lease
+        assert_eq!(ws_gate(0, 1.0, T + 1000.5), 1); // lease_expired, denied
+        assert_eq!(ws_mark_synced(T + 2000.0), OK);
+        assert_eq!(ws_gate(0, 1.0, T + 2500.0), 6);
+        ws_reset();
+        assert_eq!(ws_gate(0, 1.0, T), ALLOWED); // bootstrap again
+    }
+
+    #[test]
+    fn counts_calls_and_bounces_per_tag() {
+        let _g = fresh();
+        ws_reset_counts(MAX_TAGS as u32);
+        assert_eq!(ws_policy_begin(f64::INFINITY, 0, 0, 60.0), OK);
+        assert_eq!(ws_policy_tag(1, 0.0), OK);
+        assert_eq!(ws_policy_commit(T), OK);
+        ws_gate(0, 1.0, T);
+        ws_gate(1, 1.0, T);
+        ws_gate(1, 1.0, T + 120_000.0); // lease expired, open: allowed, counted
+        ws_gate(MAX_TAGS as u32, 1.0, T); // not counted
+        let (calls, bounced) = unsafe {
+            (core::slice::from_raw_parts(ws_calls_ptr(), MAX_TAGS), core::slice::from_raw_parts(ws_bounced_ptr(), MAX_TAGS))
+        };
+        assert_eq!((calls[0], bounced[0], calls[1], bounced[1]), (1, 0, 2, 1));
+        assert_eq!(calls.iter().map(|c| *c as u64).sum::<u64>(), 3);
+        ws_reset_counts(2);
+        let calls = unsafe { core::slice::from_raw_parts(ws_calls_ptr(), 2) };
+        assert_eq!(calls, &[0, 0]);
+    }
+
+    #[test]
+    fn streaming_hmac_matches_one_shot() {
+        let _g = fresh();
+        let io = unsafe { core::slice::from_raw_parts_mut(ws_io_ptr(), ws_io_capacity() as usize) };
+        io[..3].copy_from_slice(b"key");
+        assert_eq!(ws_hmac_begin(3), OK);
+        for chunk in [&b"{\"a\":"[..], &b"1}"[..], &b".17"[..]] {
+            io[..chunk.len()].copy_from_slice(chunk);
+            assert_eq!(ws_hmac_update(chunk.len() as u32), OK);
+        }
+        assert_eq!(ws_hmac_finish(), OK);
+        let mut digest = [0u8; 32];
+        crate::sign::sign_pulse(b"{\"a\":1}", b"17", b"key", &mut digest);
+        let mut hex = [0u8; 64];
+        to_hex(&digest, &mut hex);
+        assert_eq!(&io[..64], &hex[..]);
+        assert_eq!(ws_hmac_finish(), ERR_STATE); // consumed
+    }
 }

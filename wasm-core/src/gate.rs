@@ -104,8 +104,8 @@ impl Strategy {
 /// (by tag id in the ABI), so the policy itself needs no map.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Policy {
-    /// `f64::INFINITY` when unlimited (`null` on the wire).
-    pub global_max_weight: f64,
+    /// `None` when unlimited (`null` or absent on the wire).
+    pub global_max_weight: Option<f64>,
     pub kill_signal: bool,
     pub status: Status,
     pub lease_duration_seconds: f64,
@@ -114,7 +114,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            global_max_weight: f64::INFINITY,
+            global_max_weight: None,
             kill_signal: false,
             status: Status::Ok,
             lease_duration_seconds: 60.0,
@@ -164,12 +164,13 @@ impl GateState {
                 self.bucket_updated_at = Some(now);
             }
             Some(updated_at) => {
+                // README: elapsed is never negative (a clock going back refills nothing),
+                // then `updatedAt = now` on every safe-mode call, also when the clock went back.
                 let elapsed = now - updated_at;
-                if elapsed > 0.0 {
-                    let refilled = self.bucket_tokens + elapsed * capacity / 1000.0;
-                    self.bucket_tokens = if refilled < capacity { refilled } else { capacity };
-                    self.bucket_updated_at = Some(now);
-                }
+                let elapsed = if elapsed > 0.0 { elapsed } else { 0.0 };
+                let refilled = self.bucket_tokens + elapsed * capacity / 1000.0;
+                self.bucket_tokens = if refilled < capacity { refilled } else { capacity };
+                self.bucket_updated_at = Some(now);
             }
         }
         if self.bucket_tokens >= 1.0 {
@@ -195,8 +196,8 @@ pub fn normalize_weight(weight: f64) -> f64 {
 /// Where the limit for a call came from (step 5).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Limit {
-    /// The tag has an entry; `f64::INFINITY` for a `null` (exempt) entry.
-    Tag(f64),
+    /// The tag has an entry; `None` for a `null` entry, which exempts the tag.
+    Tag(Option<f64>),
     /// No entry: the global limit applies.
     Global,
 }
@@ -214,12 +215,10 @@ fn enforce(policy: &Policy, limit: Limit, weight: f64) -> Decision {
         Limit::Tag(v) => (v, Reason::TagBlocked),
         Limit::Global => (policy.global_max_weight, Reason::GlobalBlock),
     };
-    if value == 0.0 {
-        Decision::new(false, blocked)
-    } else if weight > value {
-        Decision::new(false, Reason::OverWeight)
-    } else {
-        Decision::new(true, Reason::Allowed)
+    match value {
+        Some(v) if v == 0.0 => Decision::new(false, blocked),
+        Some(v) if weight > v => Decision::new(false, Reason::OverWeight),
+        _ => Decision::new(true, Reason::Allowed),
     }
 }
 
@@ -241,4 +240,111 @@ pub fn decide(policy: Option<&Policy>, state: &mut GateState, now: f64, limit: L
         return Decision::new(allowed, Reason::LeaseExpired);
     }
     enforce(policy, limit, weight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: f64 = 1_740_000_000_000.0;
+
+    fn synced(strategy: Strategy, rps: f64) -> GateState {
+        let mut s = GateState::new(strategy, rps);
+        s.mark_synced(T);
+        s
+    }
+
+    #[test]
+    fn weight_normalisation() {
+        assert_eq!(normalize_weight(f64::NAN), 1.0);
+        assert_eq!(normalize_weight(-3.0), 0.0);
+        assert_eq!(normalize_weight(f64::NEG_INFINITY), 0.0);
+        assert_eq!(normalize_weight(f64::INFINITY), f64::INFINITY);
+        assert_eq!(normalize_weight(2.5), 2.5);
+        assert!(normalize_weight(-0.0) == 0.0);
+    }
+
+    #[test]
+    fn decision_codes_pack_allowed_and_reason() {
+        assert_eq!(Decision::new(true, Reason::Allowed).code(), 16);
+        assert_eq!(Decision::new(false, Reason::OverWeight).code(), 7);
+        assert_eq!(Decision::new(true, Reason::LeaseExpired).code(), 17);
+    }
+
+    #[test]
+    fn bootstrap_allows_everything() {
+        let p = Policy { kill_signal: true, ..Policy::default() };
+        let mut s = GateState::new(Strategy::Open, 50.0);
+        assert_eq!(decide(Some(&p), &mut s, T, Limit::Global, 1.0), Decision::new(true, Reason::Allowed));
+        assert_eq!(decide(None, &mut synced(Strategy::Open, 50.0), T, Limit::Global, 1.0), Decision::new(true, Reason::Allowed));
+    }
+
+    #[test]
+    fn lease_holds_at_expiry_and_ends_just_after() {
+        let p = Policy { global_max_weight: Some(0.0), lease_duration_seconds: 60.0, ..Policy::default() };
+        let mut s = synced(Strategy::Open, 50.0);
+        assert_eq!(decide(Some(&p), &mut s, T + 60_000.0, Limit::Global, 1.0).reason, Reason::GlobalBlock);
+        assert_eq!(decide(Some(&p), &mut s, T + 60_000.001, Limit::Global, 1.0), Decision::new(true, Reason::LeaseExpired));
+    }
+
+    #[test]
+    fn tag_entry_overrides_global_and_null_exempts() {
+        let p = Policy { global_max_weight: Some(2.0), ..Policy::default() };
+        let mut s = synced(Strategy::Open, 50.0);
+        assert_eq!(decide(Some(&p), &mut s, T, Limit::Tag(None), 1e300).reason, Reason::Allowed);
+        assert_eq!(decide(Some(&p), &mut s, T, Limit::Tag(Some(0.0)), 0.0).reason, Reason::TagBlocked);
+        assert_eq!(decide(Some(&p), &mut s, T, Limit::Global, 3.0).reason, Reason::OverWeight);
+        assert_eq!(decide(Some(&p), &mut s, T, Limit::Global, 2.0).reason, Reason::Allowed);
+        assert_eq!(decide(Some(&p), &mut s, T, Limit::Tag(Some(5.0)), f64::NAN).reason, Reason::Allowed);
+    }
+
+    #[test]
+    fn status_and_kill_order() {
+        let mut s = synced(Strategy::Open, 50.0);
+        let cap = Policy { status: Status::CapExceeded, kill_signal: true, ..Policy::default() };
+        assert_eq!(decide(Some(&cap), &mut s, T, Limit::Global, 1.0), Decision::new(true, Reason::CapExceeded));
+        let sus = Policy { status: Status::Suspended, kill_signal: true, ..Policy::default() };
+        assert_eq!(decide(Some(&sus), &mut s, T, Limit::Global, 1.0), Decision::new(true, Reason::Suspended));
+        let kill = Policy { status: Status::OverLimit, kill_signal: true, ..Policy::default() };
+        assert_eq!(decide(Some(&kill), &mut s, T, Limit::Tag(None), 0.0), Decision::new(false, Reason::KillSignal));
+    }
+
+    #[test]
+    fn fixed_rps_bucket_starts_full_refills_and_ignores_clock_going_back() {
+        let p = Policy { lease_duration_seconds: 1.0, ..Policy::default() };
+        let mut s = synced(Strategy::FixedRps, 2.0);
+        let t = T + 5_000.0;
+        let call = |s: &mut GateState, now: f64| decide(Some(&p), s, now, Limit::Global, 1000.0).allowed;
+        assert!(call(&mut s, t));
+        assert!(call(&mut s, t));
+        assert!(!call(&mut s, t));
+        assert!(!call(&mut s, t - 1_000.0)); // back in time: nothing refilled, updatedAt = now
+        assert!(!call(&mut s, t - 501.0)); // 499 ms later: 0.998 tokens
+        assert!(call(&mut s, t - 1.0)); // 500 ms more: 1.998
+        assert!(!call(&mut s, t - 1.0)); // 0.998
+        assert!(call(&mut s, t + 100_000.0)); // refill is capped at capacity (2)
+        assert!(call(&mut s, t + 100_000.0));
+        assert!(!call(&mut s, t + 100_000.0));
+        s.mark_synced(t + 100_000.0); // a sync resets the bucket: the next safe mode starts full
+        assert!(call(&mut s, t + 200_000.0));
+        assert!(call(&mut s, t + 200_000.0));
+    }
+
+    #[test]
+    fn last_policy_reports_lease_expired() {
+        let p = Policy { global_max_weight: Some(0.0), lease_duration_seconds: 1.0, ..Policy::default() };
+        let mut s = synced(Strategy::LastPolicy, 50.0);
+        assert_eq!(decide(Some(&p), &mut s, T + 2_000.0, Limit::Global, 1.0), Decision::new(false, Reason::LeaseExpired));
+        assert_eq!(decide(Some(&p), &mut s, T + 2_000.0, Limit::Tag(Some(1.0)), 1.0), Decision::new(true, Reason::LeaseExpired));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for name in ["ok", "over_limit", "cap_exceeded", "suspended"] {
+            assert!(Status::from_name(name).is_some());
+        }
+        assert_eq!(Status::from_code(4), None);
+        assert_eq!(Strategy::from_name("last_policy"), Some(Strategy::LastPolicy));
+        assert_eq!(Strategy::from_code(3), None);
+    }
 }

@@ -228,3 +228,99 @@ fn libm_ceil(x: f64) -> f64 {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_by_repeated_multiplication() {
+        let u = upper_bounds();
+        assert_eq!(u[0], 0.1);
+        assert_eq!(u[1], 0.1 * 1.1);
+        assert!(u[164] > 614_000.0 && u[164] < 615_000.0);
+        assert!(u.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn index_edges() {
+        let h = Histogram::new();
+        let u = upper_bounds();
+        assert_eq!(h.bucket_index(0.0), 0);
+        assert_eq!(h.bucket_index(0.1), 0);
+        assert_eq!(h.bucket_index(u[10]), 10);
+        assert_eq!(h.bucket_index(u[10] * (1.0 + 1e-15)), 11);
+        assert_eq!(h.bucket_index(u[164]), 164);
+        assert_eq!(h.bucket_index(1e12), BOUNDED);
+    }
+
+    #[test]
+    fn record_refuses_non_finite_and_negative() {
+        let mut h = Histogram::new();
+        for v in [f64::NAN, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(!h.record(v));
+        }
+        assert_eq!(h.count, 0);
+        assert_eq!(h.quantile(0.5), None);
+        assert_eq!(h.encoded_min_max(), (0.0, 0.0));
+    }
+
+    #[test]
+    fn quantiles_are_clamped_to_min_max() {
+        let mut h = Histogram::new();
+        h.record(123.456);
+        assert_eq!(h.quantile(0.0), Some(123.456));
+        assert_eq!(h.quantile(1.0), Some(123.456));
+        for v in 1..=100 {
+            h.record(v as f64);
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((p50 - 50.0).abs() / 50.0 < 0.048, "{}", p50);
+        assert_eq!(h.quantile(1.5), None);
+    }
+
+    #[test]
+    fn merge_equals_recording_both() {
+        let (mut a, mut b, mut both) = (Histogram::new(), Histogram::new(), Histogram::new());
+        for v in [0.05, 3.0, 700.0] {
+            a.record(v);
+            both.record(v);
+        }
+        for v in [1e7, 12.0] {
+            b.record(v);
+            both.record(v);
+        }
+        a.merge(&b);
+        assert_eq!(a, both);
+    }
+
+    #[test]
+    fn decode_round_trip_and_refusals() {
+        let mut h = Histogram::new();
+        for v in [1.0, 1.0, 50.0] {
+            h.record(v);
+        }
+        let mut pairs = [0u64; 2 * BUCKETS];
+        let k = h.encode_pairs(&mut pairs);
+        let flat: Vec<f64> = pairs[..k].iter().map(|v| *v as f64).collect();
+        let (lo, hi) = h.encoded_min_max();
+        assert_eq!(Histogram::decode(3.0, h.sum, lo, hi, &flat), Ok(h));
+        assert_eq!(Histogram::decode(0.0, 0.0, 0.0, 0.0, &[]).map(|h| h.count), Ok(0));
+        assert_eq!(Histogram::decode(1.0, 1.0, 1.0, 1.0, &[166.0, 1.0]), Err(DecodeError::IndexOutOfRange));
+        assert_eq!(Histogram::decode(2.0, 1.0, 1.0, 1.0, &[5.0, 1.0, 5.0, 1.0]), Err(DecodeError::IndexesNotIncreasing));
+        assert_eq!(Histogram::decode(1.5, 1.0, 1.0, 1.0, &[5.0, 1.5]), Err(DecodeError::CountMismatch));
+        assert_eq!(Histogram::decode(1.0, 1.0, 1.0, 1.0, &[5.0, 0.0]), Err(DecodeError::BadCount));
+        assert_eq!(Histogram::decode(2.0, 1.0, 1.0, 1.0, &[5.0, 1.0]), Err(DecodeError::CountMismatch));
+        assert_eq!(Histogram::decode(1.0, 1.0, 2.0, 1.0, &[5.0, 1.0]), Err(DecodeError::MinAboveMax));
+        assert_eq!(Histogram::decode(1.0, 1.0, 1.0, 1.0, &[5.0]), Err(DecodeError::BadCount));
+    }
+
+    #[test]
+    fn ceil_without_std() {
+        assert_eq!(libm_ceil(0.0), 0.0);
+        assert_eq!(libm_ceil(0.2), 1.0);
+        assert_eq!(libm_ceil(2.0), 2.0);
+        assert_eq!(libm_ceil(-0.5), 0.0);
+        assert_eq!(libm_ceil(1e300), 1e300);
+    }
+}

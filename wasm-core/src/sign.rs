@@ -30,3 +30,41 @@ pub fn to_hex(bytes: &[u8; 32], out: &mut [u8; 64]) {
         out[2 * i + 1] = HEX[(b & 15) as usize];
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(body: &[u8], ts: &[u8], key: &[u8]) -> String {
+        let mut d = [0u8; 32];
+        sign_pulse(body, ts, key, &mut d);
+        let mut h = [0u8; 64];
+        to_hex(&d, &mut h);
+        String::from_utf8(h.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn rfc4231_case_2() {
+        // RFC 4231 test case 2: HMAC-SHA256 keyed "Jefe".
+        let mut mac = begin(b"Jefe");
+        mac.update(b"what do ya want for nothing?");
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&mac.finalize().into_bytes());
+        let mut h = [0u8; 64];
+        to_hex(&d, &mut h);
+        assert_eq!(&h[..], &b"5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"[..]);
+    }
+
+    #[test]
+    fn signs_body_dot_timestamp_with_long_keys_too() {
+        let mut mac = begin(b"k");
+        mac.update(b"{}.1740000060000");
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&mac.finalize().into_bytes());
+        let mut h = [0u8; 64];
+        to_hex(&d, &mut h);
+        assert_eq!(hex(b"{}", b"1740000060000", b"k").as_bytes(), &h[..]);
+        let long_key = [7u8; 200]; // longer than the block: hashed first
+        assert_ne!(hex(b"{}", b"1", &long_key), hex(b"{}", b"1", &long_key[..199]));
+    }
+}

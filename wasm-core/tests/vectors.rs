@@ -2,7 +2,9 @@
 //! the Rust core, natively.
 use serde_json::Value;
 use std::path::PathBuf;
-use waitstate_core::gate::{decide, GateState, Limit, Policy, Status, Strategy};
+use std::collections::HashMap;
+use waitstate_core::abi;
+use waitstate_core::gate::{decide, GateState, Limit, Policy, Reason, Status, Strategy};
 use waitstate_core::histogram::{upper_bounds, Histogram, BOUNDED};
 use waitstate_core::sign::{sign_pulse, to_hex};
 
@@ -31,17 +33,17 @@ fn number(v: &Value) -> f64 {
 }
 
 /// A limit on the wire: a number, or null for unlimited.
-fn limit(v: &Value) -> f64 {
+fn limit(v: &Value) -> Option<f64> {
     if v.is_null() {
-        f64::INFINITY
+        None
     } else {
-        number(v)
+        Some(number(v))
     }
 }
 
 struct Case {
     name: String,
-    policy: Option<(Policy, Vec<(String, f64)>)>,
+    policy: Option<(Policy, Vec<(String, Option<f64>)>)>,
     state: GateState,
 }
 
@@ -65,7 +67,7 @@ fn load_case(c: &Value) -> Case {
         }
         Some((
             Policy {
-                global_max_weight: p.get("globalMaxWeight").map(limit).unwrap_or(f64::INFINITY),
+                global_max_weight: p.get("globalMaxWeight").and_then(limit),
                 kill_signal: p["killSignal"].as_bool().unwrap_or(false),
                 status: p["status"].as_str().map(|s| Status::from_name(s).expect("status")).unwrap_or(Status::Ok),
                 lease_duration_seconds: p.get("leaseDurationSeconds").map(number).unwrap_or(60.0),
@@ -117,6 +119,88 @@ fn a_broken_gate_vector_fails() {
     let flipped = !case["calls"][0]["expect"]["allowed"].as_bool().unwrap();
     case["calls"][0]["expect"]["allowed"] = Value::Bool(flipped);
     assert_eq!(run_case(&case).len(), 1);
+}
+
+const REASONS: [Reason; 8] = [
+    Reason::Allowed,
+    Reason::LeaseExpired,
+    Reason::CapExceeded,
+    Reason::Suspended,
+    Reason::KillSignal,
+    Reason::TagBlocked,
+    Reason::GlobalBlock,
+    Reason::OverWeight,
+];
+
+fn status_code(s: Status) -> u32 {
+    match s {
+        Status::Ok => 0,
+        Status::OverLimit => 1,
+        Status::CapExceeded => 2,
+        Status::Suspended => 3,
+    }
+}
+
+/// Runs a case through the C ABI, as @waitstate/edge drives the wasm module: tags
+/// interned to ids once (the map lives across cases, as a JS Map lives across
+/// policy reloads), the policy staged field by field, then `ws_gate` per call.
+/// This exercises the ABI's fast path, which `decide` alone does not.
+fn run_case_through_abi(c: &Value, ids: &mut HashMap<String, u32>) -> Vec<String> {
+    let case = load_case(c);
+    let mut id_of = |tag: &str| -> u32 {
+        let next = ids.len() as u32;
+        *ids.entry(tag.to_string()).or_insert(next)
+    };
+    abi::ws_reset();
+    let strategy = match case.state.strategy {
+        Strategy::Open => 0,
+        Strategy::FixedRps => 1,
+        Strategy::LastPolicy => 2,
+    };
+    assert_eq!(abi::ws_configure(strategy, case.state.safe_mode_max_rps), abi::OK, "{}", case.name);
+    if let (Some((p, tags)), Some(at)) = (&case.policy, case.state.last_sync_at) {
+        let kill = p.kill_signal as u32;
+        assert_eq!(abi::ws_policy_begin(p.global_max_weight.unwrap_or(f64::INFINITY), kill, status_code(p.status), p.lease_duration_seconds), abi::OK, "{}", case.name);
+        for (tag, limit) in tags {
+            let tag = if tag.is_empty() { "__default__" } else { tag.as_str() };
+            assert_eq!(abi::ws_policy_tag(id_of(tag), limit.unwrap_or(f64::INFINITY)), abi::OK, "{}", case.name);
+        }
+        assert_eq!(abi::ws_policy_commit(at), abi::OK, "{}", case.name);
+    }
+    let mut mismatches = Vec::new();
+    for (i, call) in c["calls"].as_array().expect("calls").iter().enumerate() {
+        let tag = match call["tag"].as_str() {
+            None | Some("") => "__default__",
+            Some(t) => t,
+        };
+        let weight = call.get("weight").map(number).unwrap_or(1.0);
+        let code = abi::ws_gate(id_of(tag), weight, number(&call["now"]));
+        let (allowed, reason) = (code & 16 != 0, REASONS[(code & 15) as usize]);
+        let (want_allowed, want_reason) = (call["expect"]["allowed"].as_bool().unwrap(), call["expect"]["reason"].as_str().unwrap());
+        if code > 31 || allowed != want_allowed || reason.as_str() != want_reason {
+            mismatches.push(format!(
+                "{} / call {} (abi): expected ({}, {}), got code {} ({}, {})",
+                case.name, i, want_allowed, want_reason, code, allowed, reason.as_str()
+            ));
+        }
+    }
+    mismatches
+}
+
+/// The only test in this binary that touches the ABI's global state.
+#[test]
+fn gate_vectors_through_the_abi() {
+    let cases = vectors("gate.json");
+    let mut ids = HashMap::new();
+    let failures: Vec<String> = cases.iter().flat_map(|c| run_case_through_abi(c, &mut ids)).collect();
+    assert!(failures.is_empty(), "{} gate mismatches through the ABI:\n{}", failures.len(), failures.join("\n"));
+    // And in reverse order, so no case passes only thanks to the state the previous one left.
+    let failures: Vec<String> = cases.iter().rev().flat_map(|c| run_case_through_abi(c, &mut ids)).collect();
+    assert!(failures.is_empty(), "{} gate mismatches through the ABI (reversed):\n{}", failures.len(), failures.join("\n"));
+    let mut broken = cases[0].clone();
+    let flipped = !broken["calls"][0]["expect"]["allowed"].as_bool().unwrap();
+    broken["calls"][0]["expect"]["allowed"] = Value::Bool(flipped);
+    assert_eq!(run_case_through_abi(&broken, &mut ids).len(), 1);
 }
 
 fn close_to(actual: Option<f64>, expected: &Value) -> bool {

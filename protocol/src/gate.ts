@@ -153,8 +153,10 @@ function takeSafeModeToken(state: GateState, now: number): boolean {
     if (elapsed > 0) {
       const refilled = state.bucketTokens + (elapsed * capacity) / 1000;
       state.bucketTokens = refilled < capacity ? refilled : capacity;
-      state.bucketUpdatedAt = now;
     }
+    // Always move to `now`: after a clock jump back, refill counts from the new time
+    // instead of waiting for the clock to catch up with the old one.
+    state.bucketUpdatedAt = now;
   }
   if (state.bucketTokens >= 1) {
     state.bucketTokens -= 1;

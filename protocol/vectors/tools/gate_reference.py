@@ -37,7 +37,8 @@ for c in V["cases"]:
                 if tokens is None: tokens, upd = cap, now
                 else:
                     el = now - upd
-                    if el > 0: tokens = min(cap, tokens + el * cap / 1000); upd = now
+                    if el > 0: tokens = min(cap, tokens + el * cap / 1000)
+                    upd = now
                 if tokens >= 1: tokens -= 1; r = (True, "lease_expired")
                 else: r = (False, "lease_expired")
         else: r = enforce()

@@ -17,13 +17,13 @@
 // (rustup: `rustup target add wasm32-unknown-unknown`) with crates.io.
 //
 // Node builtins only, plus node_modules/.bin/wasm-opt (npm package binaryen).
-import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
+import { ROOT, bin, isMain, run } from "./lib.mjs";
 
 const SCRIPT = fileURLToPath(import.meta.url);
-const ROOT = path.resolve(path.dirname(SCRIPT), "..");
 const CRATE = path.join(ROOT, "wasm-core");
 const TARGET_DIR = path.join(CRATE, "target");
 const TRIPLE = "wasm32-unknown-unknown";
@@ -88,21 +88,11 @@ const COMMON_ENV = {
   CARGO_TERM_COLOR: "never",
 };
 
-function run(command, args, { cwd = ROOT, env = {} } = {}) {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
-    child.on("error", (error) => resolve({ code: 127, error }));
-    child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 1 : 0) }));
-  });
-}
-
-/** node_modules/.bin/wasm-opt, looked up from the repo root upwards. */
+/** binaryen's wasm-opt, from the npm package. */
 function wasmOpt() {
-  for (let dir = ROOT; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, "node_modules", ".bin", process.platform === "win32" ? "wasm-opt.cmd" : "wasm-opt");
-    if (existsSync(candidate)) return candidate;
-    if (path.dirname(dir) === dir) throw new Error("wasm-opt not found: install the binaryen npm package (npm ci at the repo root)");
-  }
+  const opt = bin("wasm-opt");
+  if (!existsSync(opt)) throw new Error("wasm-opt not found: install the binaryen npm package (npm ci at the repo root)");
+  return opt;
 }
 
 function newestInput() {
@@ -168,15 +158,7 @@ export async function testWasmCore(extraArgs = []) {
   return code;
 }
 
-function invokedDirectly() {
-  try {
-    return process.argv[1] !== undefined && pathToFileURL(realpathSync(process.argv[1])).href === pathToFileURL(realpathSync(SCRIPT)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (invokedDirectly()) {
+if (isMain(import.meta.url)) {
   const args = process.argv.slice(2);
   try {
     if (args.includes("--test")) {

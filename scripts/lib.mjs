@@ -1,7 +1,8 @@
 // Small helpers shared by the repo scripts (setup, test, start). Node builtins only:
 // these run before `npm install` has.
 import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { realpathSync } from "node:fs";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import path from "node:path";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -53,3 +54,12 @@ export async function runOrExit(command, args, options) {
 }
 
 export const bin = (name) => path.join(ROOT, "node_modules", ".bin", name);
+
+/** Whether the module at `moduleUrl` is the script node was started with (symlinks resolved). */
+export function isMain(moduleUrl) {
+  try {
+    return process.argv[1] !== undefined && pathToFileURL(realpathSync(process.argv[1])).href === pathToFileURL(realpathSync(fileURLToPath(moduleUrl))).href;
+  } catch {
+    return false;
+  }
+}

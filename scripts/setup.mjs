@@ -3,7 +3,7 @@
 // `npm start`, `npm test` and `npm run bench` all call it first.
 import { existsSync, statSync } from "node:fs";
 import path from "node:path";
-import { ROOT, bin, log, runOrExit } from "./lib.mjs";
+import { ROOT, bin, isMain, log, runOrExit } from "./lib.mjs";
 
 function mtime(file) {
   try {
@@ -26,6 +26,6 @@ export async function setup({ forceWasm = false } = {}) {
   await runOrExit(bin("tsc"), ["-b"]);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMain(import.meta.url)) {
   await setup({ forceWasm: process.argv.includes("--force-wasm") });
 }

@@ -78,17 +78,21 @@ fn load_case(c: &Value) -> Case {
     Case { name: c["name"].as_str().unwrap_or("?").to_string(), policy, state }
 }
 
+/// A call's (tag, weight, now): an absent or empty tag is `__default__`, an absent weight 1.
+fn call_input(call: &Value) -> (&str, f64, f64) {
+    let tag = match call["tag"].as_str() {
+        None | Some("") => "__default__",
+        Some(t) => t,
+    };
+    (tag, call.get("weight").map(number).unwrap_or(1.0), number(&call["now"]))
+}
+
 /// Runs a case; returns a description of every call whose result differs.
 fn run_case(c: &Value) -> Vec<String> {
     let mut case = load_case(c);
     let mut mismatches = Vec::new();
     for (i, call) in c["calls"].as_array().expect("calls").iter().enumerate() {
-        let tag = match call["tag"].as_str() {
-            None | Some("") => "__default__",
-            Some(t) => t,
-        };
-        let weight = call.get("weight").map(number).unwrap_or(1.0);
-        let now = number(&call["now"]);
+        let (tag, weight, now) = call_input(call);
         let lim = match &case.policy {
             Some((_, tags)) => tags.iter().find(|(t, _)| t == tag).map(|(_, v)| Limit::Tag(*v)).unwrap_or(Limit::Global),
             None => Limit::Global,
@@ -169,12 +173,8 @@ fn run_case_through_abi(c: &Value, ids: &mut HashMap<String, u32>) -> Vec<String
     }
     let mut mismatches = Vec::new();
     for (i, call) in c["calls"].as_array().expect("calls").iter().enumerate() {
-        let tag = match call["tag"].as_str() {
-            None | Some("") => "__default__",
-            Some(t) => t,
-        };
-        let weight = call.get("weight").map(number).unwrap_or(1.0);
-        let code = abi::ws_gate(id_of(tag), weight, number(&call["now"]));
+        let (tag, weight, now) = call_input(call);
+        let code = abi::ws_gate(id_of(tag), weight, now);
         let (allowed, reason) = (code & 16 != 0, REASONS[(code & 15) as usize]);
         let (want_allowed, want_reason) = (call["expect"]["allowed"].as_bool().unwrap(), call["expect"]["reason"].as_str().unwrap());
         if code > 31 || allowed != want_allowed || reason.as_str() != want_reason {

@@ -5,7 +5,8 @@ import { z } from "zod";
 import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { readJson } from "../lib/body.js";
-import { encryptSecret, importEncryptionKey, randomId, randomToken } from "../lib/crypto.js";
+import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
+import { encryptionKey } from "../lib/secrets.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
 
@@ -16,15 +17,6 @@ type KeyRow = typeof apiKeys.$inferSelect;
 
 function keyView(row: KeyRow) {
   return { id: row.id, name: row.name, publishKey: row.publishKey, createdAt: row.createdAt, revokedAt: row.revokedAt, rotatedToId: row.rotatedToId };
-}
-
-async function encryptionKey(env: Env): Promise<CryptoKey> {
-  if (!env.ENCRYPTION_KEY) throw new ApiError("NOT_CONFIGURED", "ENCRYPTION_KEY is not set: `npm start` writes one to .dev.vars, or run `wrangler secret put ENCRYPTION_KEY`");
-  try {
-    return await importEncryptionKey(env.ENCRYPTION_KEY);
-  } catch {
-    throw new ApiError("NOT_CONFIGURED", "ENCRYPTION_KEY must be 32 bytes, base64-encoded");
-  }
 }
 
 /** A new key pair for the org: the secret is encrypted at rest and returned once. */

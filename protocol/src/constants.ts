@@ -37,6 +37,27 @@ export const LEASE_SECONDS_BY_PLAN: Readonly<Record<Plan, number>> = Object.free
   enterprise: 60,
 });
 
+/**
+ * What each plan allows (seed: lease, sites, custom metrics per tag, pulse
+ * interval). `null` is unlimited. The monthly gate-call allowances are not in
+ * the seeds; these are WaitState's. `enterprise` is the self-hoster's default.
+ */
+export interface PlanLimits {
+  leaseSeconds: number;
+  pulseIntervalMs: number;
+  sites: number | null;
+  /** Gate calls per calendar month (UTC), from pulses' usageDelta. */
+  monthlyCalls: number | null;
+  /** Distinct custom metric names usable in reflex rules, per tag. */
+  customMetricsPerTag: number | null;
+}
+
+export const PLAN_LIMITS: Readonly<Record<Plan, Readonly<PlanLimits>>> = Object.freeze({
+  hobby: Object.freeze({ leaseSeconds: 300, pulseIntervalMs: 30_000, sites: 1, monthlyCalls: 1_000_000, customMetricsPerTag: 0 }),
+  pro: Object.freeze({ leaseSeconds: 120, pulseIntervalMs: 2_000, sites: 10, monthlyCalls: 100_000_000, customMetricsPerTag: 5 }),
+  enterprise: Object.freeze({ leaseSeconds: 60, pulseIntervalMs: 1_000, sites: null, monthlyCalls: null, customMetricsPerTag: null }),
+});
+
 /** A lease a policy gets when it does not say (the shortest plan lease). */
 export const DEFAULT_LEASE_DURATION_SECONDS = 60;
 export const DEFAULT_SAFE_MODE_STRATEGY: SafeModeStrategy = "open";

@@ -26,6 +26,7 @@ export {
   MAX_TIMESTAMP_SKEW_MS,
   METRIC_NAME_PATTERN,
   PLANS,
+  PLAN_LIMITS,
   POLICY_STATUSES,
   PULSE_HEADERS,
   RESERVED_METRIC_NAMES,
@@ -38,6 +39,7 @@ export type {
   BuiltinMetric,
   GateReason,
   Plan,
+  PlanLimits,
   PolicyStatus,
   RuleAction,
   RuleOperator,
@@ -68,7 +70,7 @@ export {
   bucketRepresentative,
 } from "./histogram.js";
 export type { HistogramDecodeResult, HistogramEncoding } from "./histogram.js";
-export { MetricStats, compare, evaluateReflexes, mergeWindow, readMetric } from "./reflex.js";
+export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "./reflex.js";
 export type {
   CustomAggregate,
   EngineRule,
@@ -77,6 +79,7 @@ export type {
   ReflexOutcome,
   RuleState,
   TagConfig,
+  WindowNeeds,
   WindowPulse,
   WindowStats,
 } from "./reflex.js";

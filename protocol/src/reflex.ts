@@ -64,6 +64,16 @@ export class MetricStats {
     }
   }
 
+  /** Adds another window's stats to these (used to merge per-second buckets). */
+  mergeFrom(other: MetricStats): void {
+    this.calls += other.calls;
+    this.errors += other.errors;
+    this.latencySumMs += other.latencySumMs;
+    this.latencyObservations += other.latencyObservations;
+    this.histogram.merge(other.histogram);
+    for (const [name, aggregate] of other.custom) this.addCustom(name, aggregate);
+  }
+
   addCustom(name: string, a: CustomAggregate): void {
     const prev = this.custom.get(name);
     this.custom.set(
@@ -111,6 +121,79 @@ export function mergeWindow(pulses: readonly WindowPulse[], now: number, windowS
     }
   }
   return { site, tags, windowSeconds, pulses: inWindow };
+}
+
+/** Which parts of the window the rules read; the rest need not be merged. */
+export interface WindowNeeds {
+  /** Tags whose own stats a rule reads (`metricTag`); "all" merges every tag. */
+  tags: ReadonlySet<string> | "all";
+}
+
+/** What a set of rules reads from the window. */
+export function windowNeeds(rules: ReadonlyArray<Pick<EngineRule, "metricTag" | "enabled">>): WindowNeeds {
+  const tags = new Set<string>();
+  for (const rule of rules) if (rule.enabled && rule.metricTag) tags.add(rule.metricTag);
+  return { tags };
+}
+
+/**
+ * The window kept as one pre-merged bucket per second of arrival, so a site
+ * receiving hundreds of pulses per second merges at most `windowSeconds + 1`
+ * buckets per evaluation instead of every pulse. `stats(now)` equals
+ * `mergeWindow` over the same pulses with `ts` = arrival time, except that the
+ * window's edge moves in whole seconds: a bucket counts while its second
+ * starts inside the window, so pulses on whole seconds merge exactly as
+ * `mergeWindow` merges them and any other pulse is off by under one second.
+ */
+export class WindowAccumulator {
+  static readonly BUCKET_MS = 1000;
+  private readonly buckets = new Map<number, { site: MetricStats; tags: Map<string, MetricStats>; pulses: number }>();
+
+  /** Adds a pulse that arrived at `at` (epoch ms). */
+  add(pulse: WindowPulse, at: number): void {
+    const key = Math.floor(at / WindowAccumulator.BUCKET_MS) * WindowAccumulator.BUCKET_MS;
+    let bucket = this.buckets.get(key);
+    if (bucket === undefined) this.buckets.set(key, (bucket = { site: new MetricStats(), tags: new Map(), pulses: 0 }));
+    bucket.pulses++;
+    const one = mergeWindow([{ ...pulse, ts: at }], at, 1);
+    bucket.site.mergeFrom(one.site);
+    for (const [tag, stats] of one.tags) {
+      const into = bucket.tags.get(tag);
+      if (into === undefined) bucket.tags.set(tag, stats);
+      else into.mergeFrom(stats);
+    }
+  }
+
+  /** Drops buckets that can no longer reach a window ending at or after `now`. */
+  prune(now: number, windowSeconds = DEFAULT_WINDOW_SECONDS): void {
+    const edge = now - windowSeconds * 1000;
+    for (const key of this.buckets.keys()) if (key <= edge) this.buckets.delete(key);
+  }
+
+  /** Number of buckets held (for tests and diagnostics). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** The window ending at `now`, merging only the tags `needs` names (site totals always). */
+  stats(now: number, windowSeconds = DEFAULT_WINDOW_SECONDS, needs: WindowNeeds = { tags: "all" }): WindowStats {
+    const edge = now - windowSeconds * 1000;
+    const site = new MetricStats();
+    const tags = new Map<string, MetricStats>();
+    let pulses = 0;
+    for (const [key, bucket] of this.buckets) {
+      if (key <= edge || key > now) continue;
+      pulses += bucket.pulses;
+      site.mergeFrom(bucket.site);
+      for (const [tag, stats] of bucket.tags) {
+        if (needs.tags !== "all" && !needs.tags.has(tag)) continue;
+        let into = tags.get(tag);
+        if (into === undefined) tags.set(tag, (into = new MetricStats()));
+        into.mergeFrom(stats);
+      }
+    }
+    return { site, tags, windowSeconds, pulses };
+  }
 }
 
 /**

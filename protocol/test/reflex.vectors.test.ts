@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evaluateReflexes, mergeWindow, readMetric } from "../src/reflex.js";
+import { WindowAccumulator, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "../src/reflex.js";
 import { LatencyHistogram } from "../src/histogram.js";
 import { REFLEX_CASES, runReflexCase } from "./vectors.js";
 
@@ -16,6 +16,48 @@ describe("reflex.json conformance vectors", () => {
 });
 
 const T = 1_740_000_000_000;
+
+describe("WindowAccumulator (the Durable Object's window)", () => {
+  const viaAccumulator = (pulses: Parameters<typeof mergeWindow>[0], now: number, w: number | undefined, rules: Parameters<typeof windowNeeds>[0]) => {
+    const acc = new WindowAccumulator();
+    for (const p of pulses) acc.add(p, p.ts);
+    return acc.stats(now, w, windowNeeds(rules));
+  };
+
+  it.each(REFLEX_CASES.map((c) => [c.name, c] as const))("reproduces %s", (_name, c) => {
+    expect(runReflexCase(c, viaAccumulator)).toEqual([]);
+  });
+
+  it("merges per-second buckets to the same stats as mergeWindow", () => {
+    const pulses = Array.from({ length: 40 }, (_, i) => ({
+      instanceId: `i${i % 3}`,
+      usageDelta: 10 + i,
+      metrics: { latency: 5 + i, errors: i % 4, latencyHistogram: LatencyHistogram.fromValues([5 + i, 6 + i, 50 + i]).encode() },
+      tagMetrics: [{ tag: "free", count: 3 + i, errors: 1, latency: 7, customMetrics: { queue_depth: { min: i, max: i + 2, sum: 2 * i + 2, count: 2 } } }],
+      ts: T + i * 1000,
+    }));
+    const acc = new WindowAccumulator();
+    for (const p of pulses) acc.add(p, p.ts);
+    const now = T + 39_000;
+    const a = acc.stats(now, 30);
+    const b = mergeWindow(pulses, now, 30);
+    expect(a.pulses).toBe(b.pulses);
+    for (const metric of ["latency", "p50_latency", "p95_latency", "p99_latency", "errors", "error_rate", "rps", "queue_depth"]) {
+      expect(readMetric(a.site, metric, 30), metric).toBeCloseTo(readMetric(b.site, metric, 30)!, 9);
+      expect(readMetric(a.tags.get("free"), metric, 30), metric).toBeCloseTo(readMetric(b.tags.get("free"), metric, 30)!, 9);
+    }
+    acc.prune(now, 30);
+    expect(acc.size).toBe(30);
+  });
+
+  it("merges only the tags the rules read", () => {
+    const acc = new WindowAccumulator();
+    acc.add({ instanceId: "a", usageDelta: 2, metrics: {}, tagMetrics: [{ tag: "x", count: 1 }, { tag: "y", count: 1 }], ts: T }, T);
+    const stats = acc.stats(T, 30, windowNeeds([{ metricTag: "y", enabled: true }]));
+    expect([...stats.tags.keys()]).toEqual(["y"]);
+    expect(stats.site.calls).toBe(2);
+  });
+});
 
 describe("reflex engine details", () => {
   it("records each fire with the rule id and the values that fired it", () => {

@@ -11,7 +11,7 @@ import hmacText from "../vectors/hmac.json?raw";
 import reflexText from "../vectors/reflex.json?raw";
 import { LocalGate, decide, newGateState, type GatePolicy, type GateResult } from "../src/gate.js";
 import type { SafeModeStrategy } from "../src/constants.js";
-import { evaluateReflexes, mergeWindow, type EngineRule, type RuleState, type TagConfig, type WindowPulse } from "../src/reflex.js";
+import { evaluateReflexes, mergeWindow, type EngineRule, type RuleState, type TagConfig, type WindowPulse, type WindowStats } from "../src/reflex.js";
 
 export interface GateCall {
   now: number;
@@ -132,11 +132,14 @@ export const localGateFactory: GateFactory = (c) => {
 };
 
 /** Runs a case's steps in order, carrying rule states; returns the mismatches. */
-export function runReflexCase(c: ReflexCase): string[] {
+/** How a case's window is merged: `mergeWindow` itself, or another route to the same stats. */
+export type WindowMerge = (pulses: ReflexCase["steps"][number]["pulses"], now: number, windowSeconds: number | undefined, rules: ReflexCase["rules"]) => WindowStats;
+
+export function runReflexCase(c: ReflexCase, merge: WindowMerge = (pulses, now, w) => mergeWindow(pulses, now, w)): string[] {
   let states: Record<string, RuleState> = c.initialStates ?? {};
   const mismatches: string[] = [];
   c.steps.forEach((step, i) => {
-    const stats = mergeWindow(step.pulses, step.now, c.windowSeconds);
+    const stats = merge(step.pulses, step.now, c.windowSeconds, c.rules);
     const out = evaluateReflexes({ rules: c.rules, tags: c.tags, stats, states, now: step.now });
     states = out.states;
     const got = {

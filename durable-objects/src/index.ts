@@ -1,5 +1,5 @@
-/**
- * SiteAggregator, one Durable Object per `orgId:siteId`, lands with issue 4:
- * it merges a site's pulses, evaluates reflex rules and owns the policy.
- */
-export const SITE_AGGREGATOR_CLASS = "SiteAggregator";
+/** @waitstate/durable-objects: the SiteAggregator and what the Worker needs to talk to it. */
+export { SiteAggregator, aggregatorName, monthOf, policyKey, trimCustomMetrics } from "./aggregator.js";
+export type { AggregatorEnv, AggregatorFailure, CachedPolicy, IngestRequest, IngestResult, PolicyResult, StoredEvent } from "./aggregator.js";
+export { SITE_ROLLUP_TAG, flushMinutes, rollupMinutes } from "./rollup.js";
+export type { RollupRow, StoredPulse } from "./rollup.js";

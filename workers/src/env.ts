@@ -1,7 +1,13 @@
+import type { SiteAggregator } from "@waitstate/durable-objects";
+
 /** The Worker's bindings (wrangler.toml, .dev.vars / `wrangler secret put`). */
 export interface Env {
   /** Configuration database (schema: db/schema.ts). */
   DB: D1Database;
+  /** Current policy per site, for `GET /v1/policy/:orgId`. */
+  POLICIES: KVNamespace;
+  /** One SiteAggregator per `orgId:siteId`. */
+  SITE_AGGREGATOR: DurableObjectNamespace<SiteAggregator>;
   /** Authorises `POST /v1/organizations` (bootstrap). A secret. */
   ADMIN_TOKEN?: string;
   /** 32 bytes, base64: the AES-GCM key for secret keys at rest. A secret. */

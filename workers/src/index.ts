@@ -7,9 +7,12 @@ import { ApiError, errorBody } from "./errors.js";
 import { registerApiKeys } from "./routes/v1_api_keys.js";
 import { registerAuthToken } from "./routes/v1_auth_token.js";
 import { registerOrganizations } from "./routes/v1_organizations.js";
+import { registerPolicy } from "./routes/v1_policy.js";
+import { registerPulse } from "./routes/v1_pulse.js";
 import type { AppEnv } from "./env.js";
 
 export type { Env } from "./env.js";
+export { SiteAggregator } from "@waitstate/durable-objects";
 
 const app = new Hono<AppEnv>();
 
@@ -17,6 +20,8 @@ app.get("/healthz", (c) => c.json({ ok: true, service: "waitstate-control-plane"
 registerOrganizations(app);
 registerApiKeys(app);
 registerAuthToken(app);
+registerPulse(app);
+registerPolicy(app);
 
 app.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 

@@ -20,6 +20,7 @@ describe("D1 schema (migrations/ applied in workerd)", () => {
       "api_keys",
       "management_tokens",
       "organizations",
+      "reflex_events",
       "reflex_rules",
       "sites",
       "tags",

@@ -4,6 +4,8 @@ declare namespace Cloudflare {
   }
   interface Env {
     DB: D1Database;
+    POLICIES: KVNamespace;
+    SITE_AGGREGATOR: DurableObjectNamespace<import("@waitstate/durable-objects").SiteAggregator>;
     ADMIN_TOKEN: string;
     ENCRYPTION_KEY: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];

@@ -147,3 +147,25 @@ export const telemetryRollups = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.orgId, t.siteId, t.tag, t.minute] })],
 );
+
+/** Every reflex fire and clear, with the rule id and the values that fired it (written by the SiteAggregator's alarm). */
+export const reflexEvents = sqliteTable(
+  "reflex_events",
+  {
+    orgId: text("org_id").notNull(),
+    siteId: text("site_id").notNull(),
+    /** Unique per site: the aggregator's epoch and its event sequence. */
+    seq: text("seq").notNull(),
+    ruleId: text("rule_id").notNull(),
+    kind: text("kind", { enum: ["fired", "cleared"] }).notNull(),
+    at: integer("at", { mode: "number" }).notNull(),
+    tagName: text("tag_name"),
+    metric: text("metric").notNull(),
+    metricTag: text("metric_tag"),
+    /** The metric's value at that evaluation; null when a custom metric had no data. */
+    value: real("value"),
+    operator: text("operator").notNull(),
+    threshold: real("threshold").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.siteId, t.seq] }), index("reflex_events_at").on(t.orgId, t.at)],
+);

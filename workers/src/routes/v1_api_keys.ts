@@ -6,6 +6,7 @@ import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { readJson } from "../lib/body.js";
 import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
+import { forgetKey } from "../lib/keys.js";
 import { encryptionKey } from "../lib/secrets.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
@@ -64,6 +65,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     if (key.revokedAt === null) {
       await drizzle(c.env.DB).update(apiKeys).set({ revokedAt: Date.now() }).where(and(eq(apiKeys.id, key.id), isNull(apiKeys.revokedAt)));
     }
+    forgetKey(key.publishKey);
     const [after] = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.id, key.id));
     return c.json(keyView(after!));
   });
@@ -77,6 +79,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
       db.insert(apiKeys).values(row),
       db.update(apiKeys).set({ revokedAt: Date.now(), rotatedToId: row.id }).where(eq(apiKeys.id, old.id)),
     ]);
+    forgetKey(old.publishKey);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
     return c.json({ ...keyView(created!), secretKey, replaces: old.id }, 201);
   });

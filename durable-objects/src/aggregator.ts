@@ -1,0 +1,577 @@
+/**
+ * SiteAggregator: one Durable Object per `orgId:siteId` (DESIGN.md). It merges
+ * the fleet's pulses in a sliding window, evaluates the site's reflex rules with
+ * the pure engine from @waitstate/protocol, owns the lease-bearing policy and
+ * accounts usage. Everything that must survive eviction or a restart (pulses
+ * not yet rolled up, the last `ts` per instance, rule states, the policy and its
+ * version, fire/clear events not yet written to D1) lives in the object's
+ * SQLite storage; configuration is read from D1 and reloaded when the
+ * management API says so. An alarm rolls complete minutes up into D1.
+ */
+import { DurableObject } from "cloudflare:workers";
+import {
+  CAP_EXCEEDED_PULSE_INTERVAL_MS,
+  DEFAULT_WINDOW_SECONDS,
+  MAX_TAGS_PER_POLICY,
+  PLANS,
+  PLAN_LIMITS,
+  WindowAccumulator,
+  evaluateReflexes,
+  windowNeeds,
+  type EngineRule,
+  type Plan,
+  type Policy,
+  type Pulse,
+  type ReflexEvent,
+  type RuleState,
+  type TagConfig,
+} from "@waitstate/protocol";
+import { flushMinutes, type StoredPulse } from "./rollup.js";
+
+export interface AggregatorEnv {
+  DB: D1Database;
+  POLICIES: KVNamespace;
+}
+
+/** The Durable Object's name for a site: one aggregator per `orgId:siteId`. */
+export function aggregatorName(orgId: string, siteId: string): string {
+  return `${orgId}:${siteId}`;
+}
+
+/** Where the site's current policy is cached in KV for `GET /v1/policy/:orgId`. */
+export function policyKey(orgId: string, siteId: string): string {
+  return `policy:${orgId}:${siteId}`;
+}
+
+/** What KV holds under `policyKey`: the policy and its ETag. */
+export interface CachedPolicy {
+  policy: Policy;
+  etag: string;
+}
+
+export interface IngestRequest {
+  orgId: string;
+  siteId: string;
+  /** A pulse the Worker has verified and validated. */
+  pulse: Pulse;
+  /** Arrival time, epoch ms (default: now). The window and rollups use arrival, not the instance's clock. */
+  receivedAt?: number;
+}
+
+export type AggregatorFailure = { ok: false; code: "PLAN_LIMIT_REACHED" | "NOT_FOUND"; message: string };
+export type IngestResult = { ok: true; policy: Policy; etag: string; counted: boolean } | AggregatorFailure;
+export type PolicyResult = { ok: true; policy: Policy; etag: string } | AggregatorFailure;
+
+/** A stored fire/clear record, with the rule id and the values that fired it. */
+export interface StoredEvent extends ReflexEvent {
+  seq: number;
+}
+
+interface Identity {
+  orgId: string;
+  siteId: string;
+  /** When this object first served the site; part of the ETag, so a deleted and re-created site never reuses one. */
+  epoch: number;
+}
+
+interface SiteConfig {
+  plan: Plan;
+  rules: EngineRule[];
+  tags: Record<string, TagConfig>;
+  kill: boolean;
+  /** The org's gate calls this month as D1 had them at load (all sites). */
+  usageBase: number;
+  month: string;
+  loadedAt: number;
+}
+
+/** Configuration is re-read at least this often even without a reload call. */
+const CONFIG_MAX_AGE_MS = 5 * 60_000;
+/** An instance's last `ts` is kept this long: longer than the Worker's 5-minute timestamp skew, so a replay can't slip between. */
+const INSTANCE_MEMORY_MS = 10 * 60_000;
+/** Fire/clear events kept in the object after they reached D1. */
+const EVENTS_KEPT = 200;
+const MINUTE_MS = 60_000;
+
+export function monthOf(epochMs: number): string {
+  return new Date(epochMs).toISOString().slice(0, 7);
+}
+
+type PolicyBody = Omit<Policy, "version" | "issuedAt">;
+
+function sameBody(a: PolicyBody, b: PolicyBody): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export class SiteAggregator extends DurableObject<AggregatorEnv> {
+  private readonly sql: SqlStorage;
+  private identity: Identity | null = null;
+  private config: SiteConfig | null = null;
+  private current: Policy | null = null;
+  private ruleStates: Record<string, RuleState> = {};
+  /** Rules as they were when their state was saved: a rule deleted while active is reported with its own fields. */
+  private ruleSnapshots = new Map<string, EngineRule>();
+  private readonly window = new WindowAccumulator();
+  /** Gate calls accepted here and not yet written to D1's usage ledger. */
+  private unflushedCalls = 0;
+  /** KV writes run one after another, so an older policy never lands after a newer one. */
+  private publishing: Promise<void> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: AggregatorEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    void ctx.blockConcurrencyWhile(async () => this.load());
+  }
+
+  // ---------------------------------------------------------------- RPC
+
+  /** Accepts one pulse and answers with the policy evaluated with it included. */
+  async ingest(request: IngestRequest): Promise<IngestResult> {
+    const now = request.receivedAt ?? Date.now();
+    const registered = await this.register(request.orgId, request.siteId, now);
+    if (!registered.ok) return registered;
+    const config = await this.loadConfig(now);
+    if (!config.ok) return config;
+
+    // From here to the evaluation nothing awaits: the idempotency check and the
+    // write are one step, so two deliveries of one pulse cannot both count.
+    const pulse = trimCustomMetrics(request.pulse, PLAN_LIMITS[config.value.plan].customMetricsPerTag);
+    const [last] = this.sql.exec<{ last_ts: number }>("SELECT last_ts FROM instances WHERE instance_id = ?", pulse.instanceId).toArray();
+    if (last !== undefined && pulse.ts <= last.last_ts) {
+      const policy = this.current ?? (await this.evaluate(now));
+      return { ok: true, policy, etag: this.etag(policy), counted: false };
+    }
+    this.sql.exec(
+      "INSERT INTO pulses (instance_id, received_at, usage, bounced, body) VALUES (?, ?, ?, ?, ?)",
+      pulse.instanceId,
+      now,
+      pulse.usageDelta,
+      pulse.bouncedUnits,
+      JSON.stringify(pulse),
+    );
+    this.sql.exec(
+      "INSERT INTO instances (instance_id, last_ts, seen_at) VALUES (?, ?, ?) ON CONFLICT(instance_id) DO UPDATE SET last_ts = excluded.last_ts, seen_at = excluded.seen_at",
+      pulse.instanceId,
+      pulse.ts,
+      now,
+    );
+    this.unflushedCalls += pulse.usageDelta;
+    this.window.add(pulse, now);
+    this.window.prune(now, DEFAULT_WINDOW_SECONDS);
+
+    await this.createSeenTags(pulse, config.value);
+    const policy = await this.evaluate(now);
+    await this.ensureAlarm(now);
+    return { ok: true, policy, etag: this.etag(policy), counted: true };
+  }
+
+  /** The site's current policy (evaluated now), for a policy read that missed KV. */
+  async policy(orgId: string, siteId: string): Promise<PolicyResult> {
+    const now = Date.now();
+    const exists = await this.siteExists(orgId, siteId);
+    if (!exists) return { ok: false, code: "NOT_FOUND", message: `No site "${siteId}" in this organization` };
+    this.adopt(orgId, siteId, now);
+    const config = await this.loadConfig(now);
+    if (!config.ok) return config;
+    const policy = await this.evaluate(now);
+    return { ok: true, policy, etag: this.etag(policy) };
+  }
+
+  /** The emergency kill switch (D1 is updated by the caller first). */
+  async setKill(orgId: string, siteId: string, enabled: boolean): Promise<PolicyResult> {
+    const now = Date.now();
+    this.adopt(orgId, siteId, now);
+    const config = await this.loadConfig(now, true);
+    if (!config.ok) return config;
+    config.value.kill = enabled;
+    const policy = await this.evaluate(now);
+    return { ok: true, policy, etag: this.etag(policy) };
+  }
+
+  /** Re-reads rules, tags, plan and kill switch from D1 and re-evaluates. */
+  async reloadConfig(): Promise<Policy | null> {
+    if (this.identity === null) return null;
+    const now = Date.now();
+    const config = await this.loadConfig(now, true);
+    if (!config.ok) return null;
+    return this.evaluate(now);
+  }
+
+  /** Recent fire/clear records, newest first. */
+  async events(limit = 50): Promise<StoredEvent[]> {
+    return this.sql
+      .exec<{ seq: number; body: string }>("SELECT seq, body FROM events ORDER BY seq DESC LIMIT ?", Math.max(1, Math.min(500, limit)))
+      .toArray()
+      .map((row) => ({ seq: row.seq, ...(JSON.parse(row.body) as ReflexEvent) }));
+  }
+
+  /** Forgets the site entirely (the management API deleted it). */
+  async destroy(): Promise<void> {
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.identity = null;
+    this.config = null;
+    this.current = null;
+    this.ruleStates = {};
+    this.ruleSnapshots.clear();
+    this.unflushedCalls = 0;
+    this.window.prune(Number.MAX_SAFE_INTEGER, 0);
+    this.createTables();
+  }
+
+  /** Rolls complete minutes up into D1, writes usage and events, expires old state, re-evaluates. */
+  override async alarm(): Promise<void> {
+    if (this.identity === null) return;
+    const now = Date.now();
+    await this.flush(now);
+    this.sql.exec("DELETE FROM pulses WHERE rolled = 1 AND received_at <= ?", now - DEFAULT_WINDOW_SECONDS * 1000);
+    this.sql.exec("DELETE FROM instances WHERE seen_at < ?", now - INSTANCE_MEMORY_MS);
+    this.window.prune(now, DEFAULT_WINDOW_SECONDS);
+    const config = await this.loadConfig(now, true);
+    if (config.ok) await this.evaluate(now);
+    await this.publishing;
+    const [left] = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pulses").toArray();
+    const anyActive = Object.values(this.ruleStates).some((s) => s.active);
+    if ((left?.n ?? 0) > 0 || anyActive || this.unflushedEvents() > 0) {
+      await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
+    }
+  }
+
+  // ---------------------------------------------------------------- state
+
+  private createTables(): void {
+    this.sql.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS pulses (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        usage INTEGER NOT NULL,
+        bounced INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        rolled INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX IF NOT EXISTS pulses_received ON pulses (received_at);
+      CREATE TABLE IF NOT EXISTS instances (instance_id TEXT PRIMARY KEY, last_ts INTEGER NOT NULL, seen_at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS rule_states (rule_id TEXT PRIMARY KEY, state TEXT NOT NULL, rule TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, flushed INTEGER NOT NULL DEFAULT 0);
+    `);
+  }
+
+  /** Restores everything from SQLite: what a restart of the object must not lose. */
+  private async load(): Promise<void> {
+    this.createTables();
+    this.identity = this.meta<Identity>("identity");
+    this.current = this.meta<Policy>("policy");
+    for (const row of this.sql.exec<{ rule_id: string; state: string; rule: string }>("SELECT rule_id, state, rule FROM rule_states")) {
+      this.ruleStates[row.rule_id] = JSON.parse(row.state) as RuleState;
+      this.ruleSnapshots.set(row.rule_id, JSON.parse(row.rule) as EngineRule);
+    }
+    const now = Date.now();
+    for (const row of this.sql.exec<{ received_at: number; body: string }>(
+      "SELECT received_at, body FROM pulses WHERE received_at > ? ORDER BY seq",
+      now - DEFAULT_WINDOW_SECONDS * 1000,
+    )) {
+      this.window.add(JSON.parse(row.body) as Pulse, row.received_at);
+    }
+    const [unflushed] = this.sql.exec<{ n: number | null }>("SELECT sum(usage) AS n FROM pulses WHERE rolled = 0").toArray();
+    this.unflushedCalls = unflushed?.n ?? 0;
+  }
+
+  private meta<T>(key: string): T | null {
+    const [row] = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray();
+    return row === undefined ? null : (JSON.parse(row.value) as T);
+  }
+
+  private setMeta(key: string, value: unknown): void {
+    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value));
+  }
+
+  private adopt(orgId: string, siteId: string, now: number): void {
+    if (this.identity !== null) return;
+    this.identity = { orgId, siteId, epoch: now };
+    this.setMeta("identity", this.identity);
+  }
+
+  private async siteExists(orgId: string, siteId: string): Promise<boolean> {
+    const row = await this.env.DB.prepare("SELECT 1 AS one FROM sites WHERE org_id = ? AND site_id = ?").bind(orgId, siteId).first();
+    return row !== null;
+  }
+
+  /**
+   * Sites are created on their first pulse, within the plan's site cap. The
+   * insert checks the cap in the same statement, so two new sites racing
+   * cannot both slip past it.
+   */
+  private async register(orgId: string, siteId: string, now: number): Promise<{ ok: true } | AggregatorFailure> {
+    if (this.identity !== null) return { ok: true };
+    const org = await this.env.DB.prepare("SELECT plan FROM organizations WHERE id = ?").bind(orgId).first<{ plan: string }>();
+    if (org === null) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
+    const cap = PLAN_LIMITS[asPlan(org.plan)].sites;
+    const inserted = await this.env.DB.prepare(
+      `INSERT INTO sites (org_id, site_id) SELECT ?1, ?2
+       WHERE ?3 IS NULL OR (SELECT count(*) FROM sites WHERE org_id = ?1) < ?3
+       ON CONFLICT (org_id, site_id) DO NOTHING`,
+    )
+      .bind(orgId, siteId, cap)
+      .run();
+    if (inserted.meta.changes === 0 && !(await this.siteExists(orgId, siteId))) {
+      return {
+        ok: false,
+        code: "PLAN_LIMIT_REACHED",
+        message: `The ${org.plan} plan allows ${cap} site${cap === 1 ? "" : "s"}; delete one or upgrade to pulse for "${siteId}"`,
+      };
+    }
+    this.adopt(orgId, siteId, now);
+    return { ok: true };
+  }
+
+  /** The site's configuration from D1, cached; `force` re-reads it. */
+  private async loadConfig(now: number, force = false): Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> {
+    const month = monthOf(now);
+    const cached = this.config;
+    if (!force && cached !== null && cached.month === month && now - cached.loadedAt < CONFIG_MAX_AGE_MS) {
+      return { ok: true, value: cached };
+    }
+    const { orgId, siteId } = this.identity!;
+    const db = this.env.DB;
+    const [org, rules, tags, site, usage] = await db.batch([
+      db.prepare("SELECT plan FROM organizations WHERE id = ?").bind(orgId),
+      db
+        .prepare(
+          `SELECT id, tag_name, metric, metric_tag, operator, threshold, action, action_value, enabled, priority, cooldown_seconds
+           FROM reflex_rules WHERE org_id = ? AND (site_id IS NULL OR site_id = ?)`,
+        )
+        .bind(orgId, siteId),
+      db.prepare("SELECT name, max_weight, priority FROM tags WHERE org_id = ?").bind(orgId),
+      db.prepare("SELECT kill_switch FROM sites WHERE org_id = ? AND site_id = ?").bind(orgId, siteId),
+      db.prepare("SELECT calls FROM usage_monthly WHERE org_id = ? AND month = ?").bind(orgId, month),
+    ]);
+    const orgRow = org!.results[0] as { plan: string } | undefined;
+    if (orgRow === undefined) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
+    const tagConfig: Record<string, TagConfig> = {};
+    for (const row of tags!.results as Array<{ name: string; max_weight: number; priority: number }>) {
+      tagConfig[row.name] = { maxWeight: row.max_weight, priority: row.priority };
+    }
+    const config: SiteConfig = {
+      plan: asPlan(orgRow.plan),
+      rules: (rules!.results as RuleRow[]).map(toEngineRule),
+      tags: tagConfig,
+      kill: Boolean((site!.results[0] as { kill_switch: number } | undefined)?.kill_switch),
+      usageBase: (usage!.results[0] as { calls: number } | undefined)?.calls ?? 0,
+      month,
+      loadedAt: now,
+    };
+    this.config = config;
+    return { ok: true, value: config };
+  }
+
+  /** Tags are created on first sight in a pulse (up to the policy's tag bound). */
+  private async createSeenTags(pulse: Pulse, config: SiteConfig): Promise<void> {
+    const fresh = pulse.tagMetrics.map((t) => t.tag).filter((tag) => !(tag in config.tags));
+    if (fresh.length === 0) return;
+    const room = Math.max(0, MAX_TAGS_PER_POLICY - Object.keys(config.tags).length);
+    const created = fresh.slice(0, room);
+    for (const tag of created) config.tags[tag] = {};
+    if (created.length === 0) return;
+    const { orgId } = this.identity!;
+    const db = this.env.DB;
+    await db.batch(
+      created.map((tag) =>
+        db
+          .prepare("INSERT INTO tags (id, org_id, name, auto_created) VALUES (?, ?, ?, 1) ON CONFLICT (org_id, name) DO NOTHING")
+          .bind(`tag_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`, orgId, tag),
+      ),
+    );
+  }
+
+  // ---------------------------------------------------------------- policy
+
+  private etag(policy: Policy): string {
+    return `"${(this.identity?.epoch ?? 0).toString(36)}-${policy.version}"`;
+  }
+
+  /** Evaluates the rules on the window and publishes the policy when it changed. */
+  private async evaluate(now: number): Promise<Policy> {
+    const config = this.config!;
+    const limits = PLAN_LIMITS[config.plan];
+    const stats = this.window.stats(now, DEFAULT_WINDOW_SECONDS, windowNeeds(config.rules));
+    const outcome = evaluateReflexes({ rules: config.rules, tags: config.tags, stats, states: this.ruleStates, now });
+    this.saveRuleStates(outcome.states, config.rules);
+    for (const event of outcome.events) this.recordEvent(event);
+
+    const capExceeded = limits.monthlyCalls !== null && config.usageBase + this.unflushedCalls >= limits.monthlyCalls;
+    const body: PolicyBody = {
+      globalMaxWeight: outcome.globalMaxWeight,
+      tagMaxWeights: outcome.tagMaxWeights,
+      killSignal: config.kill,
+      status: capExceeded ? "cap_exceeded" : "ok",
+      pulseInterval: capExceeded ? CAP_EXCEEDED_PULSE_INTERVAL_MS : limits.pulseIntervalMs,
+      leaseDurationSeconds: limits.leaseSeconds,
+    };
+    const { version: _v, issuedAt: _i, ...previous } = this.current ?? { version: 0 };
+    if (this.current !== null && sameBody(previous as PolicyBody, body)) return this.current;
+    const policy: Policy = { version: (this.current?.version ?? 0) + 1, ...body, issuedAt: now };
+    this.current = policy;
+    this.setMeta("policy", policy);
+    await this.publish();
+    return policy;
+  }
+
+  private saveRuleStates(states: Record<string, RuleState>, rules: readonly EngineRule[]): void {
+    const byId = new Map(rules.map((r) => [r.id, r]));
+    for (const [id, state] of Object.entries(states)) {
+      if (JSON.stringify(this.ruleStates[id]) === JSON.stringify(state)) continue;
+      const rule = byId.get(id)!;
+      this.ruleSnapshots.set(id, rule);
+      this.sql.exec(
+        "INSERT INTO rule_states (rule_id, state, rule) VALUES (?, ?, ?) ON CONFLICT(rule_id) DO UPDATE SET state = excluded.state, rule = excluded.rule",
+        id,
+        JSON.stringify(state),
+        JSON.stringify(rule),
+      );
+    }
+    for (const id of Object.keys(this.ruleStates)) {
+      if (!(id in states)) {
+        this.sql.exec("DELETE FROM rule_states WHERE rule_id = ?", id);
+        this.ruleSnapshots.delete(id);
+      }
+    }
+    this.ruleStates = states;
+  }
+
+  private recordEvent(event: ReflexEvent): void {
+    // A rule deleted while active is cleared by the engine without its fields; fill them from the stored rule.
+    const rule = this.ruleSnapshots.get(event.ruleId);
+    const full: ReflexEvent =
+      event.metric === "" && rule !== undefined
+        ? { ...event, tagName: rule.tagName, metric: rule.metric, metricTag: rule.metricTag ?? null, operator: rule.operator, threshold: rule.threshold }
+        : event;
+    this.sql.exec("INSERT INTO events (body) VALUES (?)", JSON.stringify(full));
+  }
+
+  private unflushedEvents(): number {
+    const [row] = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM events WHERE flushed = 0").toArray();
+    return row?.n ?? 0;
+  }
+
+  /** Writes the current policy to KV; writes are serialised and failures never reach the pulse. */
+  private publish(): Promise<void> {
+    const { orgId, siteId } = this.identity!;
+    this.publishing = this.publishing
+      .then(async () => {
+        const policy = this.current;
+        if (policy === null) return;
+        const cached: CachedPolicy = { policy, etag: this.etag(policy) };
+        await this.env.POLICIES.put(policyKey(orgId, siteId), JSON.stringify(cached));
+      })
+      .catch((error: unknown) => console.error("policy publish to KV failed", error));
+    return this.publishing;
+  }
+
+  private async ensureAlarm(now: number): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) {
+      await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
+    }
+  }
+
+  // ---------------------------------------------------------------- rollups
+
+  /** Complete minutes of pulses → telemetry rollups and usage in D1; events → D1. */
+  private async flush(now: number): Promise<void> {
+    const { orgId, siteId } = this.identity!;
+    const cutoff = Math.floor(now / MINUTE_MS) * MINUTE_MS;
+    const rows = this.sql
+      .exec<{ seq: number; received_at: number; body: string }>(
+        "SELECT seq, received_at, body FROM pulses WHERE rolled = 0 AND received_at < ? ORDER BY seq",
+        cutoff,
+      )
+      .toArray();
+    const events = this.sql.exec<{ seq: number; body: string }>("SELECT seq, body FROM events WHERE flushed = 0 ORDER BY seq").toArray();
+    if (rows.length === 0 && events.length === 0) return;
+    const pulses: StoredPulse[] = rows.map((r) => ({ receivedAt: r.received_at, pulse: JSON.parse(r.body) as Pulse }));
+    const statements = flushMinutes(this.env.DB, orgId, siteId, pulses);
+    for (const e of events) {
+      const event = JSON.parse(e.body) as ReflexEvent;
+      statements.push(
+        this.env.DB.prepare(
+          `INSERT INTO reflex_events (org_id, site_id, seq, rule_id, kind, at, tag_name, metric, metric_tag, value, operator, threshold)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        ).bind(
+          orgId,
+          siteId,
+          `${this.identity!.epoch}-${e.seq}`,
+          event.ruleId,
+          event.kind,
+          event.at,
+          event.tagName,
+          event.metric,
+          event.metricTag,
+          event.value ?? null,
+          event.operator,
+          event.threshold,
+        ),
+      );
+    }
+    for (let i = 0; i < statements.length; i += 50) await this.env.DB.batch(statements.slice(i, i + 50));
+    const flushedCalls = pulses.reduce((sum, p) => sum + p.pulse.usageDelta, 0);
+    if (rows.length > 0) this.sql.exec("UPDATE pulses SET rolled = 1 WHERE rolled = 0 AND seq <= ?", rows[rows.length - 1]!.seq);
+    if (events.length > 0) {
+      this.sql.exec("UPDATE events SET flushed = 1 WHERE seq <= ?", events[events.length - 1]!.seq);
+      this.sql.exec("DELETE FROM events WHERE flushed = 1 AND seq <= (SELECT max(seq) FROM events) - ?", EVENTS_KEPT);
+    }
+    this.unflushedCalls = Math.max(0, this.unflushedCalls - flushedCalls);
+  }
+}
+
+interface RuleRow {
+  id: string;
+  tag_name: string | null;
+  metric: string;
+  metric_tag: string | null;
+  operator: EngineRule["operator"];
+  threshold: number;
+  action: EngineRule["action"];
+  action_value: number | null;
+  enabled: number;
+  priority: number;
+  cooldown_seconds: number;
+}
+
+function toEngineRule(row: RuleRow): EngineRule {
+  return {
+    id: row.id,
+    tagName: row.tag_name,
+    metric: row.metric,
+    metricTag: row.metric_tag,
+    operator: row.operator,
+    threshold: row.threshold,
+    action: row.action,
+    ...(row.action_value === null ? {} : { actionValue: row.action_value }),
+    enabled: Boolean(row.enabled),
+    priority: row.priority,
+    cooldownSeconds: row.cooldown_seconds,
+  };
+}
+
+function asPlan(plan: string): Plan {
+  return (PLANS as readonly string[]).includes(plan) ? (plan as Plan) : "enterprise";
+}
+
+/**
+ * The plan's custom-metric allowance (seed: "excess metrics are silently
+ * trimmed, alphabetical order, kept first N"): per tag, the first N names.
+ */
+export function trimCustomMetrics(pulse: Pulse, perTag: number | null): Pulse {
+  if (perTag === null || !pulse.tagMetrics.some((t) => t.customMetrics !== undefined)) return pulse;
+  return {
+    ...pulse,
+    tagMetrics: pulse.tagMetrics.map((entry) => {
+      if (entry.customMetrics === undefined) return entry;
+      const { customMetrics, ...rest } = entry;
+      if (perTag === 0) return rest;
+      const kept = Object.keys(customMetrics).sort().slice(0, perTag);
+      return { ...rest, customMetrics: Object.fromEntries(kept.map((name) => [name, customMetrics[name]!])) };
+    }),
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * Per-minute telemetry rollups and the usage ledger, computed from the pulses
+ * a SiteAggregator holds and written to D1 by its alarm. Minutes are by
+ * arrival time at the control plane, so instance clocks cannot skew them.
+ */
+import { mergeWindow, type MetricStats, type Pulse } from "@waitstate/protocol";
+
+/** The rollup row that carries the whole site's totals beside the per-tag rows. */
+export const SITE_ROLLUP_TAG = "__site__";
+
+export interface StoredPulse {
+  receivedAt: number;
+  pulse: Pulse;
+}
+
+export interface RollupRow {
+  tag: string;
+  minute: number;
+  calls: number;
+  bounced: number;
+  errors: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+const MINUTE_MS = 60_000;
+
+function row(tag: string, minute: number, stats: MetricStats | undefined, bounced: number): RollupRow {
+  return {
+    tag,
+    minute,
+    calls: stats?.calls ?? 0,
+    bounced,
+    errors: stats?.errors ?? 0,
+    p50: stats?.histogram.quantile(0.5) ?? null,
+    p95: stats?.histogram.quantile(0.95) ?? null,
+    p99: stats?.histogram.quantile(0.99) ?? null,
+  };
+}
+
+/** Groups pulses by minute of arrival: the site's row and one row per tag, with true quantiles from merged histograms. */
+export function rollupMinutes(pulses: readonly StoredPulse[]): RollupRow[] {
+  const byMinute = new Map<number, StoredPulse[]>();
+  for (const p of pulses) {
+    const minute = Math.floor(p.receivedAt / MINUTE_MS) * MINUTE_MS;
+    let list = byMinute.get(minute);
+    if (list === undefined) byMinute.set(minute, (list = []));
+    list.push(p);
+  }
+  const rows: RollupRow[] = [];
+  for (const [minute, list] of [...byMinute].sort((a, b) => a[0] - b[0])) {
+    const stats = mergeWindow(
+      list.map((p) => ({ ...p.pulse, ts: p.receivedAt })),
+      minute + MINUTE_MS - 1,
+      60,
+    );
+    const bouncedByTag = new Map<string, number>();
+    let siteBounced = 0;
+    for (const { pulse } of list) {
+      siteBounced += pulse.bouncedUnits;
+      for (const t of pulse.tagMetrics) bouncedByTag.set(t.tag, (bouncedByTag.get(t.tag) ?? 0) + (t.bounced ?? 0));
+    }
+    rows.push(row(SITE_ROLLUP_TAG, minute, stats.site, siteBounced));
+    for (const [tag, tagStats] of [...stats.tags].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      rows.push(row(tag, minute, tagStats, bouncedByTag.get(tag) ?? 0));
+    }
+  }
+  return rows;
+}
+
+/** The D1 statements that write these pulses' rollups, usage and the site's last pulse time. */
+export function flushMinutes(db: D1Database, orgId: string, siteId: string, pulses: readonly StoredPulse[]): D1PreparedStatement[] {
+  if (pulses.length === 0) return [];
+  const statements: D1PreparedStatement[] = [];
+  for (const r of rollupMinutes(pulses)) {
+    statements.push(
+      db
+        .prepare(
+          `INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls, bounced, errors, p50, p95, p99)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (org_id, site_id, tag, minute) DO UPDATE SET
+             calls = calls + excluded.calls, bounced = bounced + excluded.bounced, errors = errors + excluded.errors,
+             p50 = excluded.p50, p95 = excluded.p95, p99 = excluded.p99`,
+        )
+        .bind(orgId, siteId, r.tag, r.minute, r.calls, r.bounced, r.errors, r.p50, r.p95, r.p99),
+    );
+  }
+  const byMonth = new Map<string, { calls: number; bounced: number }>();
+  for (const { receivedAt, pulse } of pulses) {
+    const month = new Date(receivedAt).toISOString().slice(0, 7);
+    const m = byMonth.get(month) ?? { calls: 0, bounced: 0 };
+    m.calls += pulse.usageDelta;
+    m.bounced += pulse.bouncedUnits;
+    byMonth.set(month, m);
+  }
+  for (const [month, m] of byMonth) {
+    statements.push(
+      db
+        .prepare(
+          `INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, ?)
+           ON CONFLICT (org_id, month) DO UPDATE SET calls = calls + excluded.calls, bounced = bounced + excluded.bounced`,
+        )
+        .bind(orgId, month, m.calls, m.bounced),
+    );
+  }
+  const last = Math.max(...pulses.map((p) => p.receivedAt));
+  statements.push(
+    db.prepare("UPDATE sites SET last_pulse_at = max(coalesce(last_pulse_at, 0), ?) WHERE org_id = ? AND site_id = ?").bind(last, orgId, siteId),
+  );
+  return statements;
+}

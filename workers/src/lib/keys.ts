@@ -1,0 +1,54 @@
+/**
+ * SDK key lookup for the pulse route. Every pulse is signed with a secret key
+ * that is stored encrypted in D1; decrypting it per pulse would cost a D1 read
+ * and an AES-GCM decryption each time, so each isolate keeps the imported HMAC
+ * key for a short while. Revocation and rotation clear the entry in the isolate
+ * that served them at once, and every other isolate within KEY_CACHE_TTL_MS.
+ */
+import { eq } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import { apiKeys } from "../db/schema.js";
+import { ApiError } from "../errors.js";
+import { decryptSecret } from "./crypto.js";
+import { encryptionKey } from "./secrets.js";
+import type { Env } from "../env.js";
+
+export const KEY_CACHE_TTL_MS = 30_000;
+const MAX_CACHED_KEYS = 10_000;
+
+export interface PulseKey {
+  keyId: string;
+  orgId: string;
+  /** HMAC-SHA256 key made from the secret key; verify() compares in constant time. */
+  hmac: CryptoKey;
+}
+
+type Entry = { key: PulseKey | null; revoked: boolean; fetchedAt: number };
+const cache = new Map<string, Entry>();
+
+/** Drops a publish key from this isolate's cache (after revoke or rotate). */
+export function forgetKey(publishKey: string): void {
+  cache.delete(publishKey);
+}
+
+/** The key pair behind `publishKey`, or UNKNOWN_KEY / KEY_REVOKED. */
+export async function pulseKey(env: Env, publishKey: string, now = Date.now()): Promise<PulseKey> {
+  let entry = cache.get(publishKey);
+  if (entry === undefined || now - entry.fetchedAt > KEY_CACHE_TTL_MS) {
+    entry = await fetchKey(env, publishKey, now);
+    if (cache.size >= MAX_CACHED_KEYS) cache.clear();
+    cache.set(publishKey, entry);
+  }
+  if (entry.revoked) throw new ApiError("KEY_REVOKED", "This API key was revoked");
+  if (entry.key === null) throw new ApiError("UNKNOWN_KEY", "No API key has this publishKey");
+  return entry.key;
+}
+
+async function fetchKey(env: Env, publishKey: string, now: number): Promise<Entry> {
+  const [row] = await drizzle(env.DB).select().from(apiKeys).where(eq(apiKeys.publishKey, publishKey)).limit(1);
+  if (!row) return { key: null, revoked: false, fetchedAt: now };
+  if (row.revokedAt !== null) return { key: null, revoked: true, fetchedAt: now };
+  const secret = await decryptSecret(await encryptionKey(env), { ciphertext: row.secretKeyCiphertext, iv: row.secretKeyIv });
+  const hmac = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  return { key: { keyId: row.id, orgId: row.orgId, hmac }, revoked: false, fetchedAt: now };
+}

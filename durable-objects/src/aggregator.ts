@@ -161,19 +161,26 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
     await this.createSeenTags(pulse, config.value);
     const policy = await this.evaluate(now);
-    await this.ensureAlarm(now);
+    await this.ensureAlarm();
     return { ok: true, policy, etag: this.etag(policy), counted: true };
   }
 
-  /** The site's current policy (evaluated now), for a policy read that missed KV. */
-  async policy(orgId: string, siteId: string): Promise<PolicyResult> {
-    const now = Date.now();
+  /**
+   * The site's current policy, evaluated at `at` (default now), for a policy
+   * read that missed KV. RPC is reachable only from this Worker, so `at` is not
+   * a client's lever; tests use it to step through time.
+   */
+  async policy(orgId: string, siteId: string, at?: number): Promise<PolicyResult> {
+    const now = at ?? Date.now();
     const exists = await this.siteExists(orgId, siteId);
     if (!exists) return { ok: false, code: "NOT_FOUND", message: `No site "${siteId}" in this organization` };
     this.adopt(orgId, siteId, now);
     const config = await this.loadConfig(now);
     if (!config.ok) return config;
+    this.window.prune(now, DEFAULT_WINDOW_SECONDS);
     const policy = await this.evaluate(now);
+    // Asked because KV had nothing (expired, evicted, or never written): write it back.
+    await this.publish();
     return { ok: true, policy, etag: this.etag(policy) };
   }
 
@@ -469,7 +476,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     return this.publishing;
   }
 
-  private async ensureAlarm(now: number): Promise<void> {
+  /** The next rollup: just after the current wall-clock minute ends. */
+  private async ensureAlarm(): Promise<void> {
+    const now = Date.now();
     if ((await this.ctx.storage.getAlarm()) === null) {
       await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
     }

@@ -1,0 +1,108 @@
+import { env } from "cloudflare:workers";
+import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import { aggregatorName } from "@waitstate/durable-objects";
+import { call, createOrg } from "./helpers.js";
+
+export interface Keys {
+  publishKey: string;
+  secretKey: string;
+  orgId: string;
+  token: string;
+}
+
+/** An org (optionally on a plan) with one SDK key pair. */
+export async function orgWithKey(name = "Pulse Co", plan?: string): Promise<Keys> {
+  const { org, token } = await createOrg(name, plan);
+  const res = await call("POST", "/v1/api-keys", { token, body: { name: "sdk" } });
+  expect(res.status, res.text).toBe(201);
+  return { publishKey: res.json.publishKey, secretKey: res.json.secretKey, orgId: org.id, token };
+}
+
+/** Hex HMAC-SHA256 over `body + "." + timestamp` (DESIGN.md), computed independently of the Worker's code. */
+export async function sign(secretKey: string, body: string, timestamp: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secretKey), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${body}.${timestamp}`)));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function seedPulse(overrides: Record<string, unknown> = {}) {
+  return {
+    instanceId: "web-01",
+    usageDelta: 967,
+    bouncedUnits: 47,
+    metrics: { latency: 142, errors: 0 },
+    tagMetrics: [
+      { tag: "free", latency: 0, count: 847 },
+      { tag: "pro", latency: 0, count: 120 },
+    ],
+    ts: Date.now(),
+    ...overrides,
+  };
+}
+
+export interface PulseOptions {
+  timestamp?: string;
+  signature?: string;
+  /** Sign this body but send `body`. */
+  signedBody?: string;
+  publishKey?: string;
+  headers?: Record<string, string>;
+}
+
+/** Sends a signed pulse through the Worker; `body` may be an object or raw text. */
+export async function sendPulse(keys: Pick<Keys, "publishKey" | "secretKey">, body: unknown, options: PulseOptions = {}) {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  const timestamp = options.timestamp ?? String(Date.now());
+  const signature = options.signature ?? (await sign(keys.secretKey, options.signedBody ?? text, timestamp));
+  const res = await exports.default.fetch("http://waitstate.test/v1/pulse", {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-waitstate-id": options.publishKey ?? keys.publishKey,
+      "x-waitstate-timestamp": timestamp,
+      "x-waitstate-signature": signature,
+      ...options.headers,
+    },
+    body: text,
+  });
+  const raw = await res.text();
+  let json: Record<string, any> | undefined;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json: json as Record<string, any>, text: raw, headers: res.headers };
+}
+
+export function stubFor(orgId: string, siteId: string) {
+  return env.SITE_AGGREGATOR.get(env.SITE_AGGREGATOR.idFromName(aggregatorName(orgId, siteId)));
+}
+
+let ruleSeq = 0;
+/** Inserts a reflex rule straight into D1 (the rules API has its own tests). */
+export async function insertRule(orgId: string, rule: Record<string, unknown>, siteId: string | null = null): Promise<string> {
+  const id = String(rule.id ?? `rule_${++ruleSeq}`);
+  await env.DB.prepare(
+    `INSERT INTO reflex_rules (id, org_id, site_id, tag_name, metric, metric_tag, operator, threshold, action, action_value, enabled, priority, cooldown_seconds)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  )
+    .bind(
+      id,
+      orgId,
+      siteId,
+      (rule.tagName as string | null) ?? null,
+      rule.metric,
+      (rule.metricTag as string | null) ?? null,
+      rule.operator,
+      rule.threshold,
+      rule.action,
+      (rule.actionValue as number | null) ?? null,
+      rule.enabled === false ? 0 : 1,
+      rule.priority,
+      (rule.cooldownSeconds as number | undefined) ?? 30,
+    )
+    .run();
+  return id;
+}

@@ -116,6 +116,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private unflushedCalls = 0;
   /** KV writes run one after another, so an older policy never lands after a newer one. */
   private publishing: Promise<void> = Promise.resolve();
+  /** Whether an alarm is known to be scheduled (saves a storage read per pulse). */
+  private alarmPending = false;
 
   constructor(ctx: DurableObjectState, env: AggregatorEnv) {
     super(ctx, env);
@@ -216,6 +218,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   async destroy(): Promise<void> {
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.alarmPending = false;
     this.identity = null;
     this.config = null;
     this.current = null;
@@ -228,6 +231,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
   /** Rolls complete minutes up into D1, writes usage and events, expires old state, re-evaluates. */
   override async alarm(): Promise<void> {
+    this.alarmPending = false;
     if (this.identity === null) return;
     const now = Date.now();
     await this.flush(now);
@@ -241,6 +245,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const anyActive = Object.values(this.ruleStates).some((s) => s.active);
     if ((left?.n ?? 0) > 0 || anyActive || this.unflushedEvents() > 0) {
       await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
+      this.alarmPending = true;
     }
   }
 
@@ -476,12 +481,14 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     return this.publishing;
   }
 
-  /** The next rollup: just after the current wall-clock minute ends. */
+  /** The next rollup: just after the current wall-clock minute ends. Checked in storage once per alarm cycle, not per pulse. */
   private async ensureAlarm(): Promise<void> {
+    if (this.alarmPending) return;
     const now = Date.now();
     if ((await this.ctx.storage.getAlarm()) === null) {
       await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
     }
+    this.alarmPending = true;
   }
 
   // ---------------------------------------------------------------- rollups

@@ -9,6 +9,11 @@ import { registerAuthToken } from "./routes/v1_auth_token.js";
 import { registerOrganizations } from "./routes/v1_organizations.js";
 import { registerPolicy } from "./routes/v1_policy.js";
 import { registerPulse } from "./routes/v1_pulse.js";
+import { registerReflexRules } from "./routes/v1_reflex_rules.js";
+import { registerSites } from "./routes/v1_sites.js";
+import { registerTags } from "./routes/v1_tags.js";
+import { registerTelemetry } from "./routes/v1_telemetry.js";
+import { registerUsage } from "./routes/v1_usage.js";
 import type { AppEnv } from "./env.js";
 
 export type { Env } from "./env.js";
@@ -22,6 +27,11 @@ registerApiKeys(app);
 registerAuthToken(app);
 registerPulse(app);
 registerPolicy(app);
+registerTags(app);
+registerSites(app);
+registerReflexRules(app);
+registerUsage(app);
+registerTelemetry(app);
 
 app.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 

@@ -27,7 +27,12 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxBy
   } catch {
     throw new ApiError("INVALID_JSON", "The body is not valid JSON");
   }
-  const parsed = parseWith(schema, json);
+  return validate(schema, json);
+}
+
+/** Validates any input (a parsed body, `c.req.query()`), or a 400 VALIDATION_FAILED naming the paths. */
+export function validate<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = parseWith(schema, input);
   if (!parsed.ok) throw new ApiError("VALIDATION_FAILED", parsed.message);
   return parsed.value;
 }

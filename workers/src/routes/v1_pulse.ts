@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
-import { MAX_PULSE_BODY_BYTES, MAX_TIMESTAMP_SKEW_MS, PULSE_HEADERS, PulseSchema, parseWith } from "@waitstate/protocol";
+import { MAX_PULSE_BODY_BYTES, MAX_TIMESTAMP_SKEW_MS, PULSE_HEADERS, PulseSchema } from "@waitstate/protocol";
 import { ApiError } from "../errors.js";
+import { validate } from "../lib/body.js";
 import { aggregator } from "../lib/aggregators.js";
 import { pulseKey } from "../lib/keys.js";
 import { readCapped } from "../lib/stream.js";
@@ -54,9 +55,7 @@ export function registerPulse(app: Hono<AppEnv>) {
     } catch {
       throw new ApiError("INVALID_JSON", "The pulse body is not valid UTF-8 JSON");
     }
-    const parsed = parseWith(PulseSchema, json);
-    if (!parsed.ok) throw new ApiError("VALIDATION_FAILED", parsed.message);
-    const pulse = parsed.value;
+    const pulse = validate(PulseSchema, json);
     const siteId = pulse.siteId ?? key.orgId;
 
     const result = await aggregator(c.env, key.orgId, siteId).ingest({ orgId: key.orgId, siteId, pulse, receivedAt: now });

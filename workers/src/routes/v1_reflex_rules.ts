@@ -1,0 +1,240 @@
+import type { Hono } from "hono";
+import { and, asc, countDistinct, eq, ne, not, notInArray, sql, type SQL } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import { z } from "zod";
+import { BUILTIN_METRICS, IdentifierSchema, PLAN_LIMITS, ReflexRuleSchema, type Plan } from "@waitstate/protocol";
+import { organizations, reflexRules } from "../db/schema.js";
+import { ApiError } from "../errors.js";
+import { reloadSites } from "../lib/aggregators.js";
+import { readJson, validate } from "../lib/body.js";
+import { randomId } from "../lib/crypto.js";
+import { managementAuth } from "../middleware/management-auth.js";
+import type { AppEnv, Env } from "../env.js";
+
+/** What an operator may set on a rule: the protocol's rule fields plus its scope. */
+const RULE_FIELDS = [
+  "siteId",
+  "tagName",
+  "metric",
+  "metricTag",
+  "operator",
+  "threshold",
+  "action",
+  "actionValue",
+  "enabled",
+  "priority",
+  "cooldownSeconds",
+] as const;
+
+/**
+ * A rule as posted: ReflexRuleSchema plus `siteId` (null: every site of the
+ * org). Ids are assigned here, so a client-supplied one is refused rather than
+ * silently replaced. The seeds write `"actionValue": null` for block rules;
+ * that means "none" and is accepted.
+ */
+const RuleBody = z.preprocess(
+  (input) => {
+    if (typeof input !== "object" || input === null || !("actionValue" in input) || input.actionValue !== null) return input;
+    const { actionValue: _none, ...rest } = input;
+    return rest;
+  },
+  ReflexRuleSchema.safeExtend({
+    id: z.never({ error: "ids are assigned by the server; PATCH /v1/reflex-rules/:id changes a rule" }).optional(),
+    siteId: IdentifierSchema.nullable().default(null),
+  }),
+);
+type RuleBody = z.output<typeof RuleBody>;
+
+/**
+ * A partial rule: any of RULE_FIELDS, each checked when the merged rule is
+ * validated as a whole. Other keys (a listed rule's id, createdAt) are ignored,
+ * so a rule read with GET can be edited and sent back.
+ */
+const RulePatch = z
+  .record(z.string(), z.unknown())
+  .transform((body) => Object.fromEntries(RULE_FIELDS.filter((field) => field in body).map((field) => [field, body[field]])))
+  .refine((patch) => Object.keys(patch).length > 0, { message: `send at least one of ${RULE_FIELDS.join(", ")}` });
+
+const ListQuery = z.object({ siteId: IdentifierSchema.optional() });
+const RuleId = z.string().regex(/^rule_[A-Za-z0-9_-]{1,64}$/);
+
+type RuleRow = typeof reflexRules.$inferSelect;
+
+/** The same JSON shape a rule is posted in (so a listed rule can be posted again without its id), plus id and timestamps. */
+function ruleView(row: RuleRow) {
+  return {
+    id: row.id,
+    siteId: row.siteId,
+    tagName: row.tagName,
+    metric: row.metric,
+    metricTag: row.metricTag,
+    operator: row.operator,
+    threshold: row.threshold,
+    action: row.action,
+    actionValue: row.actionValue,
+    enabled: row.enabled,
+    priority: row.priority,
+    cooldownSeconds: row.cooldownSeconds,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+/** The columns a validated rule body writes. */
+function ruleColumns(rule: RuleBody) {
+  return {
+    siteId: rule.siteId,
+    tagName: rule.tagName,
+    metric: rule.metric,
+    metricTag: rule.metricTag ?? null,
+    operator: rule.operator,
+    threshold: rule.threshold,
+    action: rule.action,
+    actionValue: rule.actionValue ?? null,
+    enabled: rule.enabled,
+    priority: rule.priority,
+    cooldownSeconds: rule.cooldownSeconds,
+  };
+}
+
+/** Another org's rule id answers exactly like an unknown one: 404. */
+async function ownRule(env: Env, orgId: string, rawId: string): Promise<RuleRow> {
+  const id = RuleId.safeParse(rawId);
+  if (!id.success) throw new ApiError("NOT_FOUND", "No such reflex rule");
+  const [row] = await drizzle(env.DB).select().from(reflexRules).where(and(eq(reflexRules.id, id.data), eq(reflexRules.orgId, orgId)));
+  if (!row) throw new ApiError("NOT_FOUND", "No such reflex rule");
+  return row;
+}
+
+// ------------------------------------------------------------ custom-metric cap
+
+const isCustomMetric = (metric: string) => !(BUILTIN_METRICS as readonly string[]).includes(metric);
+
+/**
+ * The plan's custom-metric allowance (seed: "how many distinct custom metric
+ * names can be used in reflex rules", per tag): the org's rules reading
+ * `metricTag` (null = site-wide) may use at most `cap` distinct custom names.
+ */
+interface CapCheck {
+  plan: Plan;
+  cap: number;
+  orgId: string;
+  metric: string;
+  metricTag: string | null;
+  /** The rule being written: its own stored metric does not count against it. */
+  ruleId: string;
+}
+
+/** The cap that applies to writing `rule`, or null when none does (a built-in metric, or an unlimited plan). */
+async function capFor(env: Env, orgId: string, ruleId: string, rule: RuleBody): Promise<CapCheck | null> {
+  if (!isCustomMetric(rule.metric)) return null;
+  const [org] = await drizzle(env.DB).select({ plan: organizations.plan }).from(organizations).where(eq(organizations.id, orgId));
+  const plan = org?.plan ?? "enterprise";
+  const cap = PLAN_LIMITS[plan].customMetricsPerTag;
+  return cap === null ? null : { plan, cap, orgId, metric: rule.metric, metricTag: rule.metricTag ?? null, ruleId };
+}
+
+/** The other custom metric names the org's rules read from the same metricTag (`IS`: null matches null). */
+function otherCustomMetrics(check: CapCheck) {
+  return and(
+    eq(reflexRules.orgId, check.orgId),
+    sql`${reflexRules.metricTag} IS ${check.metricTag}`,
+    notInArray(reflexRules.metric, [...BUILTIN_METRICS]),
+    ne(reflexRules.metric, check.metric),
+    ne(reflexRules.id, check.ruleId),
+  );
+}
+
+/**
+ * True when adding `check.metric` would exceed the cap. A SQL condition, so the
+ * write itself can carry it: two rules racing for the last slot cannot both land.
+ */
+function overCap(env: Env, check: CapCheck): SQL {
+  const others = drizzle(env.DB).select({ n: countDistinct(reflexRules.metric) }).from(reflexRules).where(otherCustomMetrics(check));
+  return sql`((${others}) >= ${check.cap})`;
+}
+
+async function capError(env: Env, check: CapCheck): Promise<ApiError> {
+  if (check.cap === 0) {
+    return new ApiError("PLAN_LIMIT_REACHED", `The ${check.plan} plan has no custom metrics in reflex rules; use a built-in metric (${BUILTIN_METRICS.join(", ")}) or upgrade`);
+  }
+  const rows = await drizzle(env.DB).selectDistinct({ metric: reflexRules.metric }).from(reflexRules).where(otherCustomMetrics(check)).orderBy(asc(reflexRules.metric));
+  const where = check.metricTag === null ? "site-wide" : `for metricTag "${check.metricTag}"`;
+  return new ApiError(
+    "PLAN_LIMIT_REACHED",
+    `The ${check.plan} plan allows ${check.cap} distinct custom metrics per tag in reflex rules; ${where} the rules already use ${rows.map((r) => r.metric).join(", ")}`,
+  );
+}
+
+// ------------------------------------------------------------ routes
+
+/** Config changed for these scopes: a null scope means every site of the org. */
+async function reload(env: Env, orgId: string, scopes: Array<string | null>): Promise<void> {
+  if (scopes.includes(null)) return reloadSites(env, orgId, null);
+  await Promise.all([...new Set(scopes)].map((siteId) => reloadSites(env, orgId, siteId)));
+}
+
+/**
+ * `GET/POST /v1/reflex-rules`, `PATCH/DELETE /v1/reflex-rules/:id`. A rule
+ * applies to one site or (siteId null) to every site of the org; each change
+ * reloads the aggregators it concerns so the next policy reflects it.
+ */
+export function registerReflexRules(app: Hono<AppEnv>) {
+  app.get("/v1/reflex-rules", managementAuth, async (c) => {
+    const { siteId } = validate(ListQuery, c.req.query());
+    const rows = await drizzle(c.env.DB)
+      .select()
+      .from(reflexRules)
+      .where(and(eq(reflexRules.orgId, c.var.orgId), siteId === undefined ? undefined : eq(reflexRules.siteId, siteId)))
+      .orderBy(asc(reflexRules.priority), asc(reflexRules.createdAt), asc(reflexRules.id));
+    return c.json({ reflexRules: rows.map(ruleView) });
+  });
+
+  app.post("/v1/reflex-rules", managementAuth, async (c) => {
+    const rule = await readJson(c, RuleBody);
+    const orgId = c.var.orgId;
+    const id = randomId("rule_");
+    const db = drizzle(c.env.DB);
+    const cap = await capFor(c.env, orgId, id, rule);
+    const insert = db.insert(reflexRules).values({ id, orgId, ...ruleColumns(rule) });
+    if (cap === null) {
+      await insert;
+    } else {
+      // One transaction: insert, then take it back if it broke the cap; nobody ever sees the row over the cap.
+      const [, rejected] = await db.batch([insert, db.delete(reflexRules).where(and(eq(reflexRules.id, id), overCap(c.env, cap))).returning({ id: reflexRules.id })]);
+      if (rejected.length > 0) throw await capError(c.env, cap);
+    }
+    const [created] = await db.select().from(reflexRules).where(eq(reflexRules.id, id));
+    await reload(c.env, orgId, [rule.siteId]);
+    return c.json(ruleView(created!), 201);
+  });
+
+  app.patch("/v1/reflex-rules/:id", managementAuth, async (c) => {
+    const current = await ownRule(c.env, c.var.orgId, c.req.param("id"));
+    const patch = await readJson(c, RulePatch);
+    const { id: _id, createdAt: _c, updatedAt: _u, ...stored } = ruleView(current);
+    const rule = validate(RuleBody, { ...stored, ...patch });
+    // Only a change of metric or metricTag can add a name to a tag's set; an org over its cap (after a downgrade) can still edit or disable its rules.
+    const addsMetric = rule.metric !== current.metric || (rule.metricTag ?? null) !== current.metricTag;
+    const cap = addsMetric ? await capFor(c.env, c.var.orgId, current.id, rule) : null;
+    const [updated] = await drizzle(c.env.DB)
+      .update(reflexRules)
+      .set({ ...ruleColumns(rule), updatedAt: Date.now() })
+      .where(and(eq(reflexRules.id, current.id), eq(reflexRules.orgId, c.var.orgId), cap === null ? undefined : not(overCap(c.env, cap))))
+      .returning();
+    if (!updated) {
+      // Deleted meanwhile (ownRule answers 404), or the cap refused it.
+      await ownRule(c.env, c.var.orgId, current.id);
+      throw cap === null ? new ApiError("NOT_FOUND", "No such reflex rule") : await capError(c.env, cap);
+    }
+    await reload(c.env, c.var.orgId, [current.siteId, updated.siteId]);
+    return c.json(ruleView(updated));
+  });
+
+  app.delete("/v1/reflex-rules/:id", managementAuth, async (c) => {
+    const rule = await ownRule(c.env, c.var.orgId, c.req.param("id"));
+    await drizzle(c.env.DB).delete(reflexRules).where(and(eq(reflexRules.id, rule.id), eq(reflexRules.orgId, c.var.orgId)));
+    await reload(c.env, c.var.orgId, [rule.siteId]);
+    return c.json(ruleView(rule));
+  });
+}

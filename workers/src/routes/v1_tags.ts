@@ -1,0 +1,92 @@
+import type { Hono } from "hono";
+import { and, asc, eq } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import { z } from "zod";
+import { DEFAULT_TAG_MAX_WEIGHT, TagNameSchema } from "@waitstate/protocol";
+import { tags } from "../db/schema.js";
+import { ApiError } from "../errors.js";
+import { reloadSites } from "../lib/aggregators.js";
+import { readJson } from "../lib/body.js";
+import { randomId } from "../lib/crypto.js";
+import { managementAuth } from "../middleware/management-auth.js";
+import type { AppEnv, Env } from "../env.js";
+
+/** A throttle multiplies this baseline (DESIGN.md, "Reflex evaluation"); JSON has no Infinity, zod refuses NaN. */
+const MaxWeight = z.number().nonnegative();
+const Priority = z.int();
+
+const CreateTag = z.object({
+  name: TagNameSchema,
+  maxWeight: MaxWeight.default(DEFAULT_TAG_MAX_WEIGHT),
+  priority: Priority.default(0),
+});
+const UpdateTag = z
+  .object({ maxWeight: MaxWeight.optional(), priority: Priority.optional() })
+  .refine((patch) => patch.maxWeight !== undefined || patch.priority !== undefined, { message: "send maxWeight, priority or both" });
+// The aggregator names the tags it creates `tag_` + hex, randomId `tag_` + base64url.
+const TagId = z.string().regex(/^tag_[A-Za-z0-9_-]{1,64}$/);
+
+type TagRow = typeof tags.$inferSelect;
+
+function tagView(row: TagRow) {
+  return { id: row.id, name: row.name, maxWeight: row.maxWeight, priority: row.priority, autoCreated: row.autoCreated, createdAt: row.createdAt };
+}
+
+/** Another org's tag id answers exactly like an unknown one: 404. */
+async function ownTag(env: Env, orgId: string, rawId: string): Promise<TagRow> {
+  const id = TagId.safeParse(rawId);
+  if (!id.success) throw new ApiError("NOT_FOUND", "No such tag");
+  const [row] = await drizzle(env.DB).select().from(tags).where(and(eq(tags.id, id.data), eq(tags.orgId, orgId)));
+  if (!row) throw new ApiError("NOT_FOUND", "No such tag");
+  return row;
+}
+
+/**
+ * `GET/POST /v1/tags`, `PATCH/DELETE /v1/tags/:id`. A tag's configuration is
+ * the baseline max weight throttles multiply and its triage priority; every
+ * change reloads the org's aggregators so the next policy uses it.
+ */
+export function registerTags(app: Hono<AppEnv>) {
+  app.get("/v1/tags", managementAuth, async (c) => {
+    const rows = await drizzle(c.env.DB).select().from(tags).where(eq(tags.orgId, c.var.orgId)).orderBy(asc(tags.name));
+    return c.json({ tags: rows.map(tagView) });
+  });
+
+  app.post("/v1/tags", managementAuth, async (c) => {
+    const body = await readJson(c, CreateTag);
+    const db = drizzle(c.env.DB);
+    // The unique (org, name) index decides, so a tag the aggregator auto-creates at the same moment cannot slip in twice.
+    const [created] = await db
+      .insert(tags)
+      .values({ id: randomId("tag_"), orgId: c.var.orgId, ...body })
+      .onConflictDoNothing({ target: [tags.orgId, tags.name] })
+      .returning();
+    if (!created) {
+      const [existing] = await db.select({ id: tags.id }).from(tags).where(and(eq(tags.orgId, c.var.orgId), eq(tags.name, body.name)));
+      throw new ApiError("CONFLICT", `A tag named "${body.name}" already exists${existing ? `: PATCH /v1/tags/${existing.id} to change it` : ""}`);
+    }
+    await reloadSites(c.env, c.var.orgId);
+    return c.json(tagView(created), 201);
+  });
+
+  app.patch("/v1/tags/:id", managementAuth, async (c) => {
+    const tag = await ownTag(c.env, c.var.orgId, c.req.param("id"));
+    const patch = await readJson(c, UpdateTag);
+    const [updated] = await drizzle(c.env.DB)
+      .update(tags)
+      .set(patch)
+      .where(and(eq(tags.id, tag.id), eq(tags.orgId, c.var.orgId)))
+      .returning();
+    if (!updated) throw new ApiError("NOT_FOUND", "No such tag");
+    await reloadSites(c.env, c.var.orgId);
+    return c.json(tagView(updated));
+  });
+
+  // A deleted tag falls back to the defaults; if pulses still carry it, the aggregator re-creates it as autoCreated.
+  app.delete("/v1/tags/:id", managementAuth, async (c) => {
+    const tag = await ownTag(c.env, c.var.orgId, c.req.param("id"));
+    await drizzle(c.env.DB).delete(tags).where(and(eq(tags.id, tag.id), eq(tags.orgId, c.var.orgId)));
+    await reloadSites(c.env, c.var.orgId);
+    return c.json(tagView(tag));
+  });
+}

@@ -1,0 +1,130 @@
+/**
+ * The bad-input sweep: every endpoint, fed malformed JSON, wrong types,
+ * missing and oversized fields, garbage ids and query strings, answers a 4xx
+ * with a typed error body, never a 500.
+ */
+import { exports } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ErrorBodySchema } from "@waitstate/protocol";
+import { ADMIN, call } from "./helpers.js";
+import { orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
+
+type Auth = "admin" | "management" | "jwt" | "none";
+interface Endpoint {
+  method: string;
+  path: string;
+  auth: Auth;
+  /** Whether the endpoint reads a JSON body. */
+  body: boolean;
+}
+
+const ENDPOINTS: Endpoint[] = [
+  { method: "POST", path: "/v1/organizations", auth: "admin", body: true },
+  { method: "GET", path: "/v1/organizations", auth: "management", body: false },
+  { method: "POST", path: "/v1/auth/token", auth: "none", body: true },
+  { method: "GET", path: "/v1/policy/{org}", auth: "jwt", body: false },
+  { method: "GET", path: "/v1/api-keys", auth: "management", body: false },
+  { method: "POST", path: "/v1/api-keys", auth: "management", body: true },
+  { method: "DELETE", path: "/v1/api-keys/{bad}", auth: "management", body: false },
+  { method: "POST", path: "/v1/api-keys/{bad}/rotate", auth: "management", body: false },
+  { method: "GET", path: "/v1/tags", auth: "management", body: false },
+  { method: "POST", path: "/v1/tags", auth: "management", body: true },
+  { method: "PATCH", path: "/v1/tags/{bad}", auth: "management", body: true },
+  { method: "DELETE", path: "/v1/tags/{bad}", auth: "management", body: false },
+  { method: "GET", path: "/v1/sites", auth: "management", body: false },
+  { method: "DELETE", path: "/v1/sites/{bad}", auth: "management", body: false },
+  { method: "POST", path: "/v1/sites/{site}/kill", auth: "management", body: true },
+  { method: "GET", path: "/v1/reflex-rules", auth: "management", body: false },
+  { method: "POST", path: "/v1/reflex-rules", auth: "management", body: true },
+  { method: "PATCH", path: "/v1/reflex-rules/{bad}", auth: "management", body: true },
+  { method: "DELETE", path: "/v1/reflex-rules/{bad}", auth: "management", body: false },
+  { method: "GET", path: "/v1/usage", auth: "management", body: false },
+  { method: "GET", path: "/v1/telemetry", auth: "management", body: false },
+  { method: "GET", path: "/v1/reflex-events", auth: "management", body: false },
+];
+
+/** [what, body, always refused]: some bodies (`{}`, extra keys) are valid for endpoints whose fields all have defaults. */
+const BAD_BODIES: Array<[string, string, boolean]> = [
+  ["malformed JSON", '{"name": ', true],
+  ["a JSON array", "[]", true],
+  ["JSON null", "null", true],
+  ["a bare string", '"hello"', true],
+  ["wrong types", JSON.stringify({ name: 42, plan: 7, maxWeight: "ten", priority: "high", enabled: "yes", metric: 5, threshold: "x", tagName: 3, publishKey: 1, secretKey: [] }), true],
+  ["oversized fields", JSON.stringify({ name: "x".repeat(5000), tagName: "t".repeat(5000), metric: "m".repeat(5000), publishKey: "p".repeat(5000), enabled: true }), true],
+  ["an oversized body", JSON.stringify({ name: "x".repeat(70_000) }), true],
+  ["missing fields", "{}", false],
+  ["numbers out of range", JSON.stringify({ name: "n", maxWeight: -1, priority: 1e308, threshold: 1e309, cooldownSeconds: -5, actionValue: 7 }), false],
+  ["a prototype key", '{"__proto__": {"admin": true}, "name": "proto"}', false],
+];
+
+const BAD_QUERIES = ["?siteId=../../x", "?month=2026-13", "?from=abc&to=-1", "?limit=-5", "?limit=1e9", "?tag=" + "t".repeat(500), "?siteId=%00"];
+
+let keys: Keys;
+let jwt: string;
+const tokenFor = (auth: Auth) => (auth === "admin" ? ADMIN : auth === "management" ? keys.token : auth === "jwt" ? jwt : undefined);
+const fill = (p: string) => p.replace("{org}", keys.orgId).replace("{bad}", "nope%20%00").replace("{site}", "prod");
+
+function expectTyped(res: { status: number; json: unknown; text: string }, what: string) {
+  expect(res.status, `${what}: ${res.text}`).toBeGreaterThanOrEqual(400);
+  expect(res.status, `${what}: ${res.text}`).toBeLessThan(500);
+  expect(ErrorBodySchema.safeParse(res.json).success, `${what}: ${res.text}`).toBe(true);
+}
+
+describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", () => {
+  beforeAll(async () => {
+    keys = await orgWithKey("Sweep Co");
+    expect((await sendPulse(keys, seedPulse({ siteId: "prod" }))).status).toBe(200);
+    const res = await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } });
+    jwt = res.json.token;
+  });
+
+  for (const e of ENDPOINTS.filter((x) => x.body)) {
+    it.each(BAD_BODIES)(`${e.method} ${e.path} with %s`, async (_what, raw, refused) => {
+      const res = await call(e.method, fill(e.path), { token: tokenFor(e.auth), rawBody: raw });
+      if (refused || res.status >= 300) expectTyped(res, `${e.method} ${e.path}`);
+      else expect(res.json).not.toHaveProperty("admin"); // accepted: and nothing leaked through __proto__
+    });
+    it(`${e.method} ${e.path} with a non-JSON content type`, async () => {
+      expectTyped(await call(e.method, fill(e.path), { token: tokenFor(e.auth), rawBody: "name=x", contentType: "application/x-www-form-urlencoded" }), e.path);
+    });
+  }
+
+  for (const e of ENDPOINTS.filter((x) => x.method === "GET")) {
+    it.each(BAD_QUERIES)(`${e.method} ${e.path}%s is 2xx or a typed 4xx`, async (query) => {
+      const res = await call(e.method, fill(e.path) + query, { token: tokenFor(e.auth) });
+      if (res.status >= 300) expectTyped(res, `${e.path}${query}`);
+      else expect(res.status).toBe(200);
+    });
+  }
+
+  for (const e of ENDPOINTS.filter((x) => x.auth !== "none")) {
+    it(`${e.method} ${e.path} without or with a garbage token`, async () => {
+      expectTyped(await call(e.method, fill(e.path), { rawBody: e.body ? "{}" : undefined }), `${e.path} no token`);
+      expectTyped(await call(e.method, fill(e.path), { token: "garbage", rawBody: e.body ? "{}" : undefined }), `${e.path} garbage token`);
+    });
+  }
+
+  it("POST /v1/pulse with bad bodies, all correctly signed", async () => {
+    for (const [what, raw] of BAD_BODIES) {
+      const res = await sendPulse(keys, raw); // none of these is a valid pulse
+      expectTyped(res, `pulse ${what}`);
+    }
+    const extreme = [
+      seedPulse({ ts: -1 }),
+      seedPulse({ ts: 1e300 }),
+      seedPulse({ usageDelta: 1.5 }),
+      seedPulse({ tagMetrics: Array.from({ length: 600 }, (_, i) => ({ tag: `t${i}`, count: 1 })) }),
+      seedPulse({ tagMetrics: [{ tag: "a", count: 1, latencyHistogram: { n: 1, s: 1, lo: 1, hi: 1, b: [999, 1] } }] }),
+      seedPulse({ tagMetrics: [{ tag: "a", count: 1, customMetrics: { "Bad-Name": { min: 1, max: 1, sum: 1, count: 1 } } }] }),
+      seedPulse({ tagMetrics: [{ tag: "a", count: 1 }, { tag: "a", count: 2 }] }),
+      seedPulse({ metrics: "fast" }),
+    ];
+    for (const body of extreme) expectTyped(await sendPulse(keys, body), `pulse ${JSON.stringify(body).slice(0, 80)}`);
+  });
+
+  it("unknown routes and methods are typed too", async () => {
+    const res = await exports.default.fetch("http://waitstate.test/v1/nothing", { method: "PUT" });
+    expect(res.status).toBe(404);
+    expect(ErrorBodySchema.parse(await res.json()).error.code).toBe("NOT_FOUND");
+  });
+});

@@ -52,8 +52,11 @@ export interface CachedPolicy {
 export interface IngestRequest {
   orgId: string;
   siteId: string;
-  /** A pulse the Worker has verified and validated. */
-  pulse: Pulse;
+  /**
+   * A pulse the Worker has verified and validated: as JSON text (what the
+   * Worker sends: cheaper to pass and stored as it is) or as an object.
+   */
+  pulse: Pulse | string;
   /** Arrival time, epoch ms (default: now). The window and rollups use arrival, not the instance's clock. */
   receivedAt?: number;
 }
@@ -116,6 +119,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private unflushedCalls = 0;
   /** KV writes run one after another, so an older policy never lands after a newer one. */
   private publishing: Promise<void> = Promise.resolve();
+  /** Each instance's latest accepted ts (idempotency), restored from SQLite on load. */
+  private readonly instances = new Map<string, { ts: number; seenAt: number; saved: boolean }>();
   /** Whether an alarm is known to be scheduled (saves a storage read per pulse). */
   private alarmPending = false;
 
@@ -137,26 +142,25 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
     // From here to the evaluation nothing awaits: the idempotency check and the
     // write are one step, so two deliveries of one pulse cannot both count.
-    const pulse = trimCustomMetrics(request.pulse, PLAN_LIMITS[config.value.plan].customMetricsPerTag);
-    const [last] = this.sql.exec<{ last_ts: number }>("SELECT last_ts FROM instances WHERE instance_id = ?", pulse.instanceId).toArray();
-    if (last !== undefined && pulse.ts <= last.last_ts) {
+    const incoming = typeof request.pulse === "string" ? (JSON.parse(request.pulse) as Pulse) : request.pulse;
+    const pulse = trimCustomMetrics(incoming, PLAN_LIMITS[config.value.plan].customMetricsPerTag);
+    const last = this.instances.get(pulse.instanceId);
+    if (last !== undefined && pulse.ts <= last.ts) {
       const policy = this.current ?? (await this.evaluate(now));
       return { ok: true, policy, etag: this.etag(policy), counted: false };
     }
+    // One write per pulse: the pulse row also carries the instance's latest ts
+    // (the alarm copies it to `instances` before rolled-up pulses are deleted).
     this.sql.exec(
-      "INSERT INTO pulses (instance_id, received_at, usage, bounced, body) VALUES (?, ?, ?, ?, ?)",
-      pulse.instanceId,
-      now,
-      pulse.usageDelta,
-      pulse.bouncedUnits,
-      JSON.stringify(pulse),
-    );
-    this.sql.exec(
-      "INSERT INTO instances (instance_id, last_ts, seen_at) VALUES (?, ?, ?) ON CONFLICT(instance_id) DO UPDATE SET last_ts = excluded.last_ts, seen_at = excluded.seen_at",
+      "INSERT INTO pulses (instance_id, ts, received_at, usage, bounced, body) VALUES (?, ?, ?, ?, ?, ?)",
       pulse.instanceId,
       pulse.ts,
       now,
+      pulse.usageDelta,
+      pulse.bouncedUnits,
+      typeof request.pulse === "string" && pulse === incoming ? request.pulse : JSON.stringify(pulse),
     );
+    this.instances.set(pulse.instanceId, { ts: pulse.ts, seenAt: now, saved: false });
     this.unflushedCalls += pulse.usageDelta;
     this.window.add(pulse, now);
     this.window.prune(now, DEFAULT_WINDOW_SECONDS);
@@ -224,6 +228,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.current = null;
     this.ruleStates = {};
     this.ruleSnapshots.clear();
+    this.instances.clear();
     this.unflushedCalls = 0;
     this.window.prune(Number.MAX_SAFE_INTEGER, 0);
     this.createTables();
@@ -235,8 +240,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     if (this.identity === null) return;
     const now = Date.now();
     await this.flush(now);
+    this.saveInstances(now);
     this.sql.exec("DELETE FROM pulses WHERE rolled = 1 AND received_at <= ?", now - DEFAULT_WINDOW_SECONDS * 1000);
-    this.sql.exec("DELETE FROM instances WHERE seen_at < ?", now - INSTANCE_MEMORY_MS);
     this.window.prune(now, DEFAULT_WINDOW_SECONDS);
     const config = await this.loadConfig(now, true);
     if (config.ok) await this.evaluate(now);
@@ -257,6 +262,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       CREATE TABLE IF NOT EXISTS pulses (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         instance_id TEXT NOT NULL,
+        ts INTEGER NOT NULL DEFAULT 0,
         received_at INTEGER NOT NULL,
         usage INTEGER NOT NULL,
         bounced INTEGER NOT NULL,
@@ -268,6 +274,32 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       CREATE TABLE IF NOT EXISTS rule_states (rule_id TEXT PRIMARY KEY, state TEXT NOT NULL, rule TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, flushed INTEGER NOT NULL DEFAULT 0);
     `);
+    // Local state from before pulses carried their ts: add the column (old rows read 0, older than any real ts).
+    const columns = this.sql.exec<{ name: string }>("PRAGMA table_info(pulses)").toArray();
+    if (!columns.some((c) => c.name === "ts")) this.sql.exec("ALTER TABLE pulses ADD COLUMN ts INTEGER NOT NULL DEFAULT 0");
+  }
+
+  /**
+   * Persists the last ts of instances that pulsed since the last alarm, and
+   * forgets instances silent for longer than the Worker's timestamp skew
+   * allows a replay (INSTANCE_MEMORY_MS). Runs before rolled-up pulses are
+   * deleted, so every instance's latest ts is always in one table or the other.
+   */
+  private saveInstances(now: number): void {
+    for (const [id, entry] of this.instances) {
+      if (entry.seenAt < now - INSTANCE_MEMORY_MS) {
+        this.instances.delete(id);
+        this.sql.exec("DELETE FROM instances WHERE instance_id = ?", id);
+      } else if (!entry.saved) {
+        this.sql.exec(
+          "INSERT INTO instances (instance_id, last_ts, seen_at) VALUES (?, ?, ?) ON CONFLICT(instance_id) DO UPDATE SET last_ts = excluded.last_ts, seen_at = excluded.seen_at",
+          id,
+          entry.ts,
+          entry.seenAt,
+        );
+        entry.saved = true;
+      }
+    }
   }
 
   /** Restores everything from SQLite: what a restart of the object must not lose. */
@@ -285,6 +317,15 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       now - DEFAULT_WINDOW_SECONDS * 1000,
     )) {
       this.window.add(JSON.parse(row.body) as Pulse, row.received_at);
+    }
+    for (const row of this.sql.exec<{ instance_id: string; last_ts: number; seen_at: number }>("SELECT instance_id, last_ts, seen_at FROM instances")) {
+      this.instances.set(row.instance_id, { ts: row.last_ts, seenAt: row.seen_at, saved: true });
+    }
+    for (const row of this.sql.exec<{ instance_id: string; ts: number; seen: number }>(
+      "SELECT instance_id, max(ts) AS ts, max(received_at) AS seen FROM pulses GROUP BY instance_id",
+    )) {
+      const known = this.instances.get(row.instance_id);
+      if (known === undefined || row.ts > known.ts) this.instances.set(row.instance_id, { ts: row.ts, seenAt: row.seen, saved: false });
     }
     const [unflushed] = this.sql.exec<{ n: number | null }>("SELECT sum(usage) AS n FROM pulses WHERE rolled = 0").toArray();
     this.unflushedCalls = unflushed?.n ?? 0;

@@ -172,6 +172,20 @@ export class LatencyHistogram {
    * everything first: on an error, returned as a message, nothing is changed.
    */
   mergeEncoded(input: unknown): string | null {
+    const error = LatencyHistogram.validate(input);
+    if (error !== null) return error;
+    const { n, s, lo, hi, b } = input as HistogramEncoding;
+    if (n === 0) return null;
+    for (let k = 0; k < b.length; k += 2) this.counts[b[k]!]! += b[k + 1]!;
+    this.total += n;
+    this.sumMs += s;
+    if (lo < this.minMs) this.minMs = lo;
+    if (hi > this.maxMs) this.maxMs = hi;
+    return null;
+  }
+
+  /** Checks the compact form without decoding it: null when valid, else what is wrong. */
+  static validate(input: unknown): string | null {
     if (typeof input !== "object" || input === null || Array.isArray(input)) {
       return "histogram must be an object {n, s, lo, hi, b}";
     }
@@ -197,12 +211,6 @@ export class LatencyHistogram {
       total += count;
     }
     if (total !== n) return `n (${n}) differs from the sum of bucket counts (${total})`;
-    if (n === 0) return null;
-    for (let k = 0; k < b.length; k += 2) this.counts[b[k] as number]! += b[k + 1] as number;
-    this.total += n;
-    this.sumMs += s;
-    if (lo < this.minMs) this.minMs = lo;
-    if (hi > this.maxMs) this.maxMs = hi;
     return null;
   }
 }

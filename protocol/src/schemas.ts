@@ -22,7 +22,7 @@ import {
   RULE_OPERATORS,
   SAFE_MODE_STRATEGIES,
 } from "./constants.js";
-import { HISTOGRAM_BUCKETS, LatencyHistogram } from "./histogram.js";
+import { LatencyHistogram, type HistogramEncoding } from "./histogram.js";
 
 const count = z.int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const finiteNonNegative = z.number().nonnegative();
@@ -48,18 +48,23 @@ export const CustomMetricNameSchema = z
 /** A weight limit: a finite non-negative number, or `null` for unlimited. */
 export const WeightLimitSchema = finiteNonNegative.nullable();
 
-export const HistogramEncodingSchema = z
-  .object({
-    n: count,
-    s: finiteNonNegative,
-    lo: finiteNonNegative,
-    hi: finiteNonNegative,
-    b: z.array(count).max(2 * HISTOGRAM_BUCKETS),
-  })
-  .superRefine((value, ctx) => {
-    const decoded = LatencyHistogram.decode(value);
-    if (!decoded.ok) ctx.addIssue({ code: "custom", message: decoded.error });
-  });
+/**
+ * A latency histogram in its compact wire form. Checked by the histogram's own
+ * validator in one pass (a pulse carries one per tag, each with up to 332
+ * numbers, so per-element schema checks would dominate a pulse's validation).
+ */
+export const HistogramEncodingSchema = z.custom<HistogramEncoding>().superRefine((value, ctx) => {
+  const error = LatencyHistogram.validate(value);
+  if (error !== null) ctx.addIssue({ code: "custom", path: histogramIssuePath(error), message: error });
+});
+
+/** The field a histogram validation message is about (`b[3]: …` → b[3]), so paths stay readable. */
+function histogramIssuePath(message: string): PropertyKey[] {
+  const element = /^b\[(\d+)\]/.exec(message);
+  if (element) return ["b", Number(element[1])];
+  const field = /^(n|s|lo|b)(?= must| and hi must)/.exec(message);
+  return field ? [field[1]!] : [];
+}
 
 export const CustomMetricAggregateSchema = z
   .object({

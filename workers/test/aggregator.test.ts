@@ -148,6 +148,23 @@ describe("SiteAggregator state", () => {
     expect(again).toEqual({ calls: 200 });
   });
 
+  it("remembers each instance's last ts after its pulses were rolled up and deleted, across a restart", async () => {
+    const { org } = await createOrg("Replay Memory Co");
+    const stub = stubFor(org.id, "prod");
+    const past = Math.floor(Date.now() / 60_000) * 60_000 - 120_000;
+    const sent = pulse({ siteId: "prod", ts: past });
+    expect((await stub.ingest({ orgId: org.id, siteId: "prod", pulse: JSON.stringify(sent), receivedAt: past })).ok).toBe(true);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await runInDurableObject(stub, async (_instance, state) => {
+      expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pulses").one().n).toBe(0);
+      const fresh = new SiteAggregator(state, env);
+      const replay = await fresh.ingest({ orgId: org.id, siteId: "prod", pulse: JSON.stringify(sent) });
+      expect(replay.ok && replay.counted).toBe(false);
+      const next = await fresh.ingest({ orgId: org.id, siteId: "prod", pulse: { ...sent, ts: past + 1 } });
+      expect(next.ok && next.counted).toBe(true);
+    });
+  });
+
   it("trims custom metrics to the plan's allowance before they reach the rules", async () => {
     const { org } = await createOrg("Hobby Metrics", "hobby");
     await insertRule(org.id, { tagName: "search", metric: "queue_depth", metricTag: "search", operator: "gt", threshold: 100, action: "block", priority: 1 });

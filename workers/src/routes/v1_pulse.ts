@@ -58,7 +58,7 @@ export function registerPulse(app: Hono<AppEnv>) {
     const pulse = validate(PulseSchema, json);
     const siteId = pulse.siteId ?? key.orgId;
 
-    const result = await aggregator(c.env, key.orgId, siteId).ingest({ orgId: key.orgId, siteId, pulse, receivedAt: now });
+    const result = await aggregator(c.env, key.orgId, siteId).ingest({ orgId: key.orgId, siteId, pulse: JSON.stringify(pulse), receivedAt: now });
     if (!result.ok) throw new ApiError(result.code, result.message);
     c.header("etag", result.etag);
     c.header("x-waitstate-counted", result.counted ? "true" : "false");

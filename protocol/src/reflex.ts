@@ -366,17 +366,52 @@ export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
   const applied: string[] = [];
   const decided = new Set<string | null>();
   const globalBaseline = input.globalBaselineMaxWeight ?? DEFAULT_TAG_MAX_WEIGHT;
+  const baselineOf = (tag: string) => input.tags?.[tag]?.maxWeight ?? DEFAULT_TAG_MAX_WEIGHT;
+  const limitOf = (rule: EngineRule, baseline: number) => (rule.action === "block" ? 0 : roundWeight(baseline * (rule.actionValue ?? 1)));
+  let allTraffic: EngineRule | null = null;
   for (const rule of active) {
     if (decided.has(rule.tagName)) continue; // layering: first rule per target wins
     decided.add(rule.tagName);
     applied.push(rule.id);
-    const baseline =
-      rule.tagName === null ? globalBaseline : (input.tags?.[rule.tagName]?.maxWeight ?? DEFAULT_TAG_MAX_WEIGHT);
-    const limit = rule.action === "block" ? 0 : roundWeight(baseline * (rule.actionValue ?? 1));
-    if (rule.tagName === null) globalMaxWeight = limit;
-    else tagMaxWeights[rule.tagName] = limit;
+    if (rule.tagName === null) allTraffic = rule;
+    else tagMaxWeights[rule.tagName] = limitOf(rule, baselineOf(rule.tagName));
+  }
+  if (allTraffic !== null) {
+    globalMaxWeight = limitOf(allTraffic, globalBaseline);
+    triage(allTraffic, states[allTraffic.id]!, stats.windowSeconds, input.tags ?? {}, tagMaxWeights, (tag) => limitOf(allTraffic!, baselineOf(tag)));
   }
   return { globalMaxWeight, tagMaxWeights, applied, states, events };
+}
+
+/**
+ * Tag priorities triage a rule that targets all traffic: the lowest-priority
+ * tier of configured tags is shed first, and each further window (windowSeconds)
+ * in which the condition still holds reaches the next tier up. Unconfigured and
+ * never-seen tags count as the lowest tier (through `globalMaxWeight`); tiers
+ * not yet reached get an explicit `null` entry, which exempts them from the
+ * global limit. A tag with its own rule keeps the stricter of the two limits.
+ * With one priority among the configured tags (or none configured) there is
+ * one tier, and the rule reaches all traffic at once.
+ */
+function triage(
+  rule: EngineRule,
+  state: RuleState,
+  windowSeconds: number,
+  tags: Readonly<Record<string, TagConfig>>,
+  tagMaxWeights: Record<string, number | null>,
+  limitFor: (tag: string) => number,
+): void {
+  const tiers = [...new Set(Object.values(tags).map((t) => t.priority ?? 0))].sort((a, b) => a - b);
+  if (tiers.length <= 1) return;
+  // Escalation counts windows during which the condition held, from the fire to the last match (a cooling-down rule stops climbing).
+  const held = (state.lastMatchedAt ?? 0) - (state.firedAt ?? 0);
+  const reached = Math.min(tiers.length, 1 + Math.floor(Math.max(0, held) / (windowSeconds * 1000)));
+  for (const [tag, config] of Object.entries(tags)) {
+    const shed = tiers.indexOf(config.priority ?? 0) < reached;
+    const own = tag in tagMaxWeights ? tagMaxWeights[tag]! : undefined;
+    const fromTriage = shed ? limitFor(tag) : null;
+    tagMaxWeights[tag] = own === undefined || own === null ? fromTriage : fromTriage === null ? own : Math.min(own, fromTriage);
+  }
 }
 
 /** Keeps throttled limits readable on the wire: 10 × 0.7 is 7, not 6.999999999999999. */

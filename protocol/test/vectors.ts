@@ -144,7 +144,8 @@ export function runReflexCase(c: ReflexCase, merge: WindowMerge = (pulses, now, 
     states = out.states;
     const got = {
       globalMaxWeight: out.globalMaxWeight,
-      tagMaxWeights: out.tagMaxWeights,
+      // Key order carries no meaning on the wire; the vectors list tags alphabetically.
+      tagMaxWeights: Object.fromEntries(Object.entries(out.tagMaxWeights).sort(([a], [b]) => (a < b ? -1 : 1))),
       applied: out.applied,
       events: out.events.map((e) => [e.kind, e.ruleId]),
     };

@@ -25,8 +25,9 @@ import {
   type ReflexEvent,
   type RuleState,
   type TagConfig,
+  type WindowNeeds,
 } from "@waitstate/protocol";
-import { flushMinutes, type StoredPulse } from "./rollup.js";
+import { flushMinutes, minuteOf, monthOf, nextRollupAt, type StoredPulse } from "./rollup.js";
 
 export interface AggregatorEnv {
   DB: D1Database;
@@ -80,6 +81,8 @@ interface Identity {
 interface SiteConfig {
   plan: Plan;
   rules: EngineRule[];
+  /** What the rules read from the window (derived from `rules` once per load). */
+  needs: WindowNeeds;
   tags: Record<string, TagConfig>;
   kill: boolean;
   /** The org's gate calls this month as D1 had them at load (all sites). */
@@ -94,11 +97,6 @@ const CONFIG_MAX_AGE_MS = 5 * 60_000;
 const INSTANCE_MEMORY_MS = 10 * 60_000;
 /** Fire/clear events kept in the object after they reached D1. */
 const EVENTS_KEPT = 200;
-const MINUTE_MS = 60_000;
-
-export function monthOf(epochMs: number): string {
-  return new Date(epochMs).toISOString().slice(0, 7);
-}
 
 type PolicyBody = Omit<Policy, "version" | "issuedAt">;
 
@@ -249,7 +247,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const [left] = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pulses").toArray();
     const anyActive = Object.values(this.ruleStates).some((s) => s.active);
     if ((left?.n ?? 0) > 0 || anyActive || this.unflushedEvents() > 0) {
-      await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
+      await this.ctx.storage.setAlarm(nextRollupAt(now));
       this.alarmPending = true;
     }
   }
@@ -406,9 +404,11 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     for (const row of tags!.results as Array<{ name: string; max_weight: number; priority: number }>) {
       tagConfig[row.name] = { maxWeight: row.max_weight, priority: row.priority };
     }
+    const engineRules = (rules!.results as RuleRow[]).map(toEngineRule);
     const config: SiteConfig = {
       plan: asPlan(orgRow.plan),
-      rules: (rules!.results as RuleRow[]).map(toEngineRule),
+      rules: engineRules,
+      needs: windowNeeds(engineRules),
       tags: tagConfig,
       kill: Boolean((site!.results[0] as { kill_switch: number } | undefined)?.kill_switch),
       usageBase: (usage!.results[0] as { calls: number } | undefined)?.calls ?? 0,
@@ -448,7 +448,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private async evaluate(now: number): Promise<Policy> {
     const config = this.config!;
     const limits = PLAN_LIMITS[config.plan];
-    const stats = this.window.stats(now, DEFAULT_WINDOW_SECONDS, windowNeeds(config.rules));
+    const stats = this.window.stats(now, DEFAULT_WINDOW_SECONDS, config.needs);
     const outcome = evaluateReflexes({ rules: config.rules, tags: config.tags, stats, states: this.ruleStates, now });
     this.saveRuleStates(outcome.states, config.rules);
     for (const event of outcome.events) this.recordEvent(event);
@@ -527,7 +527,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     if (this.alarmPending) return;
     const now = Date.now();
     if ((await this.ctx.storage.getAlarm()) === null) {
-      await this.ctx.storage.setAlarm(Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS + 1000);
+      await this.ctx.storage.setAlarm(nextRollupAt(now));
     }
     this.alarmPending = true;
   }
@@ -537,7 +537,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   /** Complete minutes of pulses → telemetry rollups and usage in D1; events → D1. */
   private async flush(now: number): Promise<void> {
     const { orgId, siteId } = this.identity!;
-    const cutoff = Math.floor(now / MINUTE_MS) * MINUTE_MS;
+    const cutoff = minuteOf(now); // complete minutes only
     const rows = this.sql
       .exec<{ seq: number; received_at: number; body: string }>(
         "SELECT seq, received_at, body FROM pulses WHERE rolled = 0 AND received_at < ? ORDER BY seq",

@@ -26,6 +26,21 @@ export interface RollupRow {
 
 const MINUTE_MS = 60_000;
 
+/** The usage ledger's month of an instant: "YYYY-MM", UTC. */
+export function monthOf(epochMs: number): string {
+  return new Date(epochMs).toISOString().slice(0, 7);
+}
+
+/** The start (epoch ms) of the UTC minute containing `epochMs`. */
+export function minuteOf(epochMs: number): number {
+  return Math.floor(epochMs / MINUTE_MS) * MINUTE_MS;
+}
+
+/** When the alarm that rolls up the minute containing `now` should run: just after that minute ends. */
+export function nextRollupAt(now: number): number {
+  return minuteOf(now) + MINUTE_MS + 1000;
+}
+
 function row(tag: string, minute: number, stats: MetricStats | undefined, bounced: number): RollupRow {
   return {
     tag,
@@ -43,7 +58,7 @@ function row(tag: string, minute: number, stats: MetricStats | undefined, bounce
 export function rollupMinutes(pulses: readonly StoredPulse[]): RollupRow[] {
   const byMinute = new Map<number, StoredPulse[]>();
   for (const p of pulses) {
-    const minute = Math.floor(p.receivedAt / MINUTE_MS) * MINUTE_MS;
+    const minute = minuteOf(p.receivedAt);
     let list = byMinute.get(minute);
     if (list === undefined) byMinute.set(minute, (list = []));
     list.push(p);
@@ -88,7 +103,7 @@ export function flushMinutes(db: D1Database, orgId: string, siteId: string, puls
   }
   const byMonth = new Map<string, { calls: number; bounced: number }>();
   for (const { receivedAt, pulse } of pulses) {
-    const month = new Date(receivedAt).toISOString().slice(0, 7);
+    const month = monthOf(receivedAt);
     const m = byMonth.get(month) ?? { calls: 0, bounced: 0 };
     m.calls += pulse.usageDelta;
     m.bounced += pulse.bouncedUnits;

@@ -31,6 +31,25 @@ export function forgetKey(publishKey: string): void {
   cache.delete(publishKey);
 }
 
+/** A live key pair with its secret decrypted (never cached in clear). */
+export interface KeyPair {
+  keyId: string;
+  orgId: string;
+  secret: string;
+}
+
+/**
+ * The live key pair behind `publishKey`, read from D1 and decrypted, or
+ * UNKNOWN_KEY / KEY_REVOKED. Both the token exchange and the pulse route use it.
+ */
+export async function readKeyPair(env: Env, publishKey: string): Promise<KeyPair> {
+  const [row] = await drizzle(env.DB).select().from(apiKeys).where(eq(apiKeys.publishKey, publishKey)).limit(1);
+  if (!row) throw new ApiError("UNKNOWN_KEY", "No API key has this publishKey");
+  if (row.revokedAt !== null) throw new ApiError("KEY_REVOKED", "This API key was revoked");
+  const secret = await decryptSecret(await encryptionKey(env), { ciphertext: row.secretKeyCiphertext, iv: row.secretKeyIv });
+  return { keyId: row.id, orgId: row.orgId, secret };
+}
+
 /** The key pair behind `publishKey`, or UNKNOWN_KEY / KEY_REVOKED. */
 export async function pulseKey(env: Env, publishKey: string, now = Date.now()): Promise<PulseKey> {
   let entry = cache.get(publishKey);
@@ -44,11 +63,17 @@ export async function pulseKey(env: Env, publishKey: string, now = Date.now()): 
   return entry.key;
 }
 
+/** Unknown and revoked keys are cached too, so a stream of bad pulses costs no D1 read each. */
 async function fetchKey(env: Env, publishKey: string, now: number): Promise<Entry> {
-  const [row] = await drizzle(env.DB).select().from(apiKeys).where(eq(apiKeys.publishKey, publishKey)).limit(1);
-  if (!row) return { key: null, revoked: false, fetchedAt: now };
-  if (row.revokedAt !== null) return { key: null, revoked: true, fetchedAt: now };
-  const secret = await decryptSecret(await encryptionKey(env), { ciphertext: row.secretKeyCiphertext, iv: row.secretKeyIv });
-  const hmac = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
-  return { key: { keyId: row.id, orgId: row.orgId, hmac }, revoked: false, fetchedAt: now };
+  let pair: KeyPair;
+  try {
+    pair = await readKeyPair(env, publishKey);
+  } catch (e) {
+    if (e instanceof ApiError && (e.code === "UNKNOWN_KEY" || e.code === "KEY_REVOKED")) {
+      return { key: null, revoked: e.code === "KEY_REVOKED", fetchedAt: now };
+    }
+    throw e;
+  }
+  const hmac = await crypto.subtle.importKey("raw", new TextEncoder().encode(pair.secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  return { key: { keyId: pair.keyId, orgId: pair.orgId, hmac }, revoked: false, fetchedAt: now };
 }

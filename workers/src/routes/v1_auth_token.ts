@@ -1,12 +1,10 @@
 import type { Hono } from "hono";
-import { eq } from "drizzle-orm";
-import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
-import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { readJson } from "../lib/body.js";
-import { decryptSecret, timingSafeEqual } from "../lib/crypto.js";
-import { encryptionKey, encryptionSecret } from "../lib/secrets.js";
+import { timingSafeEqual } from "../lib/crypto.js";
+import { readKeyPair } from "../lib/keys.js";
+import { encryptionSecret } from "../lib/secrets.js";
 import { issueSdkToken } from "../lib/jwt.js";
 import type { AppEnv } from "../env.js";
 
@@ -20,12 +18,9 @@ export function registerAuthToken(app: Hono<AppEnv>) {
   app.post("/v1/auth/token", async (c) => {
     const body = await readJson(c, TokenRequest);
     const encryption = encryptionSecret(c.env);
-    const [key] = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.publishKey, body.publishKey)).limit(1);
-    if (!key) throw new ApiError("UNKNOWN_KEY", "No API key has this publishKey");
-    if (key.revokedAt !== null) throw new ApiError("KEY_REVOKED", "This API key was revoked");
-    const secret = await decryptSecret(await encryptionKey(c.env), { ciphertext: key.secretKeyCiphertext, iv: key.secretKeyIv });
-    if (!timingSafeEqual(secret, body.secretKey)) throw new ApiError("INVALID_SIGNATURE", "The secretKey does not match this publishKey");
-    const { token, expiresAt } = await issueSdkToken(encryption, key.id, key.orgId);
+    const key = await readKeyPair(c.env, body.publishKey);
+    if (!timingSafeEqual(key.secret, body.secretKey)) throw new ApiError("INVALID_SIGNATURE", "The secretKey does not match this publishKey");
+    const { token, expiresAt } = await issueSdkToken(encryption, key.keyId, key.orgId);
     return c.json({ token, expiresAt, orgId: key.orgId });
   });
 }

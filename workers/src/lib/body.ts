@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import { parseWith } from "@waitstate/protocol";
 import { ApiError } from "../errors.js";
+import { readCapped } from "./stream.js";
 
 /** Management request bodies are small; anything larger is refused before parsing. */
 export const MAX_MANAGEMENT_BODY_BYTES = 16 * 1024;
@@ -15,12 +16,8 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxBy
   if (!/^application\/json\b/i.test(type)) {
     throw new ApiError("UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON with content-type: application/json");
   }
-  const declared = Number(c.req.header("content-length") ?? "0");
-  if (declared > maxBytes) throw new ApiError("PAYLOAD_TOO_LARGE", `The body must be at most ${maxBytes} bytes`);
-  const text = await c.req.text();
-  if (new TextEncoder().encode(text).length > maxBytes) {
-    throw new ApiError("PAYLOAD_TOO_LARGE", `The body must be at most ${maxBytes} bytes`);
-  }
+  // Refused by declared length or while streaming, never read whole first.
+  const text = new TextDecoder().decode(await readCapped(c.req.raw, maxBytes));
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -8,6 +8,7 @@
  */
 import {
   DEFAULT_LEASE_DURATION_SECONDS,
+  MAX_TAG_NAME_LENGTH,
   DEFAULT_SAFE_MODE_MAX_RPS,
   DEFAULT_SAFE_MODE_STRATEGY,
   DEFAULT_TAG,
@@ -260,6 +261,22 @@ export interface TakenCounts {
 const INITIAL_SLOTS = 16;
 
 /**
+ * Where a {@link LocalGate} counts calls of tags it gives no slot of their own
+ * (past `maxTags`, or longer than a pulse may carry). Those calls are still
+ * decided by their own tag's policy entry.
+ */
+export const OVERFLOW_TAG = "__other__";
+
+export interface LocalGateOptions extends Omit<GateStateOptions, "lastSyncAt"> {
+  /**
+   * Distinct tags that get their own slot and counters; calls of later tags are
+   * counted under {@link OVERFLOW_TAG}, so memory stays bounded whatever tags
+   * callers send. @default Infinity
+   */
+  maxTags?: number;
+}
+
+/**
  * A gate with its policy compiled into per-tag slots and per-tag counters in
  * preallocated typed arrays: a call is one `Map.get` plus array reads and
  * writes, and allocates nothing once a tag has been seen.
@@ -281,10 +298,13 @@ export class LocalGate {
   private slotLimit = new Float64Array(INITIAL_SLOTS);
   private slotCalls = new Float64Array(INITIAL_SLOTS);
   private slotBounced = new Float64Array(INITIAL_SLOTS);
+  private readonly maxTags: number;
 
   /** Starts never synced: the first {@link update} brings the policy and starts the lease. */
-  constructor(options: Omit<GateStateOptions, "lastSyncAt"> = {}) {
-    this.state = newGateState({ ...options, lastSyncAt: null });
+  constructor(options: LocalGateOptions = {}) {
+    const { maxTags, ...gateOptions } = options;
+    this.state = newGateState({ ...gateOptions, lastSyncAt: null });
+    this.maxTags = typeof maxTags === "number" && maxTags >= 1 ? maxTags : Number.POSITIVE_INFINITY;
   }
 
   /** Epoch ms of the last sync, or null while never synced. */
@@ -309,7 +329,10 @@ export class LocalGate {
 
   gate(tag: string = DEFAULT_TAG, weight: number = 1, now: number): GateResult {
     let slot = this.slotByTag.get(tag);
-    if (slot === undefined) slot = this.addSlot(tag);
+    if (slot === undefined) {
+      slot = this.addSlot(tag);
+      if (slot < 0) return this.gateOverflow(tag, weight, now);
+    }
     const limit = this.slotLimit[slot]!;
     let result: GateResult;
     if (now <= this.fastUntil) {
@@ -342,10 +365,22 @@ export class LocalGate {
     return { usageDelta, bouncedUnits, tags };
   }
 
-  private addSlot(rawTag: string): number {
+  /** A call of a tag without a slot: decided on its own policy entry, counted under {@link OVERFLOW_TAG}. */
+  private gateOverflow(rawTag: string, weight: number, now: number): GateResult {
+    const result = decideCompiled(this.policy, this.state, now, rawTag, weight);
+    let slot = this.slotByTag.get(OVERFLOW_TAG);
+    if (slot === undefined) slot = this.addSlot(OVERFLOW_TAG, true);
+    this.slotCalls[slot]!++;
+    if (!result.allowed) this.slotBounced[slot]!++;
+    return result;
+  }
+
+  /** The slot for a tag seen for the first time, or -1 when it gets none (see {@link OVERFLOW_TAG}). */
+  private addSlot(rawTag: string, overflow = false): number {
     const tag = normalizeTag(rawTag);
     let slot = this.slotByTag.get(tag);
     if (slot === undefined) {
+      if (!overflow && (tag.length > MAX_TAG_NAME_LENGTH || this.tagBySlot.length >= this.maxTags)) return -1;
       slot = this.tagBySlot.length;
       if (slot === this.slotLimit.length) this.grow();
       this.tagBySlot.push(tag);

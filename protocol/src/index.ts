@@ -47,6 +47,7 @@ export type {
 } from "./constants.js";
 export {
   LocalGate,
+  OVERFLOW_TAG,
   RESULTS,
   compilePolicy,
   decide,
@@ -58,7 +59,7 @@ export {
   normalizeTag,
   normalizeWeight,
 } from "./gate.js";
-export type { CompiledPolicy, GatePolicy, GateResult, GateState, GateStateOptions, TagCount, TakenCounts } from "./gate.js";
+export type { CompiledPolicy, GatePolicy, GateResult, GateState, GateStateOptions, LocalGateOptions, TagCount, TakenCounts } from "./gate.js";
 export {
   HISTOGRAM_BOUNDED_BUCKETS,
   HISTOGRAM_BUCKETS,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LocalGate, RESULTS, decide, markSynced, newGateState, normalizeWeight } from "../src/gate.js";
+import { LocalGate, OVERFLOW_TAG, RESULTS, decide, markSynced, newGateState, normalizeWeight } from "../src/gate.js";
 
 const T = 1_740_000_000_000;
 
@@ -72,5 +72,30 @@ describe("safe-mode bucket and sync", () => {
     expect(normalizeWeight(undefined)).toBe(1);
     expect(normalizeWeight("5")).toBe(1);
     expect(normalizeWeight(null)).toBe(1);
+  });
+});
+
+describe("tag cap (maxTags)", () => {
+  it("decides tags past the cap on their own entry but counts them under __other__", () => {
+    const local = new LocalGate({ maxTags: 2 });
+    local.update({ tagMaxWeights: { c: 0, d: 5 }, leaseDurationSeconds: 60 }, T);
+    expect(local.gate("a", 1, T)).toBe(RESULTS.allowed);
+    expect(local.gate("b", 1, T)).toBe(RESULTS.allowed);
+    expect(local.gate("c", 1, T)).toBe(RESULTS.tagBlocked);
+    expect(local.gate("d", 9, T)).toBe(RESULTS.overWeight);
+    expect(local.gate("d", 5, T)).toBe(RESULTS.allowed);
+    const taken = local.takeCounts();
+    expect(taken.usageDelta).toBe(5);
+    expect(taken.bouncedUnits).toBe(2);
+    expect(taken.tags.map((t) => t.tag).sort()).toEqual([OVERFLOW_TAG, "a", "b"]);
+    expect(taken.tags.find((t) => t.tag === OVERFLOW_TAG)).toEqual({ tag: OVERFLOW_TAG, count: 3, bounced: 2 });
+  });
+
+  it("never gives a slot to a tag longer than a pulse may carry", () => {
+    const local = new LocalGate();
+    const long = "x".repeat(129);
+    local.gate(long, 1, T);
+    local.gate("x".repeat(128), 1, T);
+    expect(local.takeCounts().tags.map((t) => t.tag.length).sort((a, b) => a - b)).toEqual([OVERFLOW_TAG.length, 128]);
   });
 });

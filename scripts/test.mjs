@@ -18,7 +18,7 @@ const VITEST_SUITES = [
 await setup();
 
 /** Test code is TypeScript too: each suite's tsconfig is type-checked (tsc -b already checked src/). */
-const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test"].filter((dir) =>
+const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test", "sdk-node/test"].filter((dir) =>
   existsSync(path.join(ROOT, dir, "tsconfig.json")),
 );
 

@@ -1,6 +1,24 @@
 /**
- * @waitstate/sdk — the Node.js client (issue 5 builds the client, telemetry,
- * middlewares and agent). It will ship the shared pure gate from
- * `@waitstate/protocol/gate` bundled in, so it keeps zero runtime dependencies.
+ * @waitstate/sdk: WaitState for Node.js. Zero runtime dependencies.
+ *
+ * The client is {@link WaitState}; the rest are the seed's advanced exports
+ * for low-level use. Framework middlewares live in subpath exports
+ * (`@waitstate/sdk/express`, `/fastify`, `/hono`, `/nextjs`); the agent
+ * sidecar is the `waitstate-agent` bin.
  */
-export const SDK_NAME = "@waitstate/sdk";
+export { WaitState, DEFAULT_BASE_URL, type WaitStateOptions, type WaitStateStatus } from "./client.js";
+export { WaitStateError, type WaitStateErrorCode } from "./errors.js";
+export { gate, RESULTS, type GatePolicy, type GateResult } from "./protocol/gate.js";
+export { PolicyCache, parsePolicy, type Policy, type PolicyParseResult } from "./policy.js";
+export {
+  TelemetryCollector,
+  buildPulses,
+  MAX_SDK_TAGS,
+  type PreparedPulse,
+  type TagTelemetry,
+  type TelemetryCollectorOptions,
+} from "./telemetry.js";
+export { signPulse, createSignedHeaders, type SignedHeaders } from "./signing.js";
+export { AuthManager, TOKEN_REFRESH_MARGIN_MS, type AuthManagerOptions } from "./auth.js";
+export { LatencyHistogram, type HistogramEncoding } from "./protocol/histogram.js";
+export type { GateReason, PolicyStatus, SafeModeStrategy } from "./protocol/constants.js";

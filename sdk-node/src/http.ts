@@ -1,0 +1,51 @@
+/** The SDK's only I/O primitive: one HTTP request with a deadline, as a value, never a rejection. */
+
+export interface HttpAnswer {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+
+export type HttpOutcome = { ok: true; answer: HttpAnswer } | { ok: false; reason: string; timedOut: boolean };
+
+export interface HttpRequest {
+  method: "GET" | "POST";
+  headers?: Record<string, string>;
+  body?: string;
+  timeoutMs: number;
+  /** Aborts the request early (the client's shutdown). */
+  signal?: AbortSignal;
+}
+
+export async function httpRequest(url: string, init: HttpRequest): Promise<HttpOutcome> {
+  const deadline = AbortSignal.timeout(init.timeoutMs);
+  const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
+  try {
+    const res = await fetch(url, {
+      method: init.method,
+      ...(init.headers ? { headers: init.headers } : {}),
+      ...(init.body !== undefined ? { body: init.body } : {}),
+      signal,
+    });
+    const text = await res.text();
+    return { ok: true, answer: { status: res.status, headers: res.headers, text } };
+  } catch (err) {
+    const timedOut = deadline.aborted;
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const reason = timedOut
+      ? `no answer within ${init.timeoutMs} ms`
+      : cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+    return { ok: false, reason, timedOut };
+  }
+}
+
+/** The `{"error":{"code","message"}}` of an error answer, or a short excerpt of whatever came back. */
+export function describeAnswer(answer: HttpAnswer): string {
+  try {
+    const body = JSON.parse(answer.text) as { error?: { code?: unknown; message?: unknown } };
+    if (body.error && typeof body.error.code === "string") return `${answer.status} ${body.error.code}: ${String(body.error.message ?? "")}`;
+  } catch {
+    // not JSON
+  }
+  return `${answer.status} ${answer.text.slice(0, 120)}`;
+}

@@ -1,0 +1,31 @@
+import { createHmac } from "node:crypto";
+import { PULSE_HEADERS } from "./protocol/constants.js";
+
+/**
+ * The pulse signature: hex HMAC-SHA256 over `body + "." + timestamp` with the
+ * secret key (DESIGN.md, "Pulses and auth").
+ *
+ * @example
+ * signPulse('{"instanceId":"web-01",...}', 1740000000000, process.env.WAITSTATE_SECRET_KEY!)
+ */
+export function signPulse(body: string, timestamp: number | string, secretKey: string): string {
+  return createHmac("sha256", secretKey).update(`${body}.${timestamp}`).digest("hex");
+}
+
+export type SignedHeaders = {
+  "content-type": "application/json";
+  "x-waitstate-id": string;
+  "x-waitstate-timestamp": string;
+  "x-waitstate-signature": string;
+};
+
+/** The headers of a signed pulse, stamped with `timestamp` (default: now). */
+export function createSignedHeaders(body: string, publishKey: string, secretKey: string, timestamp: number = Date.now()): SignedHeaders {
+  const ts = String(Math.trunc(timestamp));
+  return {
+    "content-type": "application/json",
+    [PULSE_HEADERS.publishKey]: publishKey,
+    [PULSE_HEADERS.timestamp]: ts,
+    [PULSE_HEADERS.signature]: signPulse(body, ts, secretKey),
+  } as SignedHeaders;
+}

@@ -98,6 +98,8 @@ const KNOWN_OPTIONS = new Set([
 ]);
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Set by the control plane on every pulse it processed (`true`, or `false` for a replay). */
+const COUNTED_HEADER = "x-waitstate-counted";
 
 type SendResult = "sent" | "rejected" | "failed";
 
@@ -437,8 +439,10 @@ export class WaitState {
     }
     const { answer } = outcome;
     if (answer.status >= 200 && answer.status < 300) {
-      this.adopt(answer, "pulse");
-      return "sent";
+      if (this.adopt(answer, "pulse")) return "sent";
+      // The control plane marks every pulse it processed; a 2xx without the mark (a proxy's page, say)
+      // proves nothing, so the pulse is re-sent: the same ts cannot be counted twice.
+      return answer.headers.has(COUNTED_HEADER) ? "sent" : "failed";
     }
     if (answer.status === 400 || answer.status === 413 || answer.status === 422) {
       this.fail(

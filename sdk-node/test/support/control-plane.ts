@@ -61,6 +61,10 @@ export class FakeControlPlane {
   fault: Fault = "none";
   /** Delay before each answer, ms. */
   delayMs = 0;
+  /** Answer every pulse with this status instead (policy reads keep working). */
+  pulseFailStatus: number | null = null;
+  /** Status of every policy read answered, in order. */
+  readonly policyReadStatuses: number[] = [];
   /** Answer to the token exchange with this status instead (e.g. 401). */
   tokenStatus = 200;
   tokenTtlMs: number;
@@ -87,6 +91,10 @@ export class FakeControlPlane {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  get listening(): boolean {
+    return this.server !== null;
   }
 
   /** Starts listening (again, on the same port after {@link stop}). */
@@ -205,6 +213,9 @@ export class FakeControlPlane {
   }
 
   private pulse(req: IncomingMessage, raw: string, res: ServerResponse): void {
+    if (this.pulseFailStatus !== null) {
+      return send(res, this.pulseFailStatus, { error: { code: "UNAVAILABLE", message: "injected pulse failure" } });
+    }
     const id = req.headers["x-waitstate-id"];
     const timestamp = req.headers["x-waitstate-timestamp"];
     const signature = req.headers["x-waitstate-signature"];
@@ -238,15 +249,20 @@ export class FakeControlPlane {
       req.socket.destroy();
       return;
     }
+    res.setHeader("x-waitstate-counted", String(counted));
     if (this.fault === "bad_policy") {
       return send(res, 200, { ...this.policy, globalMaxWeight: "lots", pulseInterval: -5 });
     }
     res.setHeader("etag", `"${this.policy.version}"`);
-    res.setHeader("x-waitstate-counted", String(counted));
     send(res, 200, this.policy);
   }
 
   private policyRead(req: IncomingMessage, res: ServerResponse, orgId: string): void {
+    const original = res.writeHead.bind(res);
+    res.writeHead = ((status: number, ...rest: unknown[]) => {
+      this.policyReadStatuses.push(status);
+      return (original as (...a: unknown[]) => ServerResponse)(status, ...rest);
+    }) as typeof res.writeHead;
     const auth = req.headers.authorization ?? "";
     const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
     if (!this.tokensIssued.includes(token)) return send(res, 401, { error: { code: "UNAUTHORIZED", message: "bad token" } });

@@ -22,7 +22,7 @@ export function log(message) {
  * Runs a command, streaming its output; resolves with { code, output } where
  * output is what it printed (kept when `capture` is set, for summaries).
  */
-export function run(command, args, { cwd = ROOT, env = {}, capture = false } = {}) {
+export function run(command, args, { cwd = ROOT, env = {}, capture = false, quiet = false } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       cwd,
@@ -33,11 +33,11 @@ export function run(command, args, { cwd = ROOT, env = {}, capture = false } = {
     if (capture) {
       child.stdout.on("data", (d) => {
         output += d;
-        process.stdout.write(d);
+        if (!quiet) process.stdout.write(d);
       });
       child.stderr.on("data", (d) => {
         output += d;
-        process.stderr.write(d);
+        if (!quiet) process.stderr.write(d);
       });
     }
     child.on("error", reject);

@@ -13,12 +13,13 @@ const VITEST_SUITES = [
   ["workerd: TypeScript gate + histogram", "protocol/test/workerd/vitest.config.ts"],
   ["workerd: @waitstate/edge (wasm)", "sdk-edge/test/workerd/vitest.config.ts"],
   ["workerd: control-plane Worker", "workers/test/vitest.config.ts"],
+  ["e2e: real control plane (wrangler dev)", "e2e/vitest.config.ts"],
 ];
 
 await setup();
 
 /** Test code is TypeScript too: each suite's tsconfig is type-checked (tsc -b already checked src/). */
-const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test", "sdk-node/test"].filter((dir) =>
+const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test", "sdk-node/test", "e2e"].filter((dir) =>
   existsSync(path.join(ROOT, dir, "tsconfig.json")),
 );
 

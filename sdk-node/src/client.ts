@@ -68,6 +68,8 @@ export interface WaitStateStatus {
   instanceId: string;
   /** At least one sync has happened (the lease clock is running). */
   synced: boolean;
+  /** A JWT from the key exchange is held and unexpired (policy reads work). */
+  authenticated: boolean;
   lastSyncAt: number | null;
   policyVersion: number | null;
   policyStatus: Policy["status"] | null;
@@ -335,6 +337,7 @@ export class WaitState {
     return {
       instanceId: this.instanceId,
       synced: this.lastSyncAt !== null,
+      authenticated: this.auth.validToken() !== null,
       lastSyncAt: this.lastSyncAt,
       policyVersion: policy?.version ?? null,
       policyStatus: policy?.status ?? null,

@@ -1,0 +1,78 @@
+/**
+ * @waitstate/sdk against the real control plane (wrangler dev, local D1/KV/DO):
+ * the key exchange, signed pulses accepted, and a reflex rule's policy change
+ * reaching gate() — then its removal. (The usage ledger across a restart is
+ * the closed-loop suite's.)
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WaitState, type WaitStateError } from "../sdk-node/src/index.js";
+import { startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
+
+let cp: LocalControlPlane;
+let tenant: Tenant;
+
+async function eventually(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - start;
+}
+
+beforeAll(async () => {
+  cp = await startLocalControlPlane();
+  tenant = await cp.tenant("SDK E2E", "enterprise");
+});
+afterAll(async () => {
+  await cp?.dispose();
+});
+
+describe("@waitstate/sdk against wrangler dev", () => {
+  it("authenticates, pulses, follows a rule's policy change and its removal", async () => {
+    const errors: WaitStateError[] = [];
+    const ws = new WaitState({
+      publishKey: tenant.publishKey,
+      secretKey: tenant.secretKey,
+      baseUrl: cp.url,
+      siteId: "sdk-e2e",
+      instanceId: "node-1",
+      onError: (e) => errors.push(e),
+    });
+    let calls = 0;
+    const call = (tag: string, weight = 1) => {
+      calls++;
+      return ws.gate(tag, weight);
+    };
+    try {
+      expect(await ws.ready(15_000)).toBe(true);
+      await eventually(() => ws.status().authenticated, 10_000, "the JWT");
+      expect(ws.status()).toMatchObject({ synced: true, policyStatus: "ok", pulseIntervalMs: 1000 }); // enterprise plan
+      expect(call("free")).toEqual({ allowed: true, reason: "allowed" });
+
+      // a rule that holds whenever the site has traffic
+      const rule = await cp.api<{ id: string }>("POST", "/v1/reflex-rules", tenant.managementToken, {
+        tagName: "free",
+        metric: "rps",
+        operator: "gte",
+        threshold: 0,
+        action: "block",
+        priority: 1,
+        cooldownSeconds: 0,
+        siteId: "sdk-e2e",
+      });
+      const blockedAfter = await eventually(() => call("free").reason === "tag_blocked", 15_000, "free blocked");
+      expect(call("pro")).toEqual({ allowed: true, reason: "allowed" });
+      expect(ws.policy?.tagMaxWeights).toMatchObject({ free: 0 });
+      // within a few pulse intervals of 1 s
+      expect(blockedAfter).toBeLessThan(5000);
+
+      await cp.api("DELETE", `/v1/reflex-rules/${rule.id}`, tenant.managementToken);
+      await eventually(() => call("free").allowed, 15_000, "free allowed again");
+    } finally {
+      await ws.shutdown();
+    }
+    expect(errors).toEqual([]);
+    expect(calls).toBeGreaterThan(2);
+  });
+});

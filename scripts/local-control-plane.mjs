@@ -1,0 +1,146 @@
+// A real control plane for end-to-end tests and benchmarks: `wrangler dev` on a
+// free 127.0.0.1 port with its own local state directory (D1 migrated first),
+// fresh secrets, and a small management client. Stopping and starting again
+// keeps the state (D1, KV, Durable Objects), as a restart of the real thing would.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { ROOT, WRANGLER_ENV, bin, run } from "./lib.mjs";
+
+/** A port nobody listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export class LocalControlPlane {
+  /** @param {{ port: number, state: string, ownsState: boolean, quiet: boolean }} o */
+  constructor(o) {
+    this.port = o.port;
+    this.state = o.state;
+    this.ownsState = o.ownsState;
+    this.quiet = o.quiet;
+    this.url = `http://127.0.0.1:${o.port}`;
+    this.adminToken = `ws_admin_${randomBytes(16).toString("hex")}`;
+    this.encryptionKey = randomBytes(32).toString("base64");
+    /** @type {import("node:child_process").ChildProcess | null} */
+    this.child = null;
+    this.output = "";
+  }
+
+  /** Starts `wrangler dev` and waits until it answers `/healthz`. */
+  async start(timeoutMs = 90_000) {
+    if (this.child) return this;
+    const args = [
+      "dev", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state,
+      "--show-interactive-dev-session=false", "--log-level", "warn",
+      "--var", `ADMIN_TOKEN:${this.adminToken}`, "--var", `ENCRYPTION_KEY:${this.encryptionKey}`,
+    ];
+    const child = spawn(bin("wrangler"), args, {
+      cwd: ROOT,
+      env: { ...process.env, ...WRANGLER_ENV, CI: "true" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    this.child = child;
+    const keep = (d) => {
+      this.output = (this.output + d).slice(-20_000);
+      if (!this.quiet) process.stderr.write(d);
+    };
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      if (child.exitCode !== null) throw new Error(`wrangler dev exited with ${child.exitCode}:\n${this.output}`);
+      try {
+        if ((await fetch(`${this.url}/healthz`)).ok) return this;
+      } catch {
+        // not yet
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await this.stop();
+    throw new Error(`wrangler dev did not answer on ${this.url} within ${timeoutMs} ms:\n${this.output}`);
+  }
+
+  /** Stops the process group (workerd included) and waits for it to exit. State stays. */
+  async stop() {
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }, 5000);
+    await exited;
+    clearTimeout(timer);
+    // wait until the port is free again, so a restart can bind it
+    for (let i = 0; i < 50; i++) {
+      try {
+        await fetch(`${this.url}/healthz`);
+      } catch {
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Stops and removes the state directory when this harness created it. */
+  async dispose() {
+    await this.stop();
+    if (this.ownsState) rmSync(this.state, { recursive: true, force: true });
+  }
+
+  /** A JSON request to the management API; throws with the error body on a non-2xx answer. */
+  async api(method, pathname, token, body) {
+    const res = await fetch(`${this.url}${pathname}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    const json = text ? JSON.parse(text) : null;
+    if (!res.ok) throw new Error(`${method} ${pathname}: ${res.status} ${text}`);
+    return json;
+  }
+
+  /** A new organization and one key pair: { orgId, managementToken, publishKey, secretKey }. */
+  async tenant(name = "E2E Co", plan) {
+    const org = await this.api("POST", "/v1/organizations", this.adminToken, { name, ...(plan ? { plan } : {}) });
+    const key = await this.api("POST", "/v1/api-keys", org.managementToken, { name: "e2e" });
+    return { orgId: org.organization.id, managementToken: org.managementToken, publishKey: key.publishKey, secretKey: key.secretKey, org, key };
+  }
+}
+
+/**
+ * Migrates a (new or given) local state directory and starts `wrangler dev` on it.
+ * @param {{ state?: string, port?: number, quiet?: boolean }} [options]
+ */
+export async function startLocalControlPlane(options = {}) {
+  const ownsState = options.state === undefined;
+  const state = options.state ?? mkdtempSync(path.join(tmpdir(), "waitstate-e2e-"));
+  const migrate = await run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state], {
+    env: { CI: "true" },
+    capture: true,
+    quiet: true,
+  });
+  if (migrate.code !== 0) throw new Error(`migrations failed:\n${migrate.output}`);
+  const cp = new LocalControlPlane({ port: options.port ?? (await freePort()), state, ownsState, quiet: options.quiet ?? true });
+  return cp.start();
+}

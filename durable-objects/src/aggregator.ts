@@ -93,8 +93,14 @@ interface SiteConfig {
 
 /** Configuration is re-read at least this often even without a reload call. */
 const CONFIG_MAX_AGE_MS = 5 * 60_000;
-/** An instance's last `ts` is kept this long: longer than the Worker's 5-minute timestamp skew, so a replay can't slip between. */
-const INSTANCE_MEMORY_MS = 10 * 60_000;
+/**
+ * An instance's last `ts` is kept this long. An SDK re-sends a pulse it got no
+ * answer for unchanged (same `ts`, fresh signature), however long the outage
+ * lasted, so the memory must outlast outages, not just the Worker's 5-minute
+ * timestamp skew: a re-send within a day of the original counts once. One
+ * small row per instance seen that day.
+ */
+const INSTANCE_MEMORY_MS = 24 * 60 * 60_000;
 /** Fire/clear events kept in the object after they reached D1. */
 const EVENTS_KEPT = 200;
 
@@ -279,8 +285,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
   /**
    * Persists the last ts of instances that pulsed since the last alarm, and
-   * forgets instances silent for longer than the Worker's timestamp skew
-   * allows a replay (INSTANCE_MEMORY_MS). Runs before rolled-up pulses are
+   * forgets instances silent for longer than INSTANCE_MEMORY_MS. Runs before rolled-up pulses are
    * deleted, so every instance's latest ts is always in one table or the other.
    */
   private saveInstances(now: number): void {

@@ -4,62 +4,25 @@
 // Each pulse is verified (HMAC), validated (zod), and merged and evaluated by
 // the site's Durable Object, which answers with the policy.
 // Issue 4's target: pulses ≥ 60 % of the trivial route's throughput.
-import { createHmac, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHmac } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { spawn } from "node:child_process";
 import { LatencyHistogram } from "@waitstate/protocol/histogram";
-import { ROOT, WRANGLER_ENV, bin, log, run } from "../scripts/lib.mjs";
+import { ROOT, log } from "../scripts/lib.mjs";
+import { startLocalControlPlane } from "../scripts/local-control-plane.mjs";
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-const PORT = Number(process.env.BENCH_PORT ?? 8799);
-const BASE = `http://127.0.0.1:${PORT}`;
+const PORT = process.env.BENCH_PORT ? Number(process.env.BENCH_PORT) : undefined;
 
-const state = mkdtempSync(path.join(tmpdir(), "waitstate-bench-"));
-const adminToken = `ws_admin_${randomBytes(16).toString("hex")}`;
-const vars = ["--var", `ADMIN_TOKEN:${adminToken}`, "--var", `ENCRYPTION_KEY:${randomBytes(32).toString("base64")}`];
-
-log(`pulse bench: fresh local state in ${state}`);
-const migrate = await run(bin("wrangler"), ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { env: { CI: "true" }, capture: true });
-if (migrate.code !== 0) throw new Error("migrations failed");
-
-const dev = spawn(bin("wrangler"), ["dev", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", state, "--show-interactive-dev-session=false", "--log-level", "warn", ...vars], {
-  cwd: ROOT,
-  env: { ...process.env, ...WRANGLER_ENV },
-  stdio: ["ignore", "inherit", "inherit"],
-  detached: true,
+log("pulse bench: a fresh wrangler dev with its own local state");
+const cp = await startLocalControlPlane({ port: PORT });
+process.on("exit", () => {
+  if (cp.child) process.kill(-cp.child.pid, "SIGTERM");
 });
-const stop = () => {
-  try {
-    process.kill(-dev.pid, "SIGTERM");
-  } catch {}
-  rmSync(state, { recursive: true, force: true });
-};
-process.on("exit", stop);
-
-async function waitReady() {
-  for (let i = 0; i < 300; i++) {
-    try {
-      if ((await fetch(`${BASE}/healthz`)).ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error("wrangler dev did not become ready in 60 s");
-}
-
-async function post(pathname, token, body) {
-  const res = await fetch(`${BASE}${pathname}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${pathname}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
-await waitReady();
-const { managementToken } = await post("/v1/organizations", adminToken, { name: "Bench Co" });
-const { publishKey, secretKey } = await post("/v1/api-keys", managementToken, { name: "bench" });
+const BASE = cp.url;
+const { managementToken, publishKey, secretKey } = await cp.tenant("Bench Co");
 
 // Ten rules over site-wide and per-tag metrics (inserted through the management API when it exists).
 const TAGS = Array.from({ length: 20 }, (_, i) => `tag${i}`);
@@ -160,5 +123,5 @@ if (text.includes(start) && text.includes(end)) {
   writeFileSync(readme, text.slice(0, text.indexOf(start) + start.length) + "\n" + table + "\n" + text.slice(text.indexOf(end)));
   log("README.md updated (bench-pulse section)");
 }
-stop();
+await cp.dispose();
 process.exit(0);

@@ -74,6 +74,7 @@ export class FakeControlPlane {
   private port = 0;
   private readonly sockets = new Set<Socket>();
   private waiters: Array<() => void> = [];
+  private unrefd = false;
 
   constructor(options: ControlPlaneOptions = {}) {
     this.tokenTtlMs = options.tokenTtlMs ?? 15 * 60_000;
@@ -101,6 +102,7 @@ export class FakeControlPlane {
   async start(): Promise<this> {
     const server = createServer((req, res) => void this.handle(req, res));
     server.on("connection", (socket) => {
+      if (this.unrefd) socket.unref();
       this.sockets.add(socket);
       socket.on("close", () => this.sockets.delete(socket));
     });
@@ -111,6 +113,13 @@ export class FakeControlPlane {
     this.port = (server.address() as AddressInfo).port;
     this.server = server;
     return this;
+  }
+
+  /** Lets the process exit while this server (and its connections) are open. */
+  unref(): void {
+    this.unrefd = true;
+    this.server?.unref();
+    for (const socket of this.sockets) socket.unref();
   }
 
   /** Stops listening and drops every connection: clients now get ECONNREFUSED. */

@@ -2,10 +2,12 @@
  * A coarse wall clock for the gate's hot path: reading `Date.now()` costs
  * several gate calls, so one shared timer refreshes `coarseClock.now` every
  * {@link CLOCK_TICK_MS} while at least one client holds the clock. The lease
- * and the safe-mode bucket only need this resolution. The timer is unref'd
- * and stops when the last holder releases it.
+ * needs far less; the `fixed_rps` bucket refills by elapsed time, so 20 ms
+ * steps keep its rate exact on average. A 5 ms tick measured about 7 ms of CPU
+ * per second of an idle process; 20 ms is a quarter of that. The timer is
+ * unref'd and stops when the last holder releases it.
  */
-export const CLOCK_TICK_MS = 5;
+export const CLOCK_TICK_MS = 20;
 
 export const coarseClock = { now: Date.now() };
 

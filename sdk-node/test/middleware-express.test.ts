@@ -17,6 +17,8 @@ afterEach(async () => {
   await Promise.all(servers.map(closeServer));
   servers = [];
   await h.close();
+  // The middleware never hands the client a value it refuses (a NaN or negative latency…).
+  expect(h.clientErrors.map((e) => `${e.code}: ${e.message}`)).toEqual([]);
 });
 
 /** An Express app gated by the middleware, with routes for every outcome; listening on 127.0.0.1. */

@@ -16,6 +16,8 @@ afterEach(async () => {
   await Promise.all(apps.map((app) => app.close()));
   apps = [];
   await h.close();
+  // The middleware never hands the client a value it refuses (a NaN or negative latency…).
+  expect(h.clientErrors.map((e) => `${e.code}: ${e.message}`)).toEqual([]);
 });
 
 type Options = Partial<FastifyGateOptions<FastifyRequest, FastifyReply>>;

@@ -12,6 +12,8 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await h.close();
+  // The middleware never hands the client a value it refuses (a NaN or negative latency…).
+  expect(h.clientErrors.map((e) => `${e.code}: ${e.message}`)).toEqual([]);
 });
 
 /** The second argument Next.js passes an App Router route handler. */

@@ -22,7 +22,7 @@ export interface ExpressLikeResponse {
   statusCode: number;
   setHeader(name: string, value: string): unknown;
   end(body: string): unknown;
-  once(event: "finish", listener: () => void): unknown;
+  on(event: "finish", listener: () => void): unknown;
 }
 
 export type ExpressNextFunction = (error?: unknown) => void;
@@ -45,7 +45,8 @@ function readHeader(req: ExpressLikeRequest, name: string): string | undefined {
  * `Retry-After` and a JSON error body, and its handler never runs; an allowed
  * one proceeds, and when its response finishes the latency is reported for
  * its tag, plus an error when the status is 5xx (handler errors become 5xx
- * through Express's error handling).
+ * through Express's error handling). A request whose client disconnects
+ * before the response finishes is not reported.
  *
  * @example
  * import express from "express";
@@ -83,7 +84,8 @@ export function createMiddleware<
       return;
     }
     const startMs = performance.now();
-    res.once("finish", () => reportCompletion(client, tag, startMs, res.statusCode));
+    // `on`, not `once`: a response finishes once, and `once` would allocate a wrapper per request.
+    res.on("finish", () => reportCompletion(client, tag, startMs, res.statusCode));
     next();
   };
 }

@@ -20,7 +20,7 @@ export interface FastifyLikeRequest {
 /** The `node:http` response under a reply. */
 export interface RawResponseLike {
   readonly statusCode: number;
-  once(event: "finish", listener: () => void): unknown;
+  on(event: "finish", listener: () => void): unknown;
 }
 
 /** The reply fields the plugin uses (a `FastifyReply`). */
@@ -68,6 +68,8 @@ function readHeader(request: FastifyLikeRequest, name: string): string | undefin
  * and a JSON error body, and its handler never runs; for an allowed one the
  * latency is reported for its tag once the response has been sent, plus an
  * error when the status is 5xx (a throwing handler becomes a 500 in Fastify).
+ * A request whose client disconnects before the response finishes is not
+ * reported.
  *
  * @example
  * import Fastify from "fastify";
@@ -93,12 +95,12 @@ export function createPlugin<
     const tag = tagOf(request);
     const result = client.gate(tag, weightOf(request));
     if (result.allowed) {
-      // A listener on the raw response, not an onResponse hook: the hook would make Fastify
-      // add its own listeners and timing to every request, and carrying the start time
-      // from hook to hook needs per-request storage (a WeakMap costs ~0.6 µs a request).
+      // A listener on the raw response rather than an onResponse hook: that hook makes Fastify
+      // time and listen to every response itself, and carrying tag and start from one hook
+      // to the other needs per-request storage (a WeakMap entry costs ~0.6 µs a request).
       const startMs = performance.now();
       const raw = reply.raw;
-      raw.once("finish", () => reportCompletion(client, tag, startMs, raw.statusCode));
+      raw.on("finish", () => reportCompletion(client, tag, startMs, raw.statusCode));
       done();
       return;
     }

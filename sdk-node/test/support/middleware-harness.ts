@@ -5,9 +5,11 @@
  */
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { WaitState } from "../../src/index.js";
-import type { WaitStateError } from "../../src/errors.js";
+import type { WaitState, WaitStateError } from "../../src/index.js";
+import { clientOf, eventually } from "./client.js";
 import { startControlPlane, type FakeControlPlane, type WirePolicy } from "./control-plane.js";
+
+export { sleep } from "./client.js";
 
 export const PULSE_INTERVAL_MS = 100;
 
@@ -48,14 +50,7 @@ interface WireTagMetric {
 
 export async function startHarness(): Promise<GateHarness> {
   const cp = await startControlPlane({ pulseInterval: PULSE_INTERVAL_MS });
-  const clientErrors: WaitStateError[] = [];
-  const ws = new WaitState({
-    publishKey: cp.publishKey,
-    secretKey: cp.secretKey,
-    baseUrl: cp.url,
-    pulseInterval: PULSE_INTERVAL_MS,
-    onError: (error) => clientErrors.push(error),
-  });
+  const { ws, errors: clientErrors } = clientOf(cp, { pulseInterval: PULSE_INTERVAL_MS });
   if (!(await ws.ready(5000))) throw new Error("the client did not sync with the stand-in control plane");
 
   const tagTotals = (tag: string): TagTotals => {
@@ -84,7 +79,7 @@ export async function startHarness(): Promise<GateHarness> {
     clientErrors,
     async setPolicy(patch) {
       const { version } = cp.setPolicy(patch);
-      await waitUntil(() => ws.policy !== null && ws.policy.version >= version, 5000, `policy version ${version}`);
+      await eventually(() => ws.policy !== null && ws.policy.version >= version, 5000, `policy version ${version}`);
     },
     tagTotals,
     async waitForTag(tag, done, timeoutMs = 5000) {
@@ -96,18 +91,6 @@ export async function startHarness(): Promise<GateHarness> {
       await cp.stop();
     },
   };
-}
-
-export async function waitUntil(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Waits for a server that was told to listen, returns its base URL. */

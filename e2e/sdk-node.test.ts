@@ -6,19 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WaitState, type WaitStateError } from "../sdk-node/src/index.js";
+import { eventually } from "../sdk-node/test/support/client.js";
 import { startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
 
 let cp: LocalControlPlane;
 let tenant: Tenant;
-
-async function eventually(check: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return Date.now() - start;
-}
 
 beforeAll(async () => {
   cp = await startLocalControlPlane();

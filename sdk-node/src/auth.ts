@@ -5,7 +5,7 @@
  * `onError`; pulses do not need the token, so they never wait for it.
  */
 import { WaitStateError } from "./errors.js";
-import { describeAnswer, httpRequest } from "./http.js";
+import { describeAnswer, httpRequest, safeJson } from "./http.js";
 
 /** Refresh this long before `expiresAt`. */
 export const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000;
@@ -120,13 +120,5 @@ export class AuthManager {
       void this.authenticate();
     }, Math.min(delayMs, 2 ** 31 - 1));
     this.timer.unref();
-  }
-}
-
-export function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return null;
   }
 }

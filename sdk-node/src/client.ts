@@ -16,10 +16,10 @@
  *   stop pulsing, resume after `retryAfterSeconds`.
  */
 import { randomUUID } from "node:crypto";
-import { AuthManager, safeJson } from "./auth.js";
+import { AuthManager } from "./auth.js";
 import { coarseClock, holdClock, refreshClock, CLOCK_TICK_MS } from "./clock.js";
 import { WaitStateError, type WaitStateErrorCode } from "./errors.js";
-import { describeAnswer, httpRequest, type HttpAnswer } from "./http.js";
+import { describeAnswer, httpRequest, safeJson, type HttpAnswer } from "./http.js";
 import { parsePolicy, PolicyCache, type Policy } from "./policy.js";
 import {
   CAP_EXCEEDED_PULSE_INTERVAL_MS,
@@ -277,7 +277,7 @@ export class WaitState {
    * request's cost) to 1.
    */
   gate(tag?: string, weight?: number): GateResult {
-    return this.local.gate(typeof tag === "string" ? tag : DEFAULT_TAG, weight === undefined ? 1 : weight, coarseClock.now);
+    return this.local.gate(typeof tag === "string" ? tag : DEFAULT_TAG, weight, coarseClock.now);
   }
 
   /** Records a latency observation (ms) for the tag. A bad value goes to onError. */
@@ -485,7 +485,7 @@ export class WaitState {
     const query = this.siteId !== undefined ? `?siteId=${encodeURIComponent(this.siteId)}` : "";
     const headers: Record<string, string> = { authorization: `Bearer ${token}` };
     const etag = this.cache.etag;
-    if (etag !== null && this.cache.get() !== null) headers["if-none-match"] = etag;
+    if (etag !== null) headers["if-none-match"] = etag;
     const outcome = await httpRequest(`${this.opts.baseUrl}/v1/policy/${encodeURIComponent(orgId)}${query}`, {
       method: "GET",
       headers,

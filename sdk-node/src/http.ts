@@ -49,3 +49,12 @@ export function describeAnswer(answer: HttpAnswer): string {
   }
   return `${answer.status} ${answer.text.slice(0, 120)}`;
 }
+
+/** An answer's JSON, or null when it is not JSON. */
+export function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
+}

@@ -6,13 +6,12 @@
  */
 import { WaitStateError } from "./errors.js";
 import {
-  DEFAULT_TAG,
   MAX_CUSTOM_METRICS_PER_TAG,
   MAX_PULSE_BODY_BYTES,
   MAX_TAG_NAME_LENGTH,
   isValidCustomMetricName,
 } from "./protocol/constants.js";
-import { OVERFLOW_TAG, type TakenCounts } from "./protocol/gate.js";
+import { OVERFLOW_TAG, normalizeTag, type TakenCounts } from "./protocol/gate.js";
 import { LatencyHistogram, type HistogramEncoding } from "./protocol/histogram.js";
 
 /**
@@ -44,10 +43,6 @@ export interface TelemetryCollectorOptions {
   maxTags?: number;
   /** Where bad values and dropped metrics are reported. Never called synchronously with a throw. */
   onError?: (error: WaitStateError) => void;
-}
-
-function tagOf(tag: unknown): string {
-  return typeof tag === "string" && tag.length > 0 ? tag : DEFAULT_TAG;
 }
 
 /**
@@ -135,7 +130,7 @@ export class TelemetryCollector {
   }
 
   private entry(rawTag: unknown): TagTelemetry {
-    let tag = tagOf(rawTag);
+    let tag = normalizeTag(rawTag);
     let entry = this.tags.get(tag);
     if (entry !== undefined) return entry;
     if (tag.length > MAX_TAG_NAME_LENGTH || (this.tags.size >= this.maxTags && tag !== OVERFLOW_TAG)) {

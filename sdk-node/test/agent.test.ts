@@ -8,6 +8,7 @@ import { WaitState, type WaitStateError } from "../src/index.js";
 import { AGENT_ERROR_STATUS, createAgent, type AgentClient, type AgentErrorCode } from "../src/agent/server.js";
 import { defaultInstanceId, readAgentConfig } from "../src/agent/config.js";
 import { startControlPlane, type FakeControlPlane, type ReceivedPulse } from "./support/control-plane.js";
+import { clientOf } from "./support/client.js";
 
 interface Harness {
   cp: FakeControlPlane;
@@ -34,15 +35,7 @@ async function start(pulseInterval = 100, policy?: PolicyPatch): Promise<Harness
   const cp = await startControlPlane({ pulseInterval });
   cleanups.push(() => cp.stop());
   if (policy !== undefined) cp.setPolicy(policy);
-  const errors: WaitStateError[] = [];
-  const ws = new WaitState({
-    publishKey: cp.publishKey,
-    secretKey: cp.secretKey,
-    baseUrl: cp.url,
-    pulseInterval: 100,
-    requestTimeoutMs: 1000,
-    onError: (e) => errors.push(e),
-  });
+  const { ws, errors } = clientOf(cp, { requestTimeoutMs: 1000 });
   cleanups.push(() => ws.shutdown());
   const agent = createAgent({ client: ws });
   cleanups.push(() => agent.close());

@@ -53,6 +53,17 @@ export const DEFAULT_RETRY_AFTER_SECONDS = 60;
 /** Reads one header; `name` is already lower case. */
 export type HeaderReader<Req> = (req: Req, name: string) => string | undefined;
 
+/** A request whose headers are a `node:http` header object (express, fastify). */
+export interface NodeHeadersRequest {
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/** The {@link HeaderReader} of a `node:http` header object: a repeated header gives its first value. */
+export function readNodeHeader(req: NodeHeadersRequest, name: string): string | undefined {
+  const value = req.headers[name];
+  return typeof value === "string" ? value : value?.[0];
+}
+
 /** Options checked and turned into the functions the hot path calls. */
 export interface ResolvedGate<Req> {
   readonly client: GateClient;

@@ -7,6 +7,7 @@ import {
   denialBody,
   isThenable,
   reportCompletion,
+  readNodeHeader,
   resolveOptions,
   type GateOptions,
   type GateResult,
@@ -35,11 +36,6 @@ export interface ExpressGateOptions<Req, Res> extends GateOptions<Req> {
   onDenied?: (req: Req, res: Res, result: GateResult) => void | Promise<void>;
 }
 
-function readHeader(req: ExpressLikeRequest, name: string): string | undefined {
-  const value = req.headers[name];
-  return typeof value === "string" ? value : value?.[0];
-}
-
 /**
  * Creates an Express middleware: a denied request gets a 429 with
  * `Retry-After` and a JSON error body, and its handler never runs; an allowed
@@ -64,7 +60,7 @@ export function createMiddleware<
   const { client, tagOf, weightOf, retryAfter } = resolveOptions<Req>(
     options,
     "@waitstate/sdk/express createMiddleware",
-    readHeader,
+    readNodeHeader,
   );
   const onDenied = options.onDenied;
 

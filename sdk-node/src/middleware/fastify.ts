@@ -7,6 +7,7 @@ import {
   denialBody,
   isThenable,
   reportCompletion,
+  readNodeHeader,
   resolveOptions,
   type GateOptions,
   type GateResult,
@@ -58,11 +59,6 @@ export interface FastifyGatePlugin<Req, Reply> {
   (app: FastifyLikeInstance<Req, Reply>, pluginOptions?: unknown, done?: (error?: Error) => void): void;
 }
 
-function readHeader(request: FastifyLikeRequest, name: string): string | undefined {
-  const value = request.headers[name];
-  return typeof value === "string" ? value : value?.[0];
-}
-
 /**
  * Creates a Fastify plugin: a denied request gets a 429 with `Retry-After`
  * and a JSON error body, and its handler never runs; for an allowed one the
@@ -87,7 +83,7 @@ export function createPlugin<
   const { client, tagOf, weightOf, retryAfter } = resolveOptions<Req>(
     options,
     "@waitstate/sdk/fastify createPlugin",
-    readHeader,
+    readNodeHeader,
   );
   const onDenied = options.onDenied;
 

@@ -23,11 +23,12 @@ export function clientOf(cp: FakeControlPlane, extra: Partial<WaitStateOptions> 
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
-export async function eventually(check: () => boolean, timeoutMs = 5000, what = "condition"): Promise<void> {
-  const until = Date.now() + timeoutMs;
+/** Polls `check` until it returns true and resolves with the ms it took; fails with `what` after `timeoutMs`. */
+export async function eventually(check: () => boolean, timeoutMs = 5000, what = "condition"): Promise<number> {
+  const start = Date.now();
   while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(10);
   }
+  return Date.now() - start;
 }

@@ -15,9 +15,16 @@ import {
   MAX_TAGS_PER_POLICY,
   PLANS,
   PLAN_LIMITS,
+  SITE_TIMING_BOUNDS,
   WindowAccumulator,
   evaluateReflexes,
+  readMetric,
+  siteTiming,
+  timingProblem,
+  windowBucketMs,
   windowNeeds,
+  type MetricStats,
+  type SiteTiming,
   type EngineRule,
   type Plan,
   type Policy,
@@ -66,6 +73,32 @@ export type AggregatorFailure = { ok: false; code: "PLAN_LIMIT_REACHED" | "NOT_F
 export type IngestResult = { ok: true; policy: Policy; etag: string; counted: boolean } | AggregatorFailure;
 export type PolicyResult = { ok: true; policy: Policy; etag: string } | AggregatorFailure;
 
+/** Live numbers of one window: site-wide or for one tag. */
+export interface WindowNumbers {
+  calls: number;
+  rps: number;
+  errors: number;
+  errorRate: number;
+  /** Mean latency, ms (0 without data, as rules read it). */
+  latency: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+/** What `GET /v1/sites/:id/status` shows: the policy, the timing, and the window the rules read right now. */
+export interface SiteStatus {
+  policy: Policy;
+  timing: SiteTiming;
+  window: WindowNumbers & { seconds: number; pulses: number; instances: number };
+  tags: Record<string, WindowNumbers>;
+  /** Every rule of the site with its state; `active` ones shape the policy. */
+  rules: Array<Omit<EngineRule, "metricTag" | "actionValue"> & { metricTag: string | null; actionValue: number | null; active: boolean; firedAt: number | null; value: number | null }>;
+  /** The latest fire/clear records, newest first. */
+  events: StoredEvent[];
+  evaluatedAt: number;
+}
+
 /** A stored fire/clear record, with the rule id and the values that fired it. */
 export interface StoredEvent extends ReflexEvent {
   seq: number;
@@ -85,6 +118,8 @@ interface SiteConfig {
   needs: WindowNeeds;
   tags: Record<string, TagConfig>;
   kill: boolean;
+  /** The plan's timing with the site's overrides (pulse interval, lease, window). */
+  timing: SiteTiming;
   /** The org's gate calls this month as D1 had them at load (all sites). */
   usageBase: number;
   month: string;
@@ -118,7 +153,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private ruleStates: Record<string, RuleState> = {};
   /** Rules as they were when their state was saved: a rule deleted while active is reported with its own fields. */
   private ruleSnapshots = new Map<string, EngineRule>();
-  private readonly window = new WindowAccumulator();
+  /** The rules' window; rebuilt from the stored pulses whenever the site's window length changes. */
+  private window = new WindowAccumulator();
+  private windowSeconds: number | null = null;
   /** Gate calls accepted here and not yet written to D1's usage ledger. */
   private unflushedCalls = 0;
   /** KV writes run one after another, so an older policy never lands after a newer one. */
@@ -167,7 +204,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.instances.set(pulse.instanceId, { ts: pulse.ts, seenAt: now, saved: false });
     this.unflushedCalls += pulse.usageDelta;
     this.window.add(pulse, now);
-    this.window.prune(now, DEFAULT_WINDOW_SECONDS);
+    this.window.prune(now, config.value.timing.windowSeconds);
 
     await this.createSeenTags(pulse, config.value);
     const policy = await this.evaluate(now);
@@ -187,7 +224,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.adopt(orgId, siteId, now);
     const config = await this.loadConfig(now);
     if (!config.ok) return config;
-    this.window.prune(now, DEFAULT_WINDOW_SECONDS);
+    this.window.prune(now, config.value.timing.windowSeconds);
     const policy = await this.evaluate(now);
     // Asked because KV had nothing (expired, evicted, or never written): write it back.
     await this.publish();
@@ -222,6 +259,58 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       .map((row) => ({ seq: row.seq, ...(JSON.parse(row.body) as ReflexEvent) }));
   }
 
+  /** The live view of the site: policy, timing, the window's numbers, rule states and recent events. */
+  async status(orgId: string, siteId: string): Promise<{ ok: true; status: SiteStatus } | AggregatorFailure> {
+    const now = Date.now();
+    const exists = await this.siteExists(orgId, siteId);
+    if (!exists) return { ok: false, code: "NOT_FOUND", message: `No site "${siteId}" in this organization` };
+    this.adopt(orgId, siteId, now);
+    const config = await this.loadConfig(now);
+    if (!config.ok) return config;
+    const { timing, rules } = config.value;
+    this.window.prune(now, timing.windowSeconds);
+    const policy = await this.evaluate(now);
+    const stats = this.window.stats(now, timing.windowSeconds, { tags: "all" });
+    const numbers = (m: MetricStats): WindowNumbers => ({
+      calls: m.calls,
+      rps: m.calls / timing.windowSeconds,
+      errors: m.errors,
+      errorRate: m.calls > 0 ? m.errors / m.calls : 0,
+      latency: readMetric(m, "latency", timing.windowSeconds) ?? 0,
+      p50: m.histogram.quantile(0.5),
+      p95: m.histogram.quantile(0.95),
+      p99: m.histogram.quantile(0.99),
+    });
+    const windowEdge = now - timing.windowSeconds * 1000;
+    let instances = 0;
+    for (const entry of this.instances.values()) if (entry.seenAt > windowEdge) instances++;
+    return {
+      ok: true,
+      status: {
+        policy,
+        timing,
+        window: { seconds: timing.windowSeconds, pulses: stats.pulses, instances, ...numbers(stats.site) },
+        tags: Object.fromEntries([...stats.tags].sort(([a], [b]) => (a < b ? -1 : 1)).map(([tag, m]) => [tag, numbers(m)])),
+        rules: [...rules]
+          .sort((a, b) => a.priority - b.priority)
+          .map((rule) => {
+            const state = this.ruleStates[rule.id];
+            const source = rule.metricTag === null || rule.metricTag === undefined ? stats.site : stats.tags.get(rule.metricTag);
+            return {
+              ...rule,
+              metricTag: rule.metricTag ?? null,
+              actionValue: rule.actionValue ?? null,
+              active: state?.active ?? false,
+              firedAt: state?.active ? state.firedAt : null,
+              value: readMetric(source, rule.metric, timing.windowSeconds) ?? null,
+            };
+          }),
+        events: await this.events(20),
+        evaluatedAt: now,
+      },
+    };
+  }
+
   /** Forgets the site entirely (the management API deleted it). */
   async destroy(): Promise<void> {
     await this.ctx.storage.deleteAlarm();
@@ -234,7 +323,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.ruleSnapshots.clear();
     this.instances.clear();
     this.unflushedCalls = 0;
-    this.window.prune(Number.MAX_SAFE_INTEGER, 0);
+    this.window = new WindowAccumulator();
+    this.windowSeconds = null;
     this.createTables();
   }
 
@@ -245,9 +335,10 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const now = Date.now();
     await this.flush(now);
     this.saveInstances(now);
-    this.sql.exec("DELETE FROM pulses WHERE rolled = 1 AND received_at <= ?", now - DEFAULT_WINDOW_SECONDS * 1000);
-    this.window.prune(now, DEFAULT_WINDOW_SECONDS);
     const config = await this.loadConfig(now, true);
+    const windowSeconds = config.ok ? config.value.timing.windowSeconds : DEFAULT_WINDOW_SECONDS;
+    this.sql.exec("DELETE FROM pulses WHERE rolled = 1 AND received_at <= ?", now - windowSeconds * 1000);
+    this.window.prune(now, windowSeconds);
     if (config.ok) await this.evaluate(now);
     await this.publishing;
     const [left] = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pulses").toArray();
@@ -314,13 +405,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       this.ruleStates[row.rule_id] = JSON.parse(row.state) as RuleState;
       this.ruleSnapshots.set(row.rule_id, JSON.parse(row.rule) as EngineRule);
     }
-    const now = Date.now();
-    for (const row of this.sql.exec<{ received_at: number; body: string }>(
-      "SELECT received_at, body FROM pulses WHERE received_at > ? ORDER BY seq",
-      now - DEFAULT_WINDOW_SECONDS * 1000,
-    )) {
-      this.window.add(JSON.parse(row.body) as Pulse, row.received_at);
-    }
+    // The window is built from the stored pulses by the first loadConfig, which knows its length.
     for (const row of this.sql.exec<{ instance_id: string; last_ts: number; seen_at: number }>("SELECT instance_id, last_ts, seen_at FROM instances")) {
       this.instances.set(row.instance_id, { ts: row.last_ts, seenAt: row.seen_at, saved: true });
     }
@@ -332,6 +417,19 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     }
     const [unflushed] = this.sql.exec<{ n: number | null }>("SELECT sum(usage) AS n FROM pulses WHERE rolled = 0").toArray();
     this.unflushedCalls = unflushed?.n ?? 0;
+  }
+
+  /** Refills the window from the stored pulses (kept for the window's length after their rollup). */
+  private rebuildWindow(now: number, windowSeconds: number): void {
+    const window = new WindowAccumulator(windowBucketMs(windowSeconds));
+    for (const row of this.sql.exec<{ received_at: number; body: string }>(
+      "SELECT received_at, body FROM pulses WHERE received_at > ? ORDER BY seq",
+      now - windowSeconds * 1000,
+    )) {
+      window.add(JSON.parse(row.body) as Pulse, row.received_at);
+    }
+    this.window = window;
+    this.windowSeconds = windowSeconds;
   }
 
   private meta<T>(key: string): T | null {
@@ -400,7 +498,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
         )
         .bind(orgId, siteId),
       db.prepare("SELECT name, max_weight, priority FROM tags WHERE org_id = ?").bind(orgId),
-      db.prepare("SELECT kill_switch FROM sites WHERE org_id = ? AND site_id = ?").bind(orgId, siteId),
+      db
+        .prepare("SELECT kill_switch, pulse_interval_ms, lease_seconds, window_seconds FROM sites WHERE org_id = ? AND site_id = ?")
+        .bind(orgId, siteId),
       db.prepare("SELECT calls FROM usage_monthly WHERE org_id = ? AND month = ?").bind(orgId, month),
     ]);
     const orgRow = org!.results[0] as { plan: string } | undefined;
@@ -410,17 +510,21 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       tagConfig[row.name] = { maxWeight: row.max_weight, priority: row.priority };
     }
     const engineRules = (rules!.results as RuleRow[]).map(toEngineRule);
+    const plan = asPlan(orgRow.plan);
+    const siteRow = site!.results[0] as SiteRow | undefined;
     const config: SiteConfig = {
-      plan: asPlan(orgRow.plan),
+      plan,
       rules: engineRules,
       needs: windowNeeds(engineRules),
       tags: tagConfig,
-      kill: Boolean((site!.results[0] as { kill_switch: number } | undefined)?.kill_switch),
+      kill: Boolean(siteRow?.kill_switch),
+      timing: timingOf(plan, siteRow),
       usageBase: (usage!.results[0] as { calls: number } | undefined)?.calls ?? 0,
       month,
       loadedAt: now,
     };
     this.config = config;
+    if (this.windowSeconds !== config.timing.windowSeconds) this.rebuildWindow(now, config.timing.windowSeconds);
     return { ok: true, value: config };
   }
 
@@ -453,7 +557,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private async evaluate(now: number): Promise<Policy> {
     const config = this.config!;
     const limits = PLAN_LIMITS[config.plan];
-    const stats = this.window.stats(now, DEFAULT_WINDOW_SECONDS, config.needs);
+    const stats = this.window.stats(now, config.timing.windowSeconds, config.needs);
     const outcome = evaluateReflexes({ rules: config.rules, tags: config.tags, stats, states: this.ruleStates, now });
     this.saveRuleStates(outcome.states, config.rules);
     for (const event of outcome.events) this.recordEvent(event);
@@ -464,8 +568,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       tagMaxWeights: outcome.tagMaxWeights,
       killSignal: config.kill,
       status: capExceeded ? "cap_exceeded" : "ok",
-      pulseInterval: capExceeded ? CAP_EXCEEDED_PULSE_INTERVAL_MS : limits.pulseIntervalMs,
-      leaseDurationSeconds: limits.leaseSeconds,
+      pulseInterval: capExceeded ? CAP_EXCEEDED_PULSE_INTERVAL_MS : config.timing.pulseIntervalMs,
+      leaseDurationSeconds: config.timing.leaseDurationSeconds,
     };
     const { version: _v, issuedAt: _i, ...previous } = this.current ?? { version: 0 };
     if (this.current !== null && sameBody(previous as PolicyBody, body)) return this.current;
@@ -584,6 +688,27 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     }
     this.unflushedCalls = Math.max(0, this.unflushedCalls - flushedCalls);
   }
+}
+
+interface SiteRow {
+  kill_switch: number;
+  pulse_interval_ms: number | null;
+  lease_seconds: number | null;
+  window_seconds: number | null;
+}
+
+/**
+ * The site's timing. Overrides were checked when set; one that no longer fits
+ * (the org moved to a plan with slower pulses) falls back to the plan's timing.
+ */
+function timingOf(plan: Plan, row: SiteRow | undefined): SiteTiming {
+  const timing = siteTiming(plan, {
+    pulseIntervalMs: row?.pulse_interval_ms ?? null,
+    leaseDurationSeconds: row?.lease_seconds ?? null,
+    windowSeconds: row?.window_seconds ?? null,
+  });
+  const clamped = { ...timing, windowSeconds: Math.min(timing.windowSeconds, SITE_TIMING_BOUNDS.windowSeconds.max) };
+  return timingProblem(plan, clamped) === null ? clamped : siteTiming(plan);
 }
 
 interface RuleRow {

@@ -85,6 +85,17 @@ export type {
   WindowStats,
 } from "./reflex.js";
 export {
+  MIN_LEASE_INTERVALS,
+  NO_TIMING_OVERRIDES,
+  SITE_TIMING_BOUNDS,
+  SiteSettingsSchema,
+  minPulseIntervalMs,
+  siteTiming,
+  timingProblem,
+  windowBucketMs,
+} from "./site.js";
+export type { SiteSettings, SiteTiming, SiteTimingOverrides } from "./site.js";
+export {
   CustomMetricAggregateSchema,
   CustomMetricNameSchema,
   ErrorBodySchema,

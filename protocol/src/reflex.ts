@@ -149,9 +149,17 @@ export class WindowAccumulator {
   static readonly BUCKET_MS = 1000;
   private readonly buckets = new Map<number, { site: MetricStats; tags: Map<string, MetricStats>; pulses: number }>();
 
+  /**
+   * @param bucketMs Arrivals are summed into buckets this wide (default 1 s);
+   *   a window then covers between `window - bucketMs` and `window` of them.
+   */
+  constructor(readonly bucketMs: number = WindowAccumulator.BUCKET_MS) {
+    if (!(Number.isFinite(bucketMs) && bucketMs >= 1)) throw new RangeError(`bucketMs must be at least 1 (got ${bucketMs})`);
+  }
+
   /** Adds a pulse that arrived at `at` (epoch ms). */
   add(pulse: WindowPulse, at: number): void {
-    const key = Math.floor(at / WindowAccumulator.BUCKET_MS) * WindowAccumulator.BUCKET_MS;
+    const key = Math.floor(at / this.bucketMs) * this.bucketMs;
     let bucket = this.buckets.get(key);
     if (bucket === undefined) this.buckets.set(key, (bucket = { site: new MetricStats(), tags: new Map(), pulses: 0 }));
     bucket.pulses++;

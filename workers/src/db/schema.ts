@@ -83,6 +83,10 @@ export const sites = sqliteTable(
       .references(() => organizations.id, { onDelete: "cascade" }),
     siteId: text("site_id").notNull(),
     killSwitch: integer("kill_switch", { mode: "boolean" }).notNull().default(false),
+    /** Operator overrides of the plan's timing (null: the plan's value); see SiteSettingsSchema. */
+    pulseIntervalMs: integer("pulse_interval_ms"),
+    leaseSeconds: integer("lease_seconds"),
+    windowSeconds: real("window_seconds"),
     createdAt: createdAt(),
     lastPulseAt: integer("last_pulse_at", { mode: "number" }),
   },

@@ -3,20 +3,52 @@ import { and, asc, eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { policyKey } from "@waitstate/durable-objects";
-import { IdentifierSchema } from "@waitstate/protocol";
-import { reflexEvents, sites, telemetryRollups } from "../db/schema.js";
+import { IdentifierSchema, PLAN_LIMITS, SiteSettingsSchema, siteTiming, timingProblem, type Plan } from "@waitstate/protocol";
+import { organizations, reflexEvents, sites, telemetryRollups } from "../db/schema.js";
 import { ApiError } from "../errors.js";
-import { aggregator } from "../lib/aggregators.js";
+import { aggregator, reloadSites } from "../lib/aggregators.js";
 import { readJson } from "../lib/body.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
 
 const SetKill = z.object({ enabled: z.boolean() });
+const CreateSite = SiteSettingsSchema.safeExtend({ siteId: IdentifierSchema });
 
 type SiteRow = typeof sites.$inferSelect;
 
-function siteView(row: SiteRow) {
-  return { siteId: row.siteId, killSwitch: row.killSwitch, createdAt: row.createdAt, lastPulseAt: row.lastPulseAt };
+function overridesOf(row: Pick<SiteRow, "pulseIntervalMs" | "leaseSeconds" | "windowSeconds">) {
+  return { pulseIntervalMs: row.pulseIntervalMs, leaseDurationSeconds: row.leaseSeconds, windowSeconds: row.windowSeconds };
+}
+
+/** A site as the API shows it: `settings` are the operator's overrides (null: the plan's), `timing` what the site runs with. */
+function siteView(row: SiteRow, plan: Plan) {
+  const settings = overridesOf(row);
+  return {
+    siteId: row.siteId,
+    killSwitch: row.killSwitch,
+    settings,
+    timing: siteTiming(plan, settings),
+    createdAt: row.createdAt,
+    lastPulseAt: row.lastPulseAt,
+  };
+}
+
+async function planOf(env: Env, orgId: string): Promise<Plan> {
+  const [org] = await drizzle(env.DB).select({ plan: organizations.plan }).from(organizations).where(eq(organizations.id, orgId));
+  if (!org) throw new ApiError("NOT_FOUND", "This organization no longer exists");
+  return org.plan;
+}
+
+/** The overrides after applying `patch` (absent: unchanged; null: back to the plan's), or a 400 naming what cannot work. */
+function mergeSettings(plan: Plan, current: ReturnType<typeof overridesOf>, patch: z.output<typeof SiteSettingsSchema>) {
+  const merged = {
+    pulseIntervalMs: patch.pulseIntervalMs === undefined ? current.pulseIntervalMs : patch.pulseIntervalMs,
+    leaseDurationSeconds: patch.leaseDurationSeconds === undefined ? current.leaseDurationSeconds : patch.leaseDurationSeconds,
+    windowSeconds: patch.windowSeconds === undefined ? current.windowSeconds : patch.windowSeconds,
+  };
+  const problem = timingProblem(plan, siteTiming(plan, merged));
+  if (problem !== null) throw new ApiError("VALIDATION_FAILED", problem);
+  return merged;
 }
 
 /** Another org's site answers exactly like an unknown one: 404. */
@@ -29,13 +61,67 @@ async function ownSite(env: Env, orgId: string, rawId: string): Promise<SiteRow>
 }
 
 /**
- * `GET /v1/sites`, `DELETE /v1/sites/:id`, `POST /v1/sites/:id/kill`. Sites
- * are created by their first pulse; `:id` is the siteId the SDK sends.
+ * `GET/POST /v1/sites`, `GET/PATCH/DELETE /v1/sites/:id`, `GET /v1/sites/:id/status`,
+ * `POST /v1/sites/:id/kill`. Sites are created by their first pulse, or ahead
+ * of it to set their timing; `:id` is the siteId the SDK sends.
  */
 export function registerSites(app: Hono<AppEnv>) {
   app.get("/v1/sites", managementAuth, async (c) => {
+    const plan = await planOf(c.env, c.var.orgId);
     const rows = await drizzle(c.env.DB).select().from(sites).where(eq(sites.orgId, c.var.orgId)).orderBy(asc(sites.siteId));
-    return c.json({ sites: rows.map(siteView) });
+    return c.json({ sites: rows.map((row) => siteView(row, plan)) });
+  });
+
+  /** Creates a site before its first pulse (within the plan's site cap), optionally with its timing. */
+  app.post("/v1/sites", managementAuth, async (c) => {
+    const orgId = c.var.orgId;
+    const { siteId, ...patch } = await readJson(c, CreateSite);
+    const plan = await planOf(c.env, orgId);
+    const settings = mergeSettings(plan, { pulseIntervalMs: null, leaseDurationSeconds: null, windowSeconds: null }, patch);
+    const cap = PLAN_LIMITS[plan].sites;
+    // The cap is checked in the insert itself, as the aggregator does for a first pulse.
+    const inserted = await c.env.DB.prepare(
+      `INSERT INTO sites (org_id, site_id, pulse_interval_ms, lease_seconds, window_seconds) SELECT ?1, ?2, ?4, ?5, ?6
+       WHERE ?3 IS NULL OR (SELECT count(*) FROM sites WHERE org_id = ?1) < ?3
+       ON CONFLICT (org_id, site_id) DO NOTHING`,
+    )
+      .bind(orgId, siteId, cap, settings.pulseIntervalMs, settings.leaseDurationSeconds, settings.windowSeconds)
+      .run();
+    if (inserted.meta.changes === 0) {
+      const [existing] = await drizzle(c.env.DB).select({ siteId: sites.siteId }).from(sites).where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId)));
+      if (existing) throw new ApiError("CONFLICT", `Site "${siteId}" already exists; PATCH /v1/sites/${siteId} changes its settings`);
+      throw new ApiError("PLAN_LIMIT_REACHED", `The ${plan} plan allows ${cap} site${cap === 1 ? "" : "s"}; delete one or upgrade`);
+    }
+    return c.json(siteView(await ownSite(c.env, orgId, siteId), plan), 201);
+  });
+
+  app.get("/v1/sites/:id", managementAuth, async (c) => {
+    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+    return c.json(siteView(site, await planOf(c.env, site.orgId)));
+  });
+
+  /** Changes the site's timing; the aggregator applies it to its next policy at once. */
+  app.patch("/v1/sites/:id", managementAuth, async (c) => {
+    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+    const patch = await readJson(c, SiteSettingsSchema);
+    const plan = await planOf(c.env, site.orgId);
+    const settings = mergeSettings(plan, overridesOf(site), patch);
+    const [updated] = await drizzle(c.env.DB)
+      .update(sites)
+      .set({ pulseIntervalMs: settings.pulseIntervalMs, leaseSeconds: settings.leaseDurationSeconds, windowSeconds: settings.windowSeconds })
+      .where(and(eq(sites.orgId, site.orgId), eq(sites.siteId, site.siteId)))
+      .returning();
+    if (!updated) throw new ApiError("NOT_FOUND", "No such site");
+    await reloadSites(c.env, site.orgId, site.siteId);
+    return c.json(siteView(updated, plan));
+  });
+
+  /** The live view: current policy, timing, the window the rules read (calls, errors, p50/p95/p99 per tag), rule states, recent events. */
+  app.get("/v1/sites/:id/status", managementAuth, async (c) => {
+    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+    const result = await aggregator(c.env, site.orgId, site.siteId).status(site.orgId, site.siteId);
+    if (!result.ok) throw new ApiError(result.code, result.message);
+    return c.json({ siteId: site.siteId, ...result.status });
   });
 
   /**
@@ -55,7 +141,7 @@ export function registerSites(app: Hono<AppEnv>) {
     await aggregator(c.env, orgId, siteId).destroy();
     // After destroy(): the aggregator publishes to KV on every policy change, so deleting the key earlier could be undone.
     await c.env.POLICIES.delete(policyKey(orgId, siteId));
-    return c.json({ ...siteView(site), deleted: true });
+    return c.json({ ...siteView(site, await planOf(c.env, orgId)), deleted: true });
   });
 
   /** The emergency kill switch: every gate call of the site is denied with `kill_signal` (DESIGN.md). */

@@ -29,6 +29,10 @@ async function serve(options: Partial<ExpressGateOptions<Request, Response>> = {
     handlerCalls++;
     res.json({ ok: true });
   });
+  app.get("/decision", (_req, res) => {
+    handlerCalls++;
+    res.json(res.locals.waitstate);
+  });
   app.get("/slow", async (_req, res) => {
     handlerCalls++;
     await sleep(30);
@@ -67,6 +71,12 @@ describe("express createMiddleware: allowed requests", () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true });
     expect(handlerCalls).toBe(1);
+  });
+
+  it("hands the handler its GateResult in res.locals.waitstate", async () => {
+    const base = await serve();
+    const res = await get(`${base}/decision`, { "x-waitstate-tag": "pro" });
+    expect(await res.json()).toEqual({ allowed: true, reason: "allowed" });
   });
 
   it("reports the latency of a finished request under its tag", async () => {

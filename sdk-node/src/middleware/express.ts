@@ -39,7 +39,8 @@ export interface ExpressGateOptions<Req, Res> extends GateOptions<Req> {
 /**
  * Creates an Express middleware: a denied request gets a 429 with
  * `Retry-After` and a JSON error body, and its handler never runs; an allowed
- * one proceeds, and when its response finishes the latency is reported for
+ * one proceeds (with its `GateResult` in `res.locals.waitstate` when the
+ * response has Express's `locals`), and when its response finishes the latency is reported for
  * its tag, plus an error when the status is 5xx (handler errors become 5xx
  * through Express's error handling). A request whose client disconnects
  * before the response finishes is not reported.
@@ -79,6 +80,9 @@ export function createMiddleware<
       if (isThenable(pending)) pending.then(undefined, next);
       return;
     }
+    // Express keeps per-request values in `res.locals`: the handler can read why it was allowed (e.g. `lease_expired`).
+    const locals = (res as { locals?: Record<string, unknown> }).locals;
+    if (locals !== undefined) locals.waitstate = result;
     const startMs = performance.now();
     // `on`, not `once`: a response finishes once, and `once` would allocate a wrapper per request.
     res.on("finish", () => reportCompletion(client, tag, startMs, res.statusCode));

@@ -92,8 +92,12 @@ export interface SiteStatus {
   timing: SiteTiming;
   window: WindowNumbers & { seconds: number; pulses: number; instances: number };
   tags: Record<string, WindowNumbers>;
-  /** Every rule of the site with its state; `active` ones shape the policy. */
-  rules: Array<Omit<EngineRule, "metricTag" | "actionValue"> & { metricTag: string | null; actionValue: number | null; active: boolean; firedAt: number | null; value: number | null }>;
+  /**
+   * Every rule of the site with its state: `active` when its condition holds
+   * (or it is cooling down), `applied` when it is the rule that shapes the
+   * policy for its target (the first active one by priority).
+   */
+  rules: Array<Omit<EngineRule, "metricTag" | "actionValue"> & { metricTag: string | null; actionValue: number | null; active: boolean; applied: boolean; firedAt: number | null; value: number | null }>;
   /** The latest fire/clear records, newest first. */
   events: StoredEvent[];
   evaluatedAt: number;
@@ -151,6 +155,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private config: SiteConfig | null = null;
   private current: Policy | null = null;
   private ruleStates: Record<string, RuleState> = {};
+  /** Rules whose action is in the current policy (the first active rule per target), from the last evaluation. */
+  private applied = new Set<string>();
   /** Rules as they were when their state was saved: a rule deleted while active is reported with its own fields. */
   private ruleSnapshots = new Map<string, EngineRule>();
   /** The rules' window; rebuilt from the stored pulses whenever the site's window length changes. */
@@ -301,6 +307,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
               metricTag: rule.metricTag ?? null,
               actionValue: rule.actionValue ?? null,
               active: state?.active ?? false,
+              applied: this.applied.has(rule.id),
               firedAt: state?.active ? state.firedAt : null,
               value: readMetric(source, rule.metric, timing.windowSeconds) ?? null,
             };
@@ -560,6 +567,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const stats = this.window.stats(now, config.timing.windowSeconds, config.needs);
     const outcome = evaluateReflexes({ rules: config.rules, tags: config.tags, stats, states: this.ruleStates, now });
     this.saveRuleStates(outcome.states, config.rules);
+    this.applied = new Set(outcome.applied);
     for (const event of outcome.events) this.recordEvent(event);
 
     const capExceeded = limits.monthlyCalls !== null && config.usageBase + this.unflushedCalls >= limits.monthlyCalls;

@@ -124,7 +124,7 @@ describe("GET /v1/sites/:id/status", () => {
     const idle = await call("GET", "/v1/sites/web/status", { token: keys.token });
     expect(idle.status, idle.text).toBe(200);
     expect(idle.json).toMatchObject({ siteId: "web", window: { seconds: 10, calls: 0, pulses: 0, instances: 0, p95: null }, tags: {} });
-    expect(idle.json.rules).toEqual([expect.objectContaining({ id: ruleId, active: false, firedAt: null, value: 0 })]);
+    expect(idle.json.rules).toEqual([expect.objectContaining({ id: ruleId, active: false, applied: false, firedAt: null, value: 0 })]);
 
     // one slow instance among three: the merged p95 is the slow one's, while the mean is not
     const now = Date.now();
@@ -137,7 +137,7 @@ describe("GET /v1/sites/:id/status", () => {
     expect(busy.json.window.latency).toBeCloseTo(1000 / 3, 0);
     expect(busy.json.window.p95).toBeGreaterThan(800);
     expect(busy.json.tags.free).toMatchObject({ calls: 300, errors: 3 });
-    expect(busy.json.rules[0]).toMatchObject({ id: ruleId, active: true });
+    expect(busy.json.rules[0]).toMatchObject({ id: ruleId, active: true, applied: true });
     expect(busy.json.rules[0].value).toBeGreaterThan(800);
     expect(busy.json.rules[0].firedAt).toBeGreaterThanOrEqual(now);
     expect(busy.json.policy.tagMaxWeights).toMatchObject({ free: 0 });

@@ -39,7 +39,15 @@ export interface EdgePolicy {
   retryAfterSeconds?: number;
 }
 
-export type EdgeErrorCode = "NOT_INITIALIZED" | "INVALID_POLICY" | "INVALID_ARGUMENT" | "WASM_ERROR" | "PULSE_FAILED";
+export type EdgeErrorCode =
+  | "NOT_INITIALIZED"
+  | "INVALID_POLICY"
+  | "INVALID_ARGUMENT"
+  | "WASM_ERROR"
+  /** A pulse was not delivered (network error, timeout, 401, 429, 5xx, …); it is kept and re-sent by the next `sendPulse`. */
+  | "PULSE_FAILED"
+  /** The control plane refused a pulse for good (400, 413, 422): it was dropped, its calls are not counted. */
+  | "PULSE_REJECTED";
 
 /** The one error type of @waitstate/edge. `code` is stable; `message` says what to fix. */
 export class EdgeError extends Error {
@@ -92,6 +100,7 @@ const RESULT_BY_CODE: readonly GateResult[] = Array.from({ length: 32 }, (_, cod
 const ALLOWED = RESULT_BY_CODE[16]!;
 
 let loadedModule: WebAssembly.Module | null = null;
+const encoder = new TextEncoder();
 
 /**
  * Supplies the wasm module for runtimes that import wasm their own way
@@ -163,12 +172,25 @@ export interface PulseOptions {
   publishKey: string;
   /** Signs the body; never sent. */
   secretKey: string;
-  /** Epoch ms for `ts` and the timestamp header. @default Date.now() */
+  /**
+   * Epoch ms for the timestamp header and the `ts` of a pulse built now (made
+   * larger than every `ts` this gate built before, so none is taken for a replay). @default Date.now()
+   */
   now?: number;
-  /** Mean latency in ms over the interval, if the caller measures it. @default 0 */
+  /** Mean latency in ms over the interval, if the caller measures it (not a finite number ≥ 0: ignored). @default 0 */
   latency?: number;
-  /** Errors over the interval. @default 0 */
+  /** Errors over the interval (not a number ≥ 0: ignored). @default 0 */
   errors?: number;
+}
+
+/** {@link EdgeGate.sendPulse}'s options: a pulse's, and how long the call may take. */
+export interface SendPulseOptions extends PulseOptions {
+  /**
+   * The whole call gives up after this many ms (`AbortSignal.timeout`), so a hung
+   * control plane cannot hold a `waitUntil`: a timeout is a failure, the pulse is kept.
+   * @default 10000
+   */
+  timeoutMs?: number;
 }
 
 /** A signed pulse, ready for `fetch(endpoint + "/v1/pulse", { method: "POST", headers, body })`. */
@@ -181,9 +203,37 @@ export interface SignedPulse {
 
 /** A pulse names at most this many tags (protocol MAX_TAGS_PER_PULSE); the rest are summed into {@link OVERFLOW_TAG}. */
 const MAX_TAGS_PER_PULSE = 512;
+/** The protocol's bound on a tag name (MAX_TAG_NAME_LENGTH, in UTF-16 units): longer names are counted as {@link OVERFLOW_TAG}. */
+const MAX_TAG_NAME_LENGTH = 128;
+/** The control plane refuses pulse bodies over 64 KiB (MAX_PULSE_BODY_BYTES); a body stays under this many bytes. */
+const PULSE_BODY_BUDGET = 63 * 1024;
+/** {@link SendPulseOptions.timeoutMs}'s default. */
+const DEFAULT_PULSE_TIMEOUT_MS = 10_000;
+/** Set by the control plane on every pulse it processed (`true`, or `false` for a replay). */
+const COUNTED_HEADER = "x-waitstate-counted";
 
-/** Tag that collects the calls of tags beyond the tag table's capacity. */
-export const OVERFLOW_TAG = "__overflow__";
+/**
+ * Where a pulse counts the calls it cannot name: tags beyond the tag table's
+ * capacity, names longer than the protocol's 128 characters, and the smallest
+ * tags of a pulse that would carry more than 512 tags or 64 KiB. The same tag
+ * as the Node SDK's (`@waitstate/protocol` OVERFLOW_TAG).
+ */
+export const OVERFLOW_TAG = "__other__";
+
+/** A built pulse not yet acknowledged: re-sent unchanged (same body, same `ts`) with a fresh signature. */
+interface PendingPulse {
+  readonly body: string;
+  readonly ts: number;
+  readonly usageDelta: number;
+}
+
+type PostOutcome = "installed" | "delivered" | "rejected" | "failed" | "abandoned";
+
+/** A finite number ≥ 0, else 0 (integers only for counts): the schema refuses anything else, and with it the whole pulse. */
+function metric(value: unknown, integer: boolean): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) return 0;
+  return integer ? Math.floor(value) : value;
+}
 
 function describeLimit(value: unknown): boolean {
   return value === null || (typeof value === "number" && Number.isFinite(value) && value >= 0);
@@ -219,6 +269,29 @@ export function validatePolicy(input: unknown, maxTags: number): string | null {
 }
 
 /**
+ * The tags of a pulse that would name more than 512 tags or take more than
+ * `budget` bytes: the most called first, the rest summed into {@link OVERFLOW_TAG}.
+ */
+function fitTags(tags: EdgeTagCount[], budget: number): EdgeTagCount[] {
+  const folded: EdgeTagCount = { tag: OVERFLOW_TAG, count: 0, bounced: 0 };
+  const kept: EdgeTagCount[] = [];
+  let bytes = 0;
+  for (const t of [...tags].sort((a, b) => b.count - a.count)) {
+    if (t.tag !== OVERFLOW_TAG && kept.length < MAX_TAGS_PER_PULSE - 1) {
+      const size = encoder.encode(JSON.stringify({ tag: t.tag, count: t.count, bounced: t.bounced })).length + 1;
+      if (bytes + size <= budget) {
+        kept.push(t);
+        bytes += size;
+        continue;
+      }
+    }
+    folded.count += t.count;
+    folded.bounced += t.bounced;
+  }
+  return folded.count > 0 ? [...kept, folded] : kept;
+}
+
+/**
  * A gate whose policy lives in wasm memory. Tags are interned once into
  * integer ids (cached in a JS Map), so a call passes only numbers to wasm.
  * Counts calls and denials per tag for pulses. `gate()` and `update()` never throw.
@@ -241,6 +314,17 @@ export class EdgeGate {
   private overflowCalls = 0;
   private overflowBounced = 0;
   private current: EdgePolicy | null = null;
+  private currentEtag: string | null = null;
+  /** The built pulse {@link sendPulse} has not got acknowledged yet (at most one). */
+  private pending: PendingPulse | null = null;
+  /** The largest `ts` built so far: each pulse gets a larger one. */
+  private lastTs = 0;
+  /** The running {@link sendPulse}: its token, and when it stops blocking later calls (a second past its deadline). */
+  private sending: { token: object; staleAt: number } | null = null;
+  /** Latency and errors of sendPulse calls that built no pulse, for the next one built. */
+  private carriedErrors = 0;
+  private carriedLatencySum = 0;
+  private carriedLatencyCount = 0;
 
   constructor(options: EdgeGateOptions = {}) {
     this.core = instantiate();
@@ -269,10 +353,32 @@ export class EdgeGate {
   }
 
   /**
-   * Installs a policy (an object or its JSON text) received at `syncedAt`.
-   * A bad policy is reported to `onError` and the last good one stays: returns false.
+   * The control plane's ETag of the policy in force, for `If-None-Match` on
+   * `GET /v1/policy/:orgId` (a 304 then means {@link markSynced}). Set by
+   * {@link sendPulse} from the pulse answer's `etag` header, and by {@link update}'s
+   * `etag` argument; null when unknown (then the next policy read is a full 200).
    */
-  update(policy: EdgePolicy | string, syncedAt: number = Date.now()): boolean {
+  get etag(): string | null {
+    return this.currentEtag;
+  }
+
+  /** Built pulses not yet acknowledged by the control plane (0 or 1): the next {@link sendPulse} re-sends it first. */
+  get pendingPulses(): number {
+    return this.pending === null ? 0 : 1;
+  }
+
+  /**
+   * Installs a policy (an object or its JSON text) received at `syncedAt`, with
+   * the `etag` the control plane sent with it (see {@link etag}; omitted or null:
+   * unknown). A bad policy is reported to `onError` and the last good one, and
+   * its ETag, stay: returns false.
+   *
+   * @example
+   * const res = await fetch(policyUrl, { headers: gate.etag ? { ...auth, "if-none-match": gate.etag } : auth });
+   * if (res.status === 304) gate.markSynced();
+   * else if (res.ok) gate.update(await res.text(), Date.now(), res.headers.get("etag"));
+   */
+  update(policy: EdgePolicy | string, syncedAt: number = Date.now(), etag: string | null = null): boolean {
     let parsed: unknown = policy;
     if (typeof policy === "string") {
       try {
@@ -299,6 +405,7 @@ export class EdgeGate {
     }
     core.ws_policy_commit(syncedAt);
     this.current = p;
+    this.currentEtag = typeof etag === "string" && etag.length > 0 ? etag : null;
     return true;
   }
 
@@ -331,59 +438,144 @@ export class EdgeGate {
     return RESULT_BY_CODE[code] ?? ALLOWED;
   }
 
-  /** The calls and denials since the last take, per tag, for a pulse; resets them. */
+  /**
+   * The calls and denials since the last take, per tag, for a pulse; resets them.
+   * Tags beyond the table's capacity and names longer than 128 characters are
+   * summed into one {@link OVERFLOW_TAG} entry (last), as the control plane takes them.
+   */
   takeCounts(): EdgeCounts {
     const tags: EdgeTagCount[] = [];
     let usageDelta = 0;
     let bouncedUnits = 0;
+    let otherCalls = this.overflowCalls;
+    let otherBounced = this.overflowBounced;
     const n = Math.min(this.tags.length, this.maxTags);
     for (let id = 0; id < n; id++) {
       const count = this.calls[id]!;
       if (count === 0) continue;
       const bounced = this.bounced[id]!;
-      tags.push({ tag: this.tags[id]!, count, bounced });
+      const tag = this.tags[id]!;
       usageDelta += count;
       bouncedUnits += bounced;
+      // Decided on its own entry like any tag (gate() stays as it is); only its count goes to the overflow tag.
+      if (tag.length > MAX_TAG_NAME_LENGTH || tag === OVERFLOW_TAG) {
+        otherCalls += count;
+        otherBounced += bounced;
+      } else {
+        tags.push({ tag, count, bounced });
+      }
     }
     this.core.ws_reset_counts(n);
-    if (this.overflowCalls > 0) {
-      tags.push({ tag: OVERFLOW_TAG, count: this.overflowCalls, bounced: this.overflowBounced });
+    if (otherCalls > 0) {
+      tags.push({ tag: OVERFLOW_TAG, count: otherCalls, bounced: otherBounced });
       usageDelta += this.overflowCalls;
       bouncedUnits += this.overflowBounced;
-      this.overflowCalls = 0;
-      this.overflowBounced = 0;
     }
+    this.overflowCalls = 0;
+    this.overflowBounced = 0;
     return { usageDelta, bouncedUnits, tags };
   }
 
   /**
    * Takes the counts (resetting them) and builds a signed pulse body with its
    * headers: `x-waitstate-id`, `x-waitstate-timestamp`, `x-waitstate-signature`
-   * (hex HMAC-SHA256 over `body + "." + timestamp`).
+   * (hex HMAC-SHA256 over `body + "." + timestamp`). Its `ts` is larger than
+   * every one this gate built before. For callers that send pulses themselves;
+   * {@link sendPulse} does it all, and keeps what it could not deliver (do not mix the two).
    */
   pulse(options: PulseOptions): SignedPulse {
     const now = options.now ?? Date.now();
-    const counts = this.takeCounts();
-    let tags = counts.tags;
-    if (tags.length > MAX_TAGS_PER_PULSE) {
-      const folded = { tag: OVERFLOW_TAG, count: 0, bounced: 0 };
-      const named = tags.filter((t) => t.tag !== OVERFLOW_TAG).sort((a, b) => b.count - a.count);
-      const rest = [...named.slice(MAX_TAGS_PER_PULSE - 1), ...tags.filter((t) => t.tag === OVERFLOW_TAG)];
-      for (const t of rest) {
-        folded.count += t.count;
-        folded.bounced += t.bounced;
-      }
-      tags = [...named.slice(0, MAX_TAGS_PER_PULSE - 1), folded];
+    const built = this.build(options, now, metric(options.latency, false), metric(options.errors, true));
+    return this.sign(built.body, now, options);
+  }
+
+  /**
+   * Sends a pulse to `endpoint` (`https://…`, without `/v1/pulse`) and installs
+   * the policy of the response (and its {@link etag}). Meant for
+   * `ctx.waitUntil(gate.sendPulse(...))`. Never rejects; problems go to `onError`.
+   *
+   * Loses no calls: a built pulse stays pending until the control plane
+   * acknowledges it (a 2xx with a valid policy, or the `x-waitstate-counted`
+   * header), and the next call re-sends it first — the same body and `ts`, a
+   * fresh timestamp header and signature; the control plane counts an
+   * (instanceId, ts) once. Only once it is acknowledged does a call build a new
+   * pulse (what was counted meanwhile, with a larger `ts`) and send it too. A
+   * 400, 413 or 422 can never succeed: that pulse is dropped (`PULSE_REJECTED`).
+   * Any other failure — network, `timeoutMs`, 401, 429, 5xx — is `PULSE_FAILED`.
+   *
+   * Resolves true when a pulse of this call was acknowledged and its answer's
+   * policy installed; false otherwise, or at once when another call of this gate
+   * is still running (for at most its `timeoutMs`), which is left to finish.
+   * The `latency` and `errors` of a call that builds no pulse go into the next one.
+   */
+  async sendPulse(endpoint: string, options: SendPulseOptions): Promise<boolean> {
+    const startedAt = Date.now();
+    if (this.sending !== null && startedAt < this.sending.staleAt) {
+      this.carry(options);
+      return false;
     }
-    const body = JSON.stringify({
-      instanceId: options.instanceId,
-      ...(options.siteId === undefined ? {} : { siteId: options.siteId }),
-      usageDelta: counts.usageDelta,
-      bouncedUnits: counts.bouncedUnits,
-      metrics: { latency: options.latency ?? 0, errors: options.errors ?? 0 },
-      tagMetrics: tags.map((t) => ({ tag: t.tag, count: t.count, bounced: t.bounced })),
-      ts: now,
-    });
+    let timeoutMs = options.timeoutMs ?? DEFAULT_PULSE_TIMEOUT_MS;
+    if (typeof timeoutMs !== "number" || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      this.onError(new EdgeError("INVALID_ARGUMENT", `sendPulse: timeoutMs must be a positive number of ms (got ${String(timeoutMs)}); using ${DEFAULT_PULSE_TIMEOUT_MS}`));
+      timeoutMs = DEFAULT_PULSE_TIMEOUT_MS;
+    }
+    // A call whose context was cancelled (workerd) never ends: a second past its deadline, it no longer blocks.
+    const token = {};
+    this.sending = { token, staleAt: startedAt + timeoutMs + 1000 };
+    try {
+      const url = `${String(endpoint).replace(/\/+$/, "")}/v1/pulse`;
+      const signal = AbortSignal.timeout(timeoutMs);
+      let installed = false;
+      const earlier = this.pending;
+      if (earlier !== null) {
+        const outcome = await this.post(url, earlier, options, signal, timeoutMs, token);
+        if (outcome === "failed" || outcome === "abandoned") {
+          this.carry(options);
+          return false;
+        }
+        installed = outcome === "installed";
+      }
+      const now = options.now ?? Date.now();
+      const errors = metric(options.errors, true) + this.carriedErrors;
+      const latencyNow = metric(options.latency, false);
+      const samples = this.carriedLatencyCount + (latencyNow > 0 ? 1 : 0);
+      const latency = samples > 0 ? (this.carriedLatencySum + latencyNow) / samples : 0;
+      this.carriedErrors = this.carriedLatencySum = this.carriedLatencyCount = 0;
+      const fresh = this.build(options, now, latency, errors);
+      this.pending = fresh;
+      return (await this.post(url, fresh, options, signal, timeoutMs, token)) === "installed" || installed;
+    } catch (e) {
+      this.onError(new EdgeError("PULSE_FAILED", `pulse failed: ${e instanceof Error ? e.message : String(e)}`));
+      return false;
+    } finally {
+      if (this.sending?.token === token) this.sending = null;
+    }
+  }
+
+  /** Takes the counts into a pulse body (at most 512 tags and 64 KiB) with a `ts` larger than the last. */
+  private build(options: PulseOptions, now: number, latency: number, errors: number): PendingPulse {
+    const counts = this.takeCounts();
+    const ts = Math.max(Math.floor(typeof now === "number" && Number.isFinite(now) ? now : Date.now()), this.lastTs + 1);
+    this.lastTs = ts;
+    const serialize = (tags: EdgeTagCount[]) =>
+      JSON.stringify({
+        instanceId: options.instanceId,
+        ...(options.siteId === undefined ? {} : { siteId: options.siteId }),
+        usageDelta: counts.usageDelta,
+        bouncedUnits: counts.bouncedUnits,
+        metrics: { latency, errors },
+        tagMetrics: tags.map((t) => ({ tag: t.tag, count: t.count, bounced: t.bounced })),
+        ts,
+      });
+    let body = serialize(counts.tags);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: only a large body is measured.
+    if (counts.tags.length > MAX_TAGS_PER_PULSE || (body.length * 3 > PULSE_BODY_BUDGET && encoder.encode(body).length > PULSE_BODY_BUDGET)) {
+      body = serialize(fitTags(counts.tags, PULSE_BODY_BUDGET - encoder.encode(serialize([{ tag: OVERFLOW_TAG, count: 0, bounced: 0 }])).length));
+    }
+    return { body, ts, usageDelta: counts.usageDelta };
+  }
+
+  private sign(body: string, now: number, options: PulseOptions): SignedPulse {
     const timestamp = String(now);
     const signature = sign_pulse(body, timestamp, options.secretKey);
     return {
@@ -399,25 +591,61 @@ export class EdgeGate {
     };
   }
 
-  /**
-   * Sends a pulse to `endpoint` (`https://…`, without `/v1/pulse`) and installs
-   * the policy of the response. Meant for `ctx.waitUntil(gate.sendPulse(...))`.
-   * Never rejects: failures go to `onError` and resolve false (the gate keeps
-   * its policy and, once the lease ends, its safe mode).
-   */
-  async sendPulse(endpoint: string, options: PulseOptions): Promise<boolean> {
+  /** Posts a built pulse, freshly signed; settles {@link pending} as the answer says (DESIGN.md, "Pulses and auth"). */
+  private async post(url: string, pulse: PendingPulse, options: PulseOptions, signal: AbortSignal, timeoutMs: number, token: object): Promise<PostOutcome> {
+    const signed = this.sign(pulse.body, options.now ?? Date.now(), options);
+    let status: number;
+    let text: string;
+    let etag: string | null;
+    let counted: boolean;
     try {
-      const pulse = this.pulse(options);
-      const response = await fetch(`${endpoint.replace(/\/+$/, "")}/v1/pulse`, { method: "POST", headers: pulse.headers, body: pulse.body });
-      const text = await response.text();
-      if (!response.ok) {
-        this.onError(new EdgeError("PULSE_FAILED", `pulse answered ${response.status}: ${text.slice(0, 200)}`));
-        return false;
-      }
-      return this.update(text, Date.now());
+      const response = await fetch(url, { method: "POST", headers: signed.headers, body: signed.body, signal });
+      text = await response.text();
+      status = response.status;
+      etag = response.headers.get("etag");
+      counted = response.headers.has(COUNTED_HEADER);
     } catch (e) {
-      this.onError(new EdgeError("PULSE_FAILED", `pulse failed: ${e instanceof Error ? e.message : String(e)}`));
-      return false;
+      if (this.sending?.token !== token) return "abandoned";
+      const why = signal.aborted ? `no answer within ${timeoutMs} ms` : e instanceof Error ? e.message : String(e);
+      this.onError(new EdgeError("PULSE_FAILED", `pulse not delivered (${why}); its ${pulse.usageDelta} calls are kept for the next attempt`));
+      return "failed";
+    }
+    // A newer call took over (this one outlived its deadline): it owns the pending pulse now.
+    if (this.sending?.token !== token) return "abandoned";
+    if (status >= 200 && status < 300) {
+      if (this.update(text, Date.now(), etag)) {
+        this.settle(pulse);
+        return "installed";
+      }
+      // The control plane marks every pulse it processed; a 2xx without the mark (a proxy's page) proves nothing.
+      if (counted) {
+        this.settle(pulse);
+        return "delivered";
+      }
+      this.onError(new EdgeError("PULSE_FAILED", `pulse answered ${status} without a policy or the ${COUNTED_HEADER} header; its ${pulse.usageDelta} calls are kept for the next attempt`));
+      return "failed";
+    }
+    if (status === 400 || status === 413 || status === 422) {
+      this.settle(pulse);
+      this.onError(new EdgeError("PULSE_REJECTED", `the control plane refused a pulse (${status}: ${text.slice(0, 200)}); its ${pulse.usageDelta} calls cannot be delivered and were dropped`));
+      return "rejected";
+    }
+    this.onError(new EdgeError("PULSE_FAILED", `pulse answered ${status}: ${text.slice(0, 200)}; its ${pulse.usageDelta} calls are kept for the next attempt`));
+    return "failed";
+  }
+
+  /** The pulse is settled (acknowledged or refused for good): no longer pending. */
+  private settle(pulse: PendingPulse): void {
+    if (this.pending === pulse) this.pending = null;
+  }
+
+  /** Keeps a call's metrics for the next pulse built. */
+  private carry(options: PulseOptions): void {
+    this.carriedErrors += metric(options.errors, true);
+    const latency = metric(options.latency, false);
+    if (latency > 0) {
+      this.carriedLatencySum += latency;
+      this.carriedLatencyCount++;
     }
   }
 
@@ -425,6 +653,7 @@ export class EdgeGate {
   reset(): void {
     this.core.ws_reset();
     this.current = null;
+    this.currentEtag = null;
   }
 
   /** The id of a tag, interning it on first sight; past the table's capacity, the overflow id. */
@@ -498,7 +727,6 @@ export function gate(policy: EdgePolicy | string | null | undefined, tag?: strin
 }
 
 let signer: CoreExports | null = null;
-const encoder = new TextEncoder();
 
 /**
  * Signs a pulse: lowercase hex HMAC-SHA256 over `body + "." + timestamp` with

@@ -26,6 +26,7 @@ export type {
   GateResult,
   PolicyStatus,
   PulseOptions,
+  SendPulseOptions,
   SignedPulse,
   SafeModeStrategy,
 } from "./core.js";

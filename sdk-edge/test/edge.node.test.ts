@@ -197,7 +197,7 @@ describe("pulses", () => {
     expect(JSON.parse(g.pulse(opts).body).usageDelta).toBe(0);
   });
 
-  it("pulse() names at most 512 tags and folds the rest into __overflow__", () => {
+  it("pulse() names at most 512 tags and folds the rest into __other__", () => {
     const g = new edge.EdgeGate();
     for (let i = 0; i < 600; i++) g.gate(`t${i}`, 1, T);
     const body = JSON.parse(g.pulse(opts).body) as { usageDelta: number; tagMetrics: Array<{ tag: string; count: number }> };

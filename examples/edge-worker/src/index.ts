@@ -44,7 +44,7 @@ const STATUS_PATH = "/__waitstate/status";
 
 /** The first request of an isolate waits this long for a policy, then fails open. */
 const FIRST_SYNC_TIMEOUT_MS = 2_000;
-/** Every control-plane request gives up after this long. */
+/** Every control-plane request gives up after this long (`sendPulse`'s `timeoutMs` for pulses). */
 const REQUEST_TIMEOUT_MS = 5_000;
 /** A cycle that has not finished after this long (its request context was cancelled) no longer blocks the next. */
 const STALE_CYCLE_MS = 30_000;
@@ -60,9 +60,6 @@ const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000;
 const CAP_EXCEEDED_PULSE_INTERVAL_MS = 5 * 60_000;
 const DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS = 86_400;
 const DEFAULT_LEASE_SECONDS = 60;
-/** The protocol's tag-name bound: longer tags are counted as the Node SDK's overflow tag, so a pulse never fails the schema. */
-const MAX_TAG_NAME_LENGTH = 128;
-const LONG_TAG = "__other__";
 const SAFE_MODE_STRATEGIES: readonly SafeModeStrategy[] = ["open", "fixed_rps", "last_policy"];
 
 const ALLOWED: GateResult = Object.freeze({ allowed: true, reason: "allowed" });
@@ -118,10 +115,12 @@ function headerWeight(value: string | null): number {
   return Number.isFinite(weight) ? weight : 1;
 }
 
-/** A request's tag: empty → `__default__`; over the protocol's bound → the overflow tag. */
-function normalizeTag(tag: string | null): string {
-  if (tag === null || tag.length === 0) return DEFAULT_TAG;
-  return tag.length > MAX_TAG_NAME_LENGTH ? LONG_TAG : tag;
+/**
+ * A request's tag: absent or empty → `__default__`. Names over the protocol's 128
+ * characters need nothing here: EdgeGate counts them as `__other__` in its pulses.
+ */
+function tagOf(tag: string | null): string {
+  return tag === null || tag.length === 0 ? DEFAULT_TAG : tag;
 }
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
@@ -196,7 +195,6 @@ class EdgeSync {
   private readonly settings: Settings | null;
 
   private token: Token | null = null;
-  private etag: string | null = null;
   private lastSyncAt: number | null = null;
   private intervalMs = DEFAULT_PULSE_INTERVAL_MS;
   private leaseMs = DEFAULT_LEASE_SECONDS * 1000;
@@ -211,6 +209,7 @@ class EdgeSync {
   private latencySum = 0;
   private latencyCount = 0;
   private errors = 0;
+  /** `policyReads` counts every successful read, `notModified` those of them answered 304 (the pulse's ETag usually makes the first one so). */
   private readonly counters = { pulses: 0, pulseFailures: 0, policyReads: 0, notModified: 0, policyReadFailures: 0, tokens: 0 };
 
   constructor(env: Env) {
@@ -302,30 +301,33 @@ class EdgeSync {
     if (failed) this.errors++;
   }
 
-  /** `POST /v1/pulse` through `EdgeGate.sendPulse`, which installs the answer's policy. */
+  /**
+   * `POST /v1/pulse` through `EdgeGate.sendPulse`, which installs the answer's
+   * policy and its ETag, and keeps a pulse it could not deliver for the next
+   * call (so no call goes uncounted); the latency and errors handed over here are
+   * carried into a later pulse when this call builds none.
+   */
   private async pulse(settings: Settings): Promise<boolean> {
     const latency = this.latencyCount > 0 ? this.latencySum / this.latencyCount : 0;
     const errors = this.errors;
     this.latencySum = 0;
     this.latencyCount = 0;
     this.errors = 0;
-    const sending = this.gate
-      .sendPulse(settings.baseUrl, {
-        instanceId: this.instanceId,
-        ...(settings.siteId !== undefined ? { siteId: settings.siteId } : {}),
-        publishKey: settings.publishKey,
-        secretKey: settings.secretKey,
-        latency,
-        errors,
-      })
-      .then((ok) => {
-        // Also when it lands after the timeout below: the policy it installed is the newest there is.
-        if (ok) this.afterInstall(Date.now());
-        return ok;
-      });
-    const ok = await within(sending, REQUEST_TIMEOUT_MS, false);
-    if (ok) this.counters.pulses++;
-    else this.counters.pulseFailures++;
+    const ok = await this.gate.sendPulse(settings.baseUrl, {
+      instanceId: this.instanceId,
+      ...(settings.siteId !== undefined ? { siteId: settings.siteId } : {}),
+      publishKey: settings.publishKey,
+      secretKey: settings.secretKey,
+      latency,
+      errors,
+      timeoutMs: REQUEST_TIMEOUT_MS,
+    });
+    if (ok) {
+      this.afterInstall(Date.now());
+      this.counters.pulses++;
+    } else {
+      this.counters.pulseFailures++;
+    }
     return ok;
   }
 
@@ -339,7 +341,9 @@ class EdgeSync {
       }
       const query = settings.siteId !== undefined ? `?siteId=${encodeURIComponent(settings.siteId)}` : "";
       const headers: Record<string, string> = { authorization: `Bearer ${token.value}` };
-      if (this.etag !== null) headers["if-none-match"] = this.etag;
+      // The ETag of the policy in force, whether a pulse or a read brought it: unchanged → 304.
+      const etag = this.gate.etag;
+      if (etag !== null) headers["if-none-match"] = etag;
       const res = await fetch(`${settings.baseUrl}/v1/policy/${encodeURIComponent(token.orgId)}${query}`, {
         headers,
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
@@ -348,12 +352,11 @@ class EdgeSync {
       if (res.status === 304) {
         await res.body?.cancel();
         if (!this.gate.markSynced(at)) {
-          // A 304 for an ETag whose policy is not installed (cannot happen unless reset): read it again in full.
-          this.etag = null;
           this.counters.policyReadFailures++;
           return false;
         }
         this.lastSyncAt = at;
+        this.counters.policyReads++;
         this.counters.notModified++;
         return true;
       }
@@ -380,11 +383,10 @@ class EdgeSync {
         this.counters.policyReads++;
         return true;
       }
-      if (!this.gate.update(policy, at)) {
+      if (!this.gate.update(policy, at, res.headers.get("etag"))) {
         this.counters.policyReadFailures++;
         return false;
       }
-      this.etag = res.headers.get("etag");
       this.afterInstall(at);
       this.counters.policyReads++;
       return true;
@@ -461,7 +463,8 @@ class EdgeSync {
       this.intervalMs = interval;
     }
     this.leaseMs = leaseSeconds * 1000;
-    if (leaseSeconds !== lease) this.gate.update({ ...policy, leaseDurationSeconds: leaseSeconds }, at);
+    // The same control-plane policy with a longer local lease: its ETag still describes it.
+    if (leaseSeconds !== lease) this.gate.update({ ...policy, leaseDurationSeconds: leaseSeconds }, at, this.gate.etag);
     this.adjusted = this.gate.policy;
   }
 
@@ -478,6 +481,7 @@ class EdgeSync {
       policyStatus: policy?.status ?? null,
       pulseIntervalMs: this.intervalMs,
       consecutiveFailures: this.failures,
+      pendingPulses: this.gate.pendingPulses,
       suspendedUntil: this.suspendedUntil,
       ...this.counters,
     };
@@ -546,7 +550,7 @@ export default {
     if (url.pathname === DECISION_PATH || url.pathname === STATUS_PATH) {
       if (request.method !== "GET") return json({ error: { code: "METHOD_NOT_ALLOWED", message: "GET only" } }, 405, { allow: "GET" });
       if (url.pathname === STATUS_PATH) return json(sync?.status() ?? { configured: false });
-      const tag = normalizeTag(url.searchParams.get("tag"));
+      const tag = tagOf(url.searchParams.get("tag"));
       const rawWeight = url.searchParams.get("weight");
       // As `gate(tag, weight)` takes it: NaN → 1 and negative → 0 inside the gate.
       const weight = rawWeight === null || rawWeight === "" ? 1 : Number(rawWeight);
@@ -554,7 +558,7 @@ export default {
       return json({ allowed, reason, policyVersion: sync?.gate.policy?.version ?? null });
     }
 
-    const tag = normalizeTag(request.headers.get(TAG_HEADER));
+    const tag = tagOf(request.headers.get(TAG_HEADER));
     const weight = headerWeight(request.headers.get(WEIGHT_HEADER));
     const { allowed, reason } = decide(sync, tag, weight, now);
     if (!allowed) return denialResponse(reason);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import * as edge from "@waitstate/edge";
 import { edgeVectorSuite } from "../edge-cases.js";
 
@@ -24,5 +24,61 @@ describe("@waitstate/edge in workerd", () => {
 
   it("refuses to compile wasm from bytes at run time, which is why the module import exists", async () => {
     await expect(WebAssembly.compile(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))).rejects.toThrow();
+  });
+});
+
+// workerd logs "Uncaught (in promise) … Network connection lost" for each dropped connection even
+// though sendPulse catches the fetch's rejection (it does so for any caught fetch): expected noise.
+describe("EdgeGate.sendPulse in workerd, against a scripted control plane (node:http)", () => {
+  const url = inject("controlPlaneUrl");
+  const options = { instanceId: "edge-workerd", publishKey: "pk_fake", secretKey: "sk_fake", timeoutMs: 300 };
+  const script = async (steps: string[]) => {
+    const res = await fetch(`${url}/__script`, { method: "POST", body: JSON.stringify(steps) });
+    expect(res.status).toBe(204);
+  };
+  const state = async () => (await (await fetch(`${url}/__state`)).json()) as { counted: number; seen: Array<{ step: string; body: string; counted: boolean; signatureValid: boolean }> };
+
+  it("keeps the pulse through a 500, a hang (timeoutMs), a dropped connection and a lost answer: every call counted once", async () => {
+    await script(["500", "hang", "drop", "count-then-drop", "ok", "ok"]);
+    const errors: edge.EdgeError[] = [];
+    const g = new edge.EdgeGate({ onError: (e) => errors.push(e) });
+    let calls = 0;
+    const results: boolean[] = [];
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 3 + round; i++, calls++) g.gate(i % 2 ? "free" : "pro");
+      const started = Date.now();
+      results.push(await g.sendPulse(url, options));
+      expect(Date.now() - started).toBeLessThan(3_000);
+    }
+    expect(results).toEqual([false, false, false, false, true]);
+    expect(g.pendingPulses).toBe(0);
+    expect(g.etag).toBe('"policy-7"');
+    const { counted, seen } = await state();
+    expect(seen.map((s) => s.step)).toEqual(["500", "hang", "drop", "count-then-drop", "ok", "ok"]);
+    expect(seen.every((s) => s.signatureValid)).toBe(true);
+    expect(new Set(seen.slice(0, 5).map((s) => s.body)).size).toBe(1);
+    expect(seen.filter((s) => s.counted).map((s) => s.step)).toEqual(["count-then-drop", "ok"]);
+    expect(counted).toBe(calls);
+    expect(errors.map((e) => e.code)).toEqual(["PULSE_FAILED", "PULSE_FAILED", "PULSE_FAILED", "PULSE_FAILED"]);
+    expect(errors[1]!.message).toMatch(/no answer within 300 ms/);
+  });
+
+  it("drops a pulse the control plane refuses with a 400 and reports PULSE_REJECTED", async () => {
+    await script(["400", "ok"]);
+    const errors: edge.EdgeError[] = [];
+    const g = new edge.EdgeGate({ onError: (e) => errors.push(e) });
+    g.gate("free");
+    expect(await g.sendPulse(url, options)).toBe(false);
+    expect(g.pendingPulses).toBe(0);
+    expect(errors.map((e) => e.code)).toEqual(["PULSE_REJECTED"]);
+    g.gate("free");
+    g.gate("x".repeat(129));
+    expect(await g.sendPulse(url, options)).toBe(true);
+    const { counted, seen } = await state();
+    expect(counted).toBe(2);
+    expect(JSON.parse(seen[1]!.body).tagMetrics).toEqual([
+      { tag: "free", count: 1, bounced: 0 },
+      { tag: "__other__", count: 1, bounced: 0 },
+    ]);
   });
 });

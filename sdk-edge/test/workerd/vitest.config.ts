@@ -10,6 +10,7 @@ const sdkEdge = path.resolve(import.meta.dirname, "../..");
  * `WebAssembly.Module`, as wrangler gives a deployed Worker) instead of Vite's
  * wasm helper, which compiles bytes at run time — something workerd forbids.
  * The root is sdk-edge/ so that dist/waitstate.wasm resolves inside it.
+ * globalSetup starts a scripted control plane (node:http) for the pulse tests.
  */
 export default defineConfig({
   root: sdkEdge,
@@ -26,5 +27,6 @@ export default defineConfig({
     name: "edge-workerd",
     root: sdkEdge,
     include: ["test/workerd/*.test.ts"],
+    globalSetup: ["test/workerd/global-setup.ts"],
   },
 });

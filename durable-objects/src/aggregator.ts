@@ -168,6 +168,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private publishing: Promise<void> = Promise.resolve();
   /** Each instance's latest accepted ts (idempotency), restored from SQLite on load. */
   private readonly instances = new Map<string, { ts: number; seenAt: number; saved: boolean }>();
+  /** In-flight registration and configuration read, shared by the requests that need them at once. */
+  private registering: Promise<{ ok: true } | AggregatorFailure> | null = null;
+  private configLoading: Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> | null = null;
   /** Whether an alarm is known to be scheduled (saves a storage read per pulse). */
   private alarmPending = false;
 
@@ -464,8 +467,14 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
    * insert checks the cap in the same statement, so two new sites racing
    * cannot both slip past it.
    */
-  private async register(orgId: string, siteId: string, now: number): Promise<{ ok: true } | AggregatorFailure> {
-    if (this.identity !== null) return { ok: true };
+  private register(orgId: string, siteId: string, now: number): Promise<{ ok: true } | AggregatorFailure> {
+    if (this.identity !== null) return Promise.resolve({ ok: true });
+    // A new site's first pulses arrive together: one registration serves them all.
+    this.registering ??= this.registerOnce(orgId, siteId, now).finally(() => (this.registering = null));
+    return this.registering;
+  }
+
+  private async registerOnce(orgId: string, siteId: string, now: number): Promise<{ ok: true } | AggregatorFailure> {
     const org = await this.env.DB.prepare("SELECT plan FROM organizations WHERE id = ?").bind(orgId).first<{ plan: string }>();
     if (org === null) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
     const cap = PLAN_LIMITS[asPlan(org.plan)].sites;
@@ -488,12 +497,21 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   }
 
   /** The site's configuration from D1, cached; `force` re-reads it. */
-  private async loadConfig(now: number, force = false): Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> {
+  private loadConfig(now: number, force = false): Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> {
     const month = monthOf(now);
     const cached = this.config;
     if (!force && cached !== null && cached.month === month && now - cached.loadedAt < CONFIG_MAX_AGE_MS) {
-      return { ok: true, value: cached };
+      return Promise.resolve({ ok: true, value: cached });
     }
+    // Pulses that find the configuration missing or stale together share one read;
+    // a forced reload (the management API changed something) always reads afresh.
+    if (force) return this.readConfig(now);
+    this.configLoading ??= this.readConfig(now).finally(() => (this.configLoading = null));
+    return this.configLoading;
+  }
+
+  private async readConfig(now: number): Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> {
+    const month = monthOf(now);
     const { orgId, siteId } = this.identity!;
     const db = this.env.DB;
     const [org, rules, tags, site, usage] = await db.batch([

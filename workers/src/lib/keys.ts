@@ -23,7 +23,7 @@ export interface PulseKey {
   hmac: CryptoKey;
 }
 
-type Entry = { key: PulseKey | null; revoked: boolean; fetchedAt: number };
+type Entry = { key: PulseKey | null; revoked: boolean; fetchedAt: number; refreshing?: boolean };
 const cache = new Map<string, Entry>();
 
 /** Drops a publish key from this isolate's cache (after revoke or rotate). */
@@ -53,10 +53,22 @@ export async function readKeyPair(env: Env, publishKey: string): Promise<KeyPair
 /** The key pair behind `publishKey`, or UNKNOWN_KEY / KEY_REVOKED. */
 export async function pulseKey(env: Env, publishKey: string, now = Date.now()): Promise<PulseKey> {
   let entry = cache.get(publishKey);
-  if (entry === undefined || now - entry.fetchedAt > KEY_CACHE_TTL_MS) {
+  if (entry === undefined) {
     entry = await fetchKey(env, publishKey, now);
     if (cache.size >= MAX_CACHED_KEYS) cache.clear();
     cache.set(publishKey, entry);
+  } else if (now - entry.fetchedAt > KEY_CACHE_TTL_MS && !entry.refreshing) {
+    // One request refreshes an expired entry; the pulses arriving meanwhile use
+    // it as it was (at most one D1 read longer), instead of all reading D1 at once.
+    // No promise is shared between requests: workerd ties I/O to the request that started it.
+    const stale = entry;
+    stale.refreshing = true;
+    try {
+      entry = await fetchKey(env, publishKey, now);
+      cache.set(publishKey, entry);
+    } finally {
+      stale.refreshing = false;
+    }
   }
   if (entry.revoked) throw new ApiError("KEY_REVOKED", "This API key was revoked");
   if (entry.key === null) throw new ApiError("UNKNOWN_KEY", "No API key has this publishKey");

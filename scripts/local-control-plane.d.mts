@@ -14,6 +14,8 @@ export class LocalControlPlane {
   readonly state: string;
   readonly url: string;
   readonly adminToken: string;
+  /** Extra `--var NAME:value` bindings passed to wrangler dev (kept across restarts). */
+  readonly vars: Readonly<Record<string, string>>;
   output: string;
   start(timeoutMs?: number): Promise<this>;
   stop(): Promise<void>;
@@ -22,4 +24,10 @@ export class LocalControlPlane {
   tenant(name?: string, plan?: "hobby" | "pro" | "enterprise"): Promise<Tenant>;
 }
 
-export function startLocalControlPlane(options?: { state?: string; port?: number; quiet?: boolean }): Promise<LocalControlPlane>;
+export function startLocalControlPlane(options?: {
+  state?: string;
+  port?: number;
+  quiet?: boolean;
+  /** Extra `--var NAME:value` bindings, e.g. `{ WEBHOOK_RETRY_BASE_MS: "50" }`. */
+  vars?: Record<string, string>;
+}): Promise<LocalControlPlane>;

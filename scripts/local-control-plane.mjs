@@ -23,9 +23,11 @@ export function freePort() {
 }
 
 export class LocalControlPlane {
-  /** @param {{ port: number, state: string, ownsState: boolean, quiet: boolean }} o */
+  /** @param {{ port: number, state: string, ownsState: boolean, quiet: boolean, vars?: Record<string, string> }} o */
   constructor(o) {
     this.port = o.port;
+    /** Extra `--var NAME:value` bindings (e.g. a fast webhook retry base for tests), kept across restarts. */
+    this.vars = { ...(o.vars ?? {}) };
     this.state = o.state;
     this.ownsState = o.ownsState;
     this.quiet = o.quiet;
@@ -44,6 +46,7 @@ export class LocalControlPlane {
       "dev", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state,
       "--show-interactive-dev-session=false", "--log-level", "warn",
       "--var", `ADMIN_TOKEN:${this.adminToken}`, "--var", `ENCRYPTION_KEY:${this.encryptionKey}`,
+      ...Object.entries(this.vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
     ];
     const child = spawn(bin("wrangler"), args, {
       cwd: ROOT,
@@ -130,7 +133,7 @@ export class LocalControlPlane {
 
 /**
  * Migrates a (new or given) local state directory and starts `wrangler dev` on it.
- * @param {{ state?: string, port?: number, quiet?: boolean }} [options]
+ * @param {{ state?: string, port?: number, quiet?: boolean, vars?: Record<string, string> }} [options]
  */
 export async function startLocalControlPlane(options = {}) {
   const ownsState = options.state === undefined;
@@ -141,6 +144,6 @@ export async function startLocalControlPlane(options = {}) {
     quiet: true,
   });
   if (migrate.code !== 0) throw new Error(`migrations failed:\n${migrate.output}`);
-  const cp = new LocalControlPlane({ port: options.port ?? (await freePort()), state, ownsState, quiet: options.quiet ?? true });
+  const cp = new LocalControlPlane({ port: options.port ?? (await freePort()), state, ownsState, quiet: options.quiet ?? true, vars: options.vars });
   return cp.start();
 }

@@ -34,11 +34,15 @@ import {
   type TagConfig,
   type WindowNeeds,
 } from "@waitstate/protocol";
+import { SYSTEM_ACTOR, auditId, type AuditEntry } from "./audit.js";
 import { flushMinutes, minuteOf, monthOf, nextRollupAt, type StoredPulse } from "./rollup.js";
+import { recordAudit, type WebhookDispatcher } from "./webhooks.js";
 
 export interface AggregatorEnv {
   DB: D1Database;
   POLICIES: KVNamespace;
+  /** Audit entries for automatic actions (rule fired/cleared, cap_exceeded, site created) go through the org's dispatcher. */
+  WEBHOOK_DISPATCHER: DurableObjectNamespace<WebhookDispatcher>;
 }
 
 /** The Durable Object's name for a site: one aggregator per `orgId:siteId`. */
@@ -173,6 +177,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private configLoading: Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> | null = null;
   /** Whether an alarm is known to be scheduled (saves a storage read per pulse). */
   private alarmPending = false;
+  /** The background hand-off of audit entries to D1 and the webhook dispatcher, one at a time. */
+  private auditing: Promise<void> | null = null;
 
   constructor(ctx: DurableObjectState, env: AggregatorEnv) {
     super(ctx, env);
@@ -351,9 +357,10 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.window.prune(now, windowSeconds);
     if (config.ok) await this.evaluate(now);
     await this.publishing;
+    await this.drainAudit();
     const [left] = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pulses").toArray();
     const anyActive = Object.values(this.ruleStates).some((s) => s.active);
-    if ((left?.n ?? 0) > 0 || anyActive || this.unflushedEvents() > 0) {
+    if ((left?.n ?? 0) > 0 || anyActive || this.unflushedEvents() > 0 || this.auditBacklog() > 0) {
       await this.ctx.storage.setAlarm(nextRollupAt(now));
       this.alarmPending = true;
     }
@@ -378,6 +385,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       CREATE TABLE IF NOT EXISTS instances (instance_id TEXT PRIMARY KEY, last_ts INTEGER NOT NULL, seen_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS rule_states (rule_id TEXT PRIMARY KEY, state TEXT NOT NULL, rule TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, flushed INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE IF NOT EXISTS audit_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
     `);
     // Local state from before pulses carried their ts: add the column (old rows read 0, older than any real ts).
     const columns = this.sql.exec<{ name: string }>("PRAGMA table_info(pulses)").toArray();
@@ -493,6 +501,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       };
     }
     this.adopt(orgId, siteId, now);
+    if (inserted.meta.changes > 0) {
+      this.audit([{ kind: "site.created", at: now, target: siteId, after: { siteId }, details: { via: "first_pulse" } }]);
+    }
     return { ok: true };
   }
 
@@ -586,9 +597,16 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const outcome = evaluateReflexes({ rules: config.rules, tags: config.tags, stats, states: this.ruleStates, now });
     this.saveRuleStates(outcome.states, config.rules);
     this.applied = new Set(outcome.applied);
-    for (const event of outcome.events) this.recordEvent(event);
+    const recorded = outcome.events.map((event) => this.recordEvent(event));
 
-    const capExceeded = limits.monthlyCalls !== null && config.usageBase + this.unflushedCalls >= limits.monthlyCalls;
+    const usage = config.usageBase + this.unflushedCalls;
+    const capExceeded = limits.monthlyCalls !== null && usage >= limits.monthlyCalls;
+    // Transitions only, so steady pulses never write an entry; handed over in the background.
+    const transitions: AutoEntry[] = recorded.map((event) => ruleEntry(event, config.rules));
+    if (capExceeded && this.current?.status !== "cap_exceeded") {
+      transitions.push({ kind: "cap_exceeded", at: now, target: null, details: { plan: config.plan, monthlyCalls: limits.monthlyCalls, usage, month: config.month } });
+    }
+    if (transitions.length > 0) this.audit(transitions);
     const body: PolicyBody = {
       globalMaxWeight: outcome.globalMaxWeight,
       tagMaxWeights: outcome.tagMaxWeights,
@@ -628,7 +646,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.ruleStates = states;
   }
 
-  private recordEvent(event: ReflexEvent): void {
+  private recordEvent(event: ReflexEvent): ReflexEvent {
     // A rule deleted while active is cleared by the engine without its fields; fill them from the stored rule.
     const rule = this.ruleSnapshots.get(event.ruleId);
     const full: ReflexEvent =
@@ -636,6 +654,61 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
         ? { ...event, tagName: rule.tagName, metric: rule.metric, metricTag: rule.metricTag ?? null, operator: rule.operator, threshold: rule.threshold }
         : event;
     this.sql.exec("INSERT INTO events (body) VALUES (?)", JSON.stringify(full));
+    return full;
+  }
+
+  // ---------------------------------------------------------------- audit
+
+  /**
+   * Records automatic actions in the audit log without delaying the caller:
+   * the entries go to the object's outbox (a local write, in the same
+   * transaction as the state change) and are handed to D1 and the webhook
+   * dispatcher in the background. What a failed hand-off leaves in the outbox
+   * the next alarm retries; both ends are idempotent by entry id.
+   */
+  private audit(entries: AutoEntry[]): void {
+    const identity = this.identity;
+    if (identity === null) return;
+    for (const entry of entries) {
+      const full: AuditEntry = {
+        id: auditId(),
+        siteId: identity.siteId,
+        actor: SYSTEM_ACTOR,
+        before: null,
+        after: null,
+        details: null,
+        ...entry,
+      };
+      this.sql.exec("INSERT INTO audit_outbox (body) VALUES (?)", JSON.stringify(full));
+    }
+    this.ctx.waitUntil(this.drainAudit());
+  }
+
+  /** Hands the outbox to D1 and the dispatcher; one hand-off at a time, each taking everything queued so far. */
+  private drainAudit(): Promise<void> {
+    const previous = this.auditing ?? Promise.resolve();
+    const next = previous.then(async () => {
+      const identity = this.identity;
+      const rows = this.sql.exec<{ seq: number; body: string }>("SELECT seq, body FROM audit_outbox ORDER BY seq LIMIT 100").toArray();
+      if (identity === null || rows.length === 0) return;
+      try {
+        await recordAudit(this.env, identity.orgId, rows.map((r) => JSON.parse(r.body) as AuditEntry));
+        this.sql.exec("DELETE FROM audit_outbox WHERE seq <= ?", rows[rows.length - 1]!.seq);
+      } catch (error) {
+        console.error("audit hand-off failed; the next alarm retries it", error);
+        await this.ensureAlarm();
+      }
+    });
+    this.auditing = next;
+    void next.finally(() => {
+      if (this.auditing === next) this.auditing = null;
+    });
+    return next;
+  }
+
+  private auditBacklog(): number {
+    const [row] = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM audit_outbox").toArray();
+    return row?.n ?? 0;
   }
 
   private unflushedEvents(): number {
@@ -714,6 +787,30 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     }
     this.unflushedCalls = Math.max(0, this.unflushedCalls - flushedCalls);
   }
+}
+
+/** An automatic audit entry before the aggregator adds its id, site and actor. */
+type AutoEntry = Pick<AuditEntry, "kind" | "at" | "target"> & Partial<Pick<AuditEntry, "before" | "after" | "details">>;
+
+/** `rule.fired` / `rule.cleared`: the rule id, the metric value that triggered it, the threshold and operator, and the rule's action. */
+function ruleEntry(event: ReflexEvent, rules: readonly EngineRule[]): AutoEntry {
+  const rule = rules.find((r) => r.id === event.ruleId);
+  return {
+    kind: event.kind === "fired" ? "rule.fired" : "rule.cleared",
+    at: event.at,
+    target: event.ruleId,
+    details: {
+      ruleId: event.ruleId,
+      tagName: event.tagName,
+      metric: event.metric,
+      metricTag: event.metricTag,
+      value: event.value ?? null,
+      operator: event.operator,
+      threshold: event.threshold,
+      action: rule?.action ?? null,
+      actionValue: rule?.actionValue ?? null,
+    },
+  };
 }
 
 interface SiteRow {

@@ -1,4 +1,4 @@
-import type { SiteAggregator } from "@waitstate/durable-objects";
+import type { AuditActor, SiteAggregator, WebhookDispatcher } from "@waitstate/durable-objects";
 
 /** The Worker's bindings (wrangler.toml, .dev.vars / `wrangler secret put`). */
 export interface Env {
@@ -8,6 +8,8 @@ export interface Env {
   POLICIES: KVNamespace;
   /** One SiteAggregator per `orgId:siteId`. */
   SITE_AGGREGATOR: DurableObjectNamespace<SiteAggregator>;
+  /** One WebhookDispatcher per org: webhook deliveries and their retries. */
+  WEBHOOK_DISPATCHER: DurableObjectNamespace<WebhookDispatcher>;
   /** Authorises `POST /v1/organizations` (bootstrap). A secret. */
   ADMIN_TOKEN?: string;
   /** 32 bytes, base64: the AES-GCM key for secret keys at rest. A secret. */
@@ -16,11 +18,21 @@ export interface Env {
   DEFAULT_PLAN?: string;
   /** Set by wrangler.toml; shows which build answered. */
   WAITSTATE_VERSION?: string;
+  /** Webhook retry base delay, ms (default 60000); tests set it low. */
+  WEBHOOK_RETRY_BASE_MS?: string;
+  /** How long one webhook attempt waits for an answer, ms (default 10000). */
+  WEBHOOK_TIMEOUT_MS?: string;
 }
 
 /** What the management-auth middleware puts on the context. */
 export interface ManagementVariables {
   orgId: string;
+  /**
+   * Who is acting, for the audit log. Optional: when nothing set it, the audit
+   * log resolves the management token of the request (a dashboard session may
+   * set `{type: "session", …}` before calling the routes).
+   */
+  actor?: AuditActor;
 }
 
 export type AppEnv = { Bindings: Env; Variables: ManagementVariables };

@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import { ApiError, errorBody } from "./errors.js";
 import { registerApiKeys } from "./routes/v1_api_keys.js";
+import { registerAuditLog } from "./routes/v1_audit_log.js";
 import { registerAuthToken } from "./routes/v1_auth_token.js";
 import { registerOrganizations } from "./routes/v1_organizations.js";
 import { registerPolicy } from "./routes/v1_policy.js";
@@ -14,10 +15,11 @@ import { registerSites } from "./routes/v1_sites.js";
 import { registerTags } from "./routes/v1_tags.js";
 import { registerTelemetry } from "./routes/v1_telemetry.js";
 import { registerUsage } from "./routes/v1_usage.js";
+import { registerWebhooks } from "./routes/v1_webhooks.js";
 import type { AppEnv } from "./env.js";
 
 export type { Env } from "./env.js";
-export { SiteAggregator } from "@waitstate/durable-objects";
+export { SiteAggregator, WebhookDispatcher } from "@waitstate/durable-objects";
 
 const app = new Hono<AppEnv>();
 
@@ -32,6 +34,8 @@ registerSites(app);
 registerReflexRules(app);
 registerUsage(app);
 registerTelemetry(app);
+registerAuditLog(app);
+registerWebhooks(app);
 
 app.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
 

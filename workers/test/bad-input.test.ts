@@ -41,6 +41,15 @@ const ENDPOINTS: Endpoint[] = [
   { method: "GET", path: "/v1/usage", auth: "management", body: false },
   { method: "GET", path: "/v1/telemetry", auth: "management", body: false },
   { method: "GET", path: "/v1/reflex-events", auth: "management", body: false },
+  { method: "GET", path: "/v1/audit-log", auth: "management", body: false },
+  { method: "GET", path: "/v1/webhooks", auth: "management", body: false },
+  { method: "POST", path: "/v1/webhooks", auth: "management", body: true },
+  { method: "GET", path: "/v1/webhooks/{bad}", auth: "management", body: false },
+  { method: "PATCH", path: "/v1/webhooks/{bad}", auth: "management", body: true },
+  { method: "PATCH", path: "/v1/webhooks/{hook}", auth: "management", body: true },
+  { method: "DELETE", path: "/v1/webhooks/{bad}", auth: "management", body: false },
+  { method: "GET", path: "/v1/webhooks/{bad}/deliveries", auth: "management", body: false },
+  { method: "GET", path: "/v1/webhooks/{hook}/deliveries", auth: "management", body: false },
 ];
 
 /** [what, body, always refused]: some bodies (`{}`, extra keys) are valid for endpoints whose fields all have defaults. */
@@ -57,12 +66,29 @@ const BAD_BODIES: Array<[string, string, boolean]> = [
   ["a prototype key", '{"__proto__": {"admin": true}, "name": "proto"}', false],
 ];
 
-const BAD_QUERIES = ["?siteId=../../x", "?month=2026-13", "?from=abc&to=-1", "?limit=-5", "?limit=1e9", "?tag=" + "t".repeat(500), "?siteId=%00"];
+const BAD_QUERIES = [
+  "?siteId=../../x",
+  "?month=2026-13",
+  "?from=abc&to=-1",
+  "?limit=-5",
+  "?limit=1e9",
+  "?tag=" + "t".repeat(500),
+  "?siteId=%00",
+  "?kind=rule.%00",
+  "?kind=" + "k".repeat(200),
+  "?cursor=%00",
+  "?cursor=" + "A".repeat(600),
+  "?cursor=eyJhdCI6LTF9",
+  "?cursor=bm90LWpzb24",
+  "?cursor=A",
+  "?from=99999999999999999999",
+];
 
 let keys: Keys;
 let jwt: string;
+let hookId: string;
 const tokenFor = (auth: Auth) => (auth === "admin" ? ADMIN : auth === "management" ? keys.token : auth === "jwt" ? jwt : undefined);
-const fill = (p: string) => p.replace("{org}", keys.orgId).replace("{bad}", "nope%20%00").replace("{site}", "prod");
+const fill = (p: string) => p.replace("{org}", keys.orgId).replace("{bad}", "nope%20%00").replace("{site}", "prod").replace("{hook}", hookId);
 
 function expectTyped(res: { status: number; json: unknown; text: string }, what: string) {
   expect(res.status, `${what}: ${res.text}`).toBeGreaterThanOrEqual(400);
@@ -76,6 +102,9 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
     expect((await sendPulse(keys, seedPulse({ siteId: "prod" }))).status).toBe(200);
     const res = await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } });
     jwt = res.json.token;
+    const hook = await call("POST", "/v1/webhooks", { token: keys.token, body: { url: "https://hooks.example.test/sweep", events: ["kill.*"], enabled: false } });
+    expect(hook.status, hook.text).toBe(201);
+    hookId = hook.json.id;
   });
 
   for (const e of ENDPOINTS.filter((x) => x.body)) {

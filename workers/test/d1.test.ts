@@ -18,6 +18,7 @@ describe("D1 schema (migrations/ applied in workerd)", () => {
     const { results } = await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%' AND name != 'd1_migrations' ORDER BY name").all<{ name: string }>();
     expect(results.map((r) => r.name)).toEqual([
       "api_keys",
+      "audit_log",
       "management_tokens",
       "organizations",
       "reflex_events",
@@ -26,6 +27,8 @@ describe("D1 schema (migrations/ applied in workerd)", () => {
       "tags",
       "telemetry_rollups",
       "usage_monthly",
+      "webhook_deliveries",
+      "webhooks",
     ]);
   });
 

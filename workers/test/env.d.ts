@@ -6,6 +6,7 @@ declare namespace Cloudflare {
     DB: D1Database;
     POLICIES: KVNamespace;
     SITE_AGGREGATOR: DurableObjectNamespace<import("@waitstate/durable-objects").SiteAggregator>;
+    WEBHOOK_DISPATCHER: DurableObjectNamespace<import("@waitstate/durable-objects").WebhookDispatcher>;
     ADMIN_TOKEN: string;
     ENCRYPTION_KEY: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];

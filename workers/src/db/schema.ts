@@ -173,3 +173,82 @@ export const reflexEvents = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.orgId, t.siteId, t.seq] }), index("reflex_events_at").on(t.orgId, t.at)],
 );
+
+/**
+ * The audit log: every management change (who, what, before → after) and every
+ * automatic action (actor `system`) of an org. `before`, `after` and `details`
+ * are JSON text. Listed newest first by (at, id); `kind` filters use the
+ * (org, kind, at) index, exact or by prefix.
+ */
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    /** Epoch ms. */
+    at: integer("at", { mode: "number" }).notNull(),
+    siteId: text("site_id"),
+    actorType: text("actor_type", { enum: ["token", "session", "system", "admin"] }).notNull(),
+    actorId: text("actor_id"),
+    actorName: text("actor_name"),
+    kind: text("kind").notNull(),
+    target: text("target"),
+    before: text("before"),
+    after: text("after"),
+    details: text("details"),
+  },
+  (t) => [
+    index("audit_log_org_at").on(t.orgId, t.at, t.id),
+    index("audit_log_org_kind").on(t.orgId, t.kind, t.at),
+    index("audit_log_org_site").on(t.orgId, t.siteId, t.at),
+  ],
+);
+
+/** Webhook subscriptions; the signing secret is AES-GCM encrypted at rest like SDK secret keys. */
+export const webhooks = sqliteTable(
+  "webhooks",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => organizations.id, { onDelete: "cascade" }),
+    url: text("url").notNull(),
+    /** JSON array of event patterns: a kind, `prefix.*`, or `*`. */
+    events: text("events").notNull(),
+    enabled: integer("enabled", { mode: "boolean" }).notNull().default(true),
+    secretCiphertext: text("secret_ciphertext").notNull(),
+    secretIv: text("secret_iv").notNull(),
+    createdAt: createdAt(),
+    updatedAt: integer("updated_at", { mode: "number" }),
+  },
+  (t) => [index("webhooks_org").on(t.orgId)],
+);
+
+/**
+ * One row per (webhook, audit entry): the delivery's state as the org's
+ * WebhookDispatcher last recorded it. The dispatcher's own storage holds the
+ * body it signs and drives the retries; this table is what the API lists.
+ */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id").notNull(),
+    webhookId: text("webhook_id")
+      .notNull()
+      .references(() => webhooks.id, { onDelete: "cascade" }),
+    /** The audit entry's id. */
+    eventId: text("event_id").notNull(),
+    kind: text("kind").notNull(),
+    status: text("status", { enum: ["pending", "delivered", "failed"] }).notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    lastStatusCode: integer("last_status_code"),
+    lastError: text("last_error"),
+    nextAttemptAt: integer("next_attempt_at", { mode: "number" }),
+    deliveredAt: integer("delivered_at", { mode: "number" }),
+    createdAt: integer("created_at", { mode: "number" }).notNull(),
+  },
+  (t) => [uniqueIndex("webhook_deliveries_event").on(t.webhookId, t.eventId), index("webhook_deliveries_list").on(t.webhookId, t.createdAt, t.id)],
+);

@@ -4,6 +4,7 @@ import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
+import { audit } from "../lib/audit.js";
 import { readJson } from "../lib/body.js";
 import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
 import { forgetKey } from "../lib/keys.js";
@@ -57,17 +58,27 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     const db = drizzle(c.env.DB);
     await db.insert(apiKeys).values(row);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
-    return c.json({ ...keyView(created!), secretKey }, 201);
+    const view = keyView(created!);
+    await audit(c, { kind: "key.created", target: row.id, after: view });
+    return c.json({ ...view, secretKey }, 201);
   });
 
   app.delete("/v1/api-keys/:id", managementAuth, async (c) => {
     const key = await ownKey(c.env, c.var.orgId, c.req.param("id"));
-    if (key.revokedAt === null) {
-      await drizzle(c.env.DB).update(apiKeys).set({ revokedAt: Date.now() }).where(and(eq(apiKeys.id, key.id), isNull(apiKeys.revokedAt)));
-    }
+    // Revoking a revoked key changes nothing and records nothing.
+    const revoked =
+      key.revokedAt === null
+        ? await drizzle(c.env.DB)
+            .update(apiKeys)
+            .set({ revokedAt: Date.now() })
+            .where(and(eq(apiKeys.id, key.id), isNull(apiKeys.revokedAt)))
+            .returning({ id: apiKeys.id })
+        : [];
     forgetKey(key.publishKey);
     const [after] = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.id, key.id));
-    return c.json(keyView(after!));
+    const view = keyView(after!);
+    if (revoked.length > 0) await audit(c, { kind: "key.revoked", target: key.id, before: keyView(key), after: view });
+    return c.json(view);
   });
 
   app.post("/v1/api-keys/:id/rotate", managementAuth, async (c) => {
@@ -81,6 +92,8 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     ]);
     forgetKey(old.publishKey);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
-    return c.json({ ...keyView(created!), secretKey, replaces: old.id }, 201);
+    const view = keyView(created!);
+    await audit(c, { kind: "key.rotated", target: old.id, before: keyView(old), after: view, details: { replacedBy: row.id } });
+    return c.json({ ...view, secretKey, replaces: old.id }, 201);
   });
 }

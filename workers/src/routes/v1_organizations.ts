@@ -5,6 +5,7 @@ import { z } from "zod";
 import { PlanSchema } from "@waitstate/protocol";
 import { managementTokens, organizations } from "../db/schema.js";
 import { ApiError } from "../errors.js";
+import { ADMIN_ACTOR, auditAs } from "../lib/audit.js";
 import { bearerToken, readJson } from "../lib/body.js";
 import { randomId, randomToken, sha256Hex, timingSafeEqual } from "../lib/crypto.js";
 import { managementAuth } from "../middleware/management-auth.js";
@@ -40,7 +41,9 @@ export function registerOrganizations(app: Hono<AppEnv>) {
       db.insert(managementTokens).values({ id: randomId("mt_"), orgId: org.id, tokenHash: await sha256Hex(token), name: "initial" }),
     ]);
     const [created] = await db.select().from(organizations).where(eq(organizations.id, org.id));
-    return c.json({ organization: orgView(created!), managementToken: token }, 201);
+    const view = orgView(created!);
+    await auditAs(c.env, org.id, ADMIN_ACTOR, [{ kind: "org.created", target: org.id, after: view }]);
+    return c.json({ organization: view, managementToken: token }, 201);
   });
 
   app.get("/v1/organizations", managementAuth, async (c) => {

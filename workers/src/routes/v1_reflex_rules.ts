@@ -6,6 +6,7 @@ import { BUILTIN_METRICS, IdentifierSchema, PLAN_LIMITS, ReflexRuleSchema, type 
 import { organizations, reflexRules } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { reloadSites } from "../lib/aggregators.js";
+import { audit } from "../lib/audit.js";
 import { readJson, validate } from "../lib/body.js";
 import { randomId } from "../lib/crypto.js";
 import { managementAuth } from "../middleware/management-auth.js";
@@ -206,7 +207,9 @@ export function registerReflexRules(app: Hono<AppEnv>) {
     }
     const [created] = await db.select().from(reflexRules).where(eq(reflexRules.id, id));
     await reload(c.env, orgId, [rule.siteId]);
-    return c.json(ruleView(created!), 201);
+    const view = ruleView(created!);
+    await audit(c, { kind: "rule.created", siteId: view.siteId, target: id, after: view });
+    return c.json(view, 201);
   });
 
   app.patch("/v1/reflex-rules/:id", managementAuth, async (c) => {
@@ -228,13 +231,16 @@ export function registerReflexRules(app: Hono<AppEnv>) {
       throw cap === null ? new ApiError("NOT_FOUND", "No such reflex rule") : await capError(c.env, cap);
     }
     await reload(c.env, c.var.orgId, [current.siteId, updated.siteId]);
-    return c.json(ruleView(updated));
+    const view = ruleView(updated);
+    await audit(c, { kind: "rule.updated", siteId: view.siteId, target: current.id, before: ruleView(current), after: view });
+    return c.json(view);
   });
 
   app.delete("/v1/reflex-rules/:id", managementAuth, async (c) => {
     const rule = await ownRule(c.env, c.var.orgId, c.req.param("id"));
     await drizzle(c.env.DB).delete(reflexRules).where(and(eq(reflexRules.id, rule.id), eq(reflexRules.orgId, c.var.orgId)));
     await reload(c.env, c.var.orgId, [rule.siteId]);
+    await audit(c, { kind: "rule.deleted", siteId: rule.siteId, target: rule.id, before: ruleView(rule) });
     return c.json(ruleView(rule));
   });
 }

@@ -7,6 +7,7 @@ import { IdentifierSchema, PLAN_LIMITS, SiteSettingsSchema, siteTiming, timingPr
 import { organizations, reflexEvents, sites, telemetryRollups } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { aggregator, reloadSites } from "../lib/aggregators.js";
+import { audit } from "../lib/audit.js";
 import { readJson } from "../lib/body.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
@@ -92,7 +93,9 @@ export function registerSites(app: Hono<AppEnv>) {
       if (existing) throw new ApiError("CONFLICT", `Site "${siteId}" already exists; PATCH /v1/sites/${siteId} changes its settings`);
       throw new ApiError("PLAN_LIMIT_REACHED", `The ${plan} plan allows ${cap} site${cap === 1 ? "" : "s"}; delete one or upgrade`);
     }
-    return c.json(siteView(await ownSite(c.env, orgId, siteId), plan), 201);
+    const view = siteView(await ownSite(c.env, orgId, siteId), plan);
+    await audit(c, { kind: "site.created", siteId, target: siteId, after: view, details: { via: "api" } });
+    return c.json(view, 201);
   });
 
   app.get("/v1/sites/:id", managementAuth, async (c) => {
@@ -113,7 +116,9 @@ export function registerSites(app: Hono<AppEnv>) {
       .returning();
     if (!updated) throw new ApiError("NOT_FOUND", "No such site");
     await reloadSites(c.env, site.orgId, site.siteId);
-    return c.json(siteView(updated, plan));
+    const view = siteView(updated, plan);
+    await audit(c, { kind: "site.updated", siteId: site.siteId, target: site.siteId, before: siteView(site, plan), after: view });
+    return c.json(view);
   });
 
   /** The live view: current policy, timing, the window the rules read (calls, errors, p50/p95/p99 per tag), rule states, recent events. */
@@ -141,7 +146,9 @@ export function registerSites(app: Hono<AppEnv>) {
     await aggregator(c.env, orgId, siteId).destroy();
     // After destroy(): the aggregator publishes to KV on every policy change, so deleting the key earlier could be undone.
     await c.env.POLICIES.delete(policyKey(orgId, siteId));
-    return c.json({ ...siteView(site, await planOf(c.env, orgId)), deleted: true });
+    const view = siteView(site, await planOf(c.env, orgId));
+    await audit(c, { kind: "site.deleted", siteId, target: siteId, before: view });
+    return c.json({ ...view, deleted: true });
   });
 
   /** The emergency kill switch: every gate call of the site is denied with `kill_signal` (DESIGN.md). */
@@ -157,6 +164,14 @@ export function registerSites(app: Hono<AppEnv>) {
     if (updated.length === 0) throw new ApiError("NOT_FOUND", "No such site");
     const result = await aggregator(c.env, site.orgId, site.siteId).setKill(site.orgId, site.siteId, enabled);
     if (!result.ok) throw new ApiError(result.code, result.message);
+    await audit(c, {
+      kind: enabled ? "kill.on" : "kill.off",
+      siteId: site.siteId,
+      target: site.siteId,
+      before: { killSwitch: site.killSwitch },
+      after: { killSwitch: enabled },
+      details: { changed: site.killSwitch !== enabled, policyVersion: result.policy.version },
+    });
     return c.json({ siteId: site.siteId, killSwitch: enabled, policy: result.policy });
   });
 }

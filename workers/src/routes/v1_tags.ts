@@ -6,6 +6,7 @@ import { DEFAULT_TAG_MAX_WEIGHT, TagNameSchema } from "@waitstate/protocol";
 import { tags } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { reloadSites } from "../lib/aggregators.js";
+import { audit } from "../lib/audit.js";
 import { readJson } from "../lib/body.js";
 import { randomId } from "../lib/crypto.js";
 import { managementAuth } from "../middleware/management-auth.js";
@@ -66,6 +67,7 @@ export function registerTags(app: Hono<AppEnv>) {
       throw new ApiError("CONFLICT", `A tag named "${body.name}" already exists${existing ? `: PATCH /v1/tags/${existing.id} to change it` : ""}`);
     }
     await reloadSites(c.env, c.var.orgId);
+    await audit(c, { kind: "tag.created", target: created.id, after: tagView(created) });
     return c.json(tagView(created), 201);
   });
 
@@ -79,6 +81,7 @@ export function registerTags(app: Hono<AppEnv>) {
       .returning();
     if (!updated) throw new ApiError("NOT_FOUND", "No such tag");
     await reloadSites(c.env, c.var.orgId);
+    await audit(c, { kind: "tag.updated", target: tag.id, before: tagView(tag), after: tagView(updated) });
     return c.json(tagView(updated));
   });
 
@@ -87,6 +90,7 @@ export function registerTags(app: Hono<AppEnv>) {
     const tag = await ownTag(c.env, c.var.orgId, c.req.param("id"));
     await drizzle(c.env.DB).delete(tags).where(and(eq(tags.id, tag.id), eq(tags.orgId, c.var.orgId)));
     await reloadSites(c.env, c.var.orgId);
+    await audit(c, { kind: "tag.deleted", target: tag.id, before: tagView(tag) });
     return c.json(tagView(tag));
   });
 }

@@ -15,6 +15,7 @@ import { registerSites } from "./routes/v1_sites.js";
 import { registerTags } from "./routes/v1_tags.js";
 import { registerTelemetry } from "./routes/v1_telemetry.js";
 import { registerUsage } from "./routes/v1_usage.js";
+import { registerDashboard } from "./dashboard/index.js";
 import { registerWebhooks } from "./routes/v1_webhooks.js";
 import type { AppEnv } from "./env.js";
 
@@ -24,6 +25,8 @@ export { SiteAggregator, WebhookDispatcher } from "@waitstate/durable-objects";
 const app = new Hono<AppEnv>();
 
 app.get("/healthz", (c) => c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }));
+// First: it marks the API calls dashboard sessions make (audit actor) before any route runs.
+registerDashboard(app);
 registerOrganizations(app);
 registerApiKeys(app);
 registerAuthToken(app);

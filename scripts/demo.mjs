@@ -49,6 +49,7 @@ process.on("SIGINT", () => {
 process.on("SIGTERM", () => void stopAll(143));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const OPERATORS = { gt: ">", gte: "≥", lt: "<", lte: "≤" };
 
 try {
   log("starting the control plane (wrangler dev, local D1/KV/Durable Objects)…");
@@ -135,7 +136,7 @@ function pad(s) {
 
 function describeRule(r) {
   const action = r.action === "block" ? `block ${r.tagName}` : `throttle ${r.tagName} ×${r.actionValue}`;
-  return `${action.padEnd(22)} when ${r.metric} ${{ gt: ">", gte: "≥", lt: "<", lte: "≤" }[r.operator]} ${r.threshold}${r.metric.includes("latency") ? " ms" : " in the window"}`;
+  return `${action.padEnd(22)} when ${r.metric} ${OPERATORS[r.operator]} ${r.threshold}${r.metric.includes("latency") ? " ms" : " in the window"}`;
 }
 
 function paint(v) {
@@ -165,7 +166,7 @@ function render(title, seconds, phase, summary, status, ruleNumber) {
     const w = status.window;
     const p95 = w.p95 === null ? "—" : `${Math.round(w.p95)} ms`;
     out.push(`  fleet (${w.instances} instances, ${w.seconds} s window): p95 ${p95} · mean ${Math.round(w.latency)} ms · ${w.errors} errors · ${Math.round(w.rps)} gate calls/s`);
-    const why = (r) => `#${ruleNumber[r.id]} (${r.metric} ${r.metric.includes("latency") ? `${Math.round(r.value)} ms` : r.value} ${{ gt: ">", gte: "≥", lt: "<", lte: "≤" }[r.operator]} ${r.threshold})`;
+    const why = (r) => `#${ruleNumber[r.id]} (${r.metric} ${r.metric.includes("latency") ? `${Math.round(r.value)} ms` : r.value} ${OPERATORS[r.operator]} ${r.threshold})`;
     const applied = status.rules.filter((r) => r.applied);
     const overridden = status.rules.filter((r) => r.active && !r.applied);
     out.push(

@@ -36,6 +36,7 @@ import {
 } from "@waitstate/protocol";
 import { SYSTEM_ACTOR, auditId, type AuditEntry } from "./audit.js";
 import { flushMinutes, minuteOf, monthOf, nextRollupAt, type StoredPulse } from "./rollup.js";
+import { insertSiteWithinCap, siteCapMessage } from "./sites.js";
 import { recordAudit, type WebhookDispatcher } from "./webhooks.js";
 
 export interface AggregatorEnv {
@@ -486,22 +487,12 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const org = await this.env.DB.prepare("SELECT plan FROM organizations WHERE id = ?").bind(orgId).first<{ plan: string }>();
     if (org === null) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
     const cap = PLAN_LIMITS[asPlan(org.plan)].sites;
-    const inserted = await this.env.DB.prepare(
-      `INSERT INTO sites (org_id, site_id) SELECT ?1, ?2
-       WHERE ?3 IS NULL OR (SELECT count(*) FROM sites WHERE org_id = ?1) < ?3
-       ON CONFLICT (org_id, site_id) DO NOTHING`,
-    )
-      .bind(orgId, siteId, cap)
-      .run();
-    if (inserted.meta.changes === 0 && !(await this.siteExists(orgId, siteId))) {
-      return {
-        ok: false,
-        code: "PLAN_LIMIT_REACHED",
-        message: `The ${org.plan} plan allows ${cap} site${cap === 1 ? "" : "s"}; delete one or upgrade to pulse for "${siteId}"`,
-      };
+    const inserted = await insertSiteWithinCap(this.env.DB, orgId, siteId, cap);
+    if (!inserted && !(await this.siteExists(orgId, siteId))) {
+      return { ok: false, code: "PLAN_LIMIT_REACHED", message: `${siteCapMessage(org.plan, cap)} to pulse for "${siteId}"` };
     }
     this.adopt(orgId, siteId, now);
-    if (inserted.meta.changes > 0) {
+    if (inserted) {
       this.audit([{ kind: "site.created", at: now, target: siteId, after: { siteId }, details: { via: "first_pulse" } }]);
     }
     return { ok: true };

@@ -1,6 +1,7 @@
 /** @waitstate/durable-objects: the SiteAggregator, the WebhookDispatcher and what the Worker needs to talk to them. */
 export { SiteAggregator, aggregatorName, policyKey, trimCustomMetrics } from "./aggregator.js";
 export type { AggregatorEnv, AggregatorFailure, CachedPolicy, IngestRequest, IngestResult, PolicyResult, StoredEvent } from "./aggregator.js";
+export { insertSiteWithinCap, siteCapMessage } from "./sites.js";
 export { SITE_ROLLUP_TAG, flushMinutes, monthOf, nextRollupAt, rollupMinutes } from "./rollup.js";
 export type { RollupRow, StoredPulse } from "./rollup.js";
 export { ACTOR_TYPES, AUDIT_KINDS, SYSTEM_ACTOR, auditId, auditInsert, kindMatches, openSecret, patternKnown, signWebhook, webhookBody } from "./audit.js";

@@ -2,8 +2,8 @@ import type { Hono } from "hono";
 import { and, asc, eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
-import { policyKey } from "@waitstate/durable-objects";
-import { IdentifierSchema, PLAN_LIMITS, SiteSettingsSchema, siteTiming, timingProblem, type Plan } from "@waitstate/protocol";
+import { insertSiteWithinCap, policyKey, siteCapMessage } from "@waitstate/durable-objects";
+import { IdentifierSchema, NO_TIMING_OVERRIDES, PLAN_LIMITS, SiteSettingsSchema, siteTiming, timingProblem, type Plan } from "@waitstate/protocol";
 import { organizations, reflexEvents, sites, telemetryRollups } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { aggregator, reloadSites } from "../lib/aggregators.js";
@@ -78,20 +78,13 @@ export function registerSites(app: Hono<AppEnv>) {
     const orgId = c.var.orgId;
     const { siteId, ...patch } = await readJson(c, CreateSite);
     const plan = await planOf(c.env, orgId);
-    const settings = mergeSettings(plan, { pulseIntervalMs: null, leaseDurationSeconds: null, windowSeconds: null }, patch);
+    const settings = mergeSettings(plan, NO_TIMING_OVERRIDES, patch);
     const cap = PLAN_LIMITS[plan].sites;
-    // The cap is checked in the insert itself, as the aggregator does for a first pulse.
-    const inserted = await c.env.DB.prepare(
-      `INSERT INTO sites (org_id, site_id, pulse_interval_ms, lease_seconds, window_seconds) SELECT ?1, ?2, ?4, ?5, ?6
-       WHERE ?3 IS NULL OR (SELECT count(*) FROM sites WHERE org_id = ?1) < ?3
-       ON CONFLICT (org_id, site_id) DO NOTHING`,
-    )
-      .bind(orgId, siteId, cap, settings.pulseIntervalMs, settings.leaseDurationSeconds, settings.windowSeconds)
-      .run();
-    if (inserted.meta.changes === 0) {
+    // The same cap-checked insert as a first pulse's, in the aggregator.
+    if (!(await insertSiteWithinCap(c.env.DB, orgId, siteId, cap, settings))) {
       const [existing] = await drizzle(c.env.DB).select({ siteId: sites.siteId }).from(sites).where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId)));
       if (existing) throw new ApiError("CONFLICT", `Site "${siteId}" already exists; PATCH /v1/sites/${siteId} changes its settings`);
-      throw new ApiError("PLAN_LIMIT_REACHED", `The ${plan} plan allows ${cap} site${cap === 1 ? "" : "s"}; delete one or upgrade`);
+      throw new ApiError("PLAN_LIMIT_REACHED", siteCapMessage(plan, cap));
     }
     const view = siteView(await ownSite(c.env, orgId, siteId), plan);
     await audit(c, { kind: "site.created", siteId, target: siteId, after: view, details: { via: "api" } });

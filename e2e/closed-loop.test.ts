@@ -20,6 +20,7 @@ import { startShopApi, type ShopApi } from "../examples/shop-api/api.mjs";
 import { startLoad, summarize, type Load, type LoadRecord } from "../examples/shop-api/load.mjs";
 import { HEAVY, LIGHT, ROWS, TIERS, configureShop, trafficMix, verdict, type Row } from "../examples/shop-api/scenario.mjs";
 import { startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
+import { sleep, until } from "./support/wait.js";
 
 const SITE = "shop";
 const INTERVAL_MS = 1000;
@@ -38,19 +39,8 @@ let load: Load | null = null;
 const clientErrors: string[] = [];
 const reactions: Array<{ phase: string; fromChangeMs: number; reactionMs: number; intervals: number }> = [];
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const api = <T = any>(method: string, path: string, body?: unknown) => cp.api<T>(method, path, tenant.managementToken, body);
 const siteStatus = () => api(`GET`, `/v1/sites/${SITE}/status`);
-
-async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 function sameWeights(a: Record<string, number | null>, b: Record<string, number>): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);

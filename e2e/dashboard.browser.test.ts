@@ -13,9 +13,9 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { WaitState, type GateResult } from "../sdk-node/src/index.js";
 import { startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
 import { WRITE_SCREENSHOTS, horizontalOverflow, launchChromium, screenshot } from "./support/browser.js";
+import { until } from "./support/wait.js";
 
 const SITE = "shop";
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 let cp: LocalControlPlane;
 let tenant: Tenant;
@@ -60,15 +60,6 @@ function startTraffic(): Traffic {
     }
   }, 20);
   return t;
-}
-
-/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 250): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 /** Rolled-up minutes of the site with traffic (WRITE_SCREENSHOTS waits for a few, so the charts have lines). */

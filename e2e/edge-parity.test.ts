@@ -9,7 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WaitState, type WaitStateError } from "../sdk-node/src/index.js";
 import { startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
-import { startEdgeWorker, until, type EdgeWorker } from "./support/edge-worker.js";
+import { startEdgeWorker, type EdgeWorker } from "./support/edge-worker.js";
+import { until } from "./support/wait.js";
 
 const SITE = "edge-parity";
 const TAGS = ["free", "pro", "enterprise", "no-such-tag", "__default__"] as const;

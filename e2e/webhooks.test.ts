@@ -14,6 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
+import { sleep, until } from "./support/wait.js";
 
 const RETRY_BASE_MS = 200;
 const ATTEMPT_TIMEOUT_MS = 6000;
@@ -22,18 +23,7 @@ let cp: LocalControlPlane;
 let tenant: Tenant;
 const receivers: Receiver[] = [];
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const api = <T = any>(method: string, path: string, body?: unknown) => cp.api<T>(method, path, tenant.managementToken, body);
-
-async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 // ------------------------------------------------------------ the documented recipe
 

@@ -16,7 +16,10 @@ export class LocalControlPlane {
   readonly adminToken: string;
   /** Extra `--var NAME:value` bindings passed to wrangler dev (kept across restarts). */
   readonly vars: Readonly<Record<string, string>>;
-  output: string;
+  /** wrangler dev's recent output (of the last run once stopped). */
+  readonly output: string;
+  /** The running wrangler process (its process group holds workerd), or null when stopped. */
+  readonly child: import("node:child_process").ChildProcess | null;
   start(timeoutMs?: number): Promise<this>;
   stop(): Promise<void>;
   dispose(): Promise<void>;

@@ -2,13 +2,13 @@
 // free 127.0.0.1 port with its own local state directory (D1 migrated first),
 // fresh secrets, and a small management client. Stopping and starting again
 // keeps the state (D1, KV, Durable Objects), as a restart of the real thing would.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { ROOT, WRANGLER_ENV, bin, run } from "./lib.mjs";
+import { bin, run } from "./lib.mjs";
+import { WranglerDev } from "./wrangler-dev.mjs";
 
 /** A port nobody listens on right now. */
 export function freePort() {
@@ -34,65 +34,46 @@ export class LocalControlPlane {
     this.url = `http://127.0.0.1:${o.port}`;
     this.adminToken = `ws_admin_${randomBytes(16).toString("hex")}`;
     this.encryptionKey = randomBytes(32).toString("base64");
-    /** @type {import("node:child_process").ChildProcess | null} */
-    this.child = null;
-    this.output = "";
+    /** @type {import("./wrangler-dev.mjs").WranglerDev | null} */
+    this.dev = null;
+    this.lastOutput = "";
   }
 
   /** Starts `wrangler dev` and waits until it answers `/healthz`. */
   async start(timeoutMs = 90_000) {
-    if (this.child) return this;
+    if (this.dev) return this;
     const args = [
-      "dev", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state,
+      "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state,
       "--show-interactive-dev-session=false", "--log-level", "warn",
       "--var", `ADMIN_TOKEN:${this.adminToken}`, "--var", `ENCRYPTION_KEY:${this.encryptionKey}`,
       ...Object.entries(this.vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
     ];
-    const child = spawn(bin("wrangler"), args, {
-      cwd: ROOT,
-      env: { ...process.env, ...WRANGLER_ENV, CI: "true" },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true,
-    });
-    this.child = child;
-    const keep = (d) => {
-      this.output = (this.output + d).slice(-20_000);
-      if (!this.quiet) process.stderr.write(d);
-    };
-    child.stdout.on("data", keep);
-    child.stderr.on("data", keep);
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      if (child.exitCode !== null) throw new Error(`wrangler dev exited with ${child.exitCode}:\n${this.output}`);
-      try {
-        if ((await fetch(`${this.url}/healthz`)).ok) return this;
-      } catch {
-        // not yet
-      }
-      await new Promise((r) => setTimeout(r, 200));
+    try {
+      this.dev = await WranglerDev.start({ args, readyUrl: `${this.url}/healthz`, timeoutMs, echo: !this.quiet });
+    } catch (error) {
+      this.lastOutput = error instanceof Error ? error.message : String(error);
+      throw error;
     }
-    await this.stop();
-    throw new Error(`wrangler dev did not answer on ${this.url} within ${timeoutMs} ms:\n${this.output}`);
+    return this;
+  }
+
+  /** wrangler dev's recent output (of the last run once stopped). */
+  get output() {
+    return this.dev?.output ?? this.lastOutput;
+  }
+
+  /** The running wrangler process (the process-group leader), or null. */
+  get child() {
+    return this.dev?.child ?? null;
   }
 
   /** Stops the process group (workerd included) and waits for it to exit. State stays. */
   async stop() {
-    const child = this.child;
-    this.child = null;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      return;
-    }
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch {}
-    }, 5000);
-    await exited;
-    clearTimeout(timer);
+    const dev = this.dev;
+    this.dev = null;
+    if (!dev) return;
+    this.lastOutput = dev.output;
+    await dev.stop();
     // wait until the port is free again, so a restart can bind it
     for (let i = 0; i < 50; i++) {
       try {

@@ -33,10 +33,11 @@ export async function confirm(term: Terminal, question: string, yes: boolean, wh
 export function readSecret(term: Terminal, prompt: string): Promise<string> {
   const { stdin, stderr } = term;
   return new Promise((resolve, reject) => {
-    stderr.write(prompt);
     let value = "";
     const wasRaw = stdin.isRaw;
+    // Echo goes off before the prompt shows: whatever is typed once it is visible is never echoed.
     stdin.setRawMode(true);
+    stderr.write(prompt);
     stdin.resume();
     stdin.setEncoding("utf8");
     const done = (err: Error | null) => {

@@ -25,6 +25,8 @@ const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test", "sdk-n
 
 const scratch = mkdtempSync(path.join(tmpdir(), "waitstate-test-"));
 const results = [];
+/** Failed tests, named again at the very end: CI logs are often read from their tail. */
+const failures = [];
 const only = process.argv.slice(2);
 
 if (!only.length || only.includes("typecheck")) {
@@ -57,6 +59,16 @@ for (const [name, config] of VITEST_SUITES) {
     const json = JSON.parse(readFileSync(report, "utf8"));
     passed = json.numPassedTests;
     failed = json.numFailedTests;
+    for (const file of json.testResults ?? []) {
+      const where = path.relative(ROOT, file.name ?? "");
+      for (const t of file.assertionResults ?? []) {
+        if (t.status === "failed") failures.push({ suite: name, test: `${where} > ${t.fullName}`, message: t.failureMessages?.[0] ?? "" });
+      }
+      // A file that failed outside any test (import error, hook timeout) has no failed assertion to name.
+      if (file.status === "failed" && !(file.assertionResults ?? []).some((t) => t.status === "failed")) {
+        failures.push({ suite: name, test: where, message: file.message ?? "" });
+      }
+    }
   } catch {
     failed = 1; // no report: the run itself broke
   }
@@ -73,6 +85,7 @@ if (!only.length || only.some((o) => "wasm-core".includes(o))) {
     passed += Number(m[1]);
     failed += Number(m[2]);
   }
+  for (const m of output.matchAll(/^test (\S+) \.\.\. FAILED$/gm)) failures.push({ suite: "rust", test: m[1], message: "" });
   if (code !== 0 && failed === 0) failed = 1;
   results.push({ name: "rust: wasm-core", passed, failed });
 }
@@ -81,6 +94,15 @@ rmSync(scratch, { recursive: true, force: true });
 
 const width = Math.max(...results.map((r) => r.name.length));
 process.stdout.write("\n");
+if (failures.length) {
+  process.stdout.write(`failed tests (${failures.length}):\n`);
+  for (const f of failures.slice(0, 10)) {
+    const first = f.message.replace(/\x1b\[[0-9;]*m/g, "").split("\n").find((line) => line.trim()) ?? "";
+    process.stdout.write(`  ✗ [${f.suite}] ${f.test}\n      ${first.trim().slice(0, 300)}\n`);
+  }
+  if (failures.length > 10) process.stdout.write(`  … and ${failures.length - 10} more (see above)\n`);
+  process.stdout.write("\n");
+}
 for (const r of results) {
   process.stdout.write(`${r.failed ? "FAIL" : "ok  "}  ${r.name.padEnd(width)}  ${r.passed} passed, ${r.failed} failed\n`);
 }

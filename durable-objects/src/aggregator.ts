@@ -35,7 +35,7 @@ import {
   type WindowNeeds,
 } from "@waitstate/protocol";
 import { SYSTEM_ACTOR, auditId, type AuditEntry } from "./audit.js";
-import { flushMinutes, minuteOf, monthOf, nextRollupAt, type StoredPulse } from "./rollup.js";
+import { flushBatches, minuteOf, monthOf, nextRollupAt, writeFlush, type StoredPulse } from "./rollup.js";
 import { insertSiteWithinCap, siteCapMessage } from "./sites.js";
 import { recordAudit, type WebhookDispatcher } from "./webhooks.js";
 
@@ -387,6 +387,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       CREATE TABLE IF NOT EXISTS rule_states (rule_id TEXT PRIMARY KEY, state TEXT NOT NULL, rule TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, flushed INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS audit_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS rollup_pending (id INTEGER PRIMARY KEY CHECK (id = 1), last_seq INTEGER NOT NULL, cutoff INTEGER NOT NULL);
     `);
     // Local state from before pulses carried their ts: add the column (old rows read 0, older than any real ts).
     const columns = this.sql.exec<{ name: string }>("PRAGMA table_info(pulses)").toArray();
@@ -735,48 +736,72 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
   /** Complete minutes of pulses → telemetry rollups and usage in D1; events → D1. */
   private async flush(now: number): Promise<void> {
-    const { orgId, siteId } = this.identity!;
-    const cutoff = minuteOf(now); // complete minutes only
+    // A flush that was interrupted (D1 written, pulses not yet marked) is redone first, exactly.
+    const pending = this.sql.exec<{ last_seq: number; cutoff: number }>("SELECT last_seq, cutoff FROM rollup_pending").toArray()[0];
+    if (pending !== undefined) await this.flushPulses(pending.last_seq, pending.cutoff, now);
+    await this.flushPulses(null, minuteOf(now), now); // complete minutes only
+    await this.flushEvents();
+  }
+
+  /**
+   * Rolls up the unrolled pulses received before `cutoff` (and, when redoing a
+   * flush, with seq ≤ `lastSeq`). The flush is recorded locally before D1 is
+   * written, and its id (epoch, last seq) marks each D1 batch, so a crash
+   * anywhere in between leads to the same flush, whose written batches are
+   * skipped: usage and telemetry are counted once.
+   */
+  private async flushPulses(lastSeq: number | null, cutoff: number, now: number): Promise<void> {
+    const { orgId, siteId, epoch } = this.identity!;
     const rows = this.sql
       .exec<{ seq: number; received_at: number; body: string }>(
-        "SELECT seq, received_at, body FROM pulses WHERE rolled = 0 AND received_at < ? ORDER BY seq",
+        "SELECT seq, received_at, body FROM pulses WHERE rolled = 0 AND received_at < ? AND seq <= ? ORDER BY seq",
         cutoff,
+        lastSeq ?? Number.MAX_SAFE_INTEGER,
       )
       .toArray();
-    const events = this.sql.exec<{ seq: number; body: string }>("SELECT seq, body FROM events WHERE flushed = 0 ORDER BY seq").toArray();
-    if (rows.length === 0 && events.length === 0) return;
+    if (rows.length === 0) {
+      this.sql.exec("DELETE FROM rollup_pending");
+      return;
+    }
+    const last = rows[rows.length - 1]!.seq;
+    this.sql.exec("INSERT OR REPLACE INTO rollup_pending (id, last_seq, cutoff) VALUES (1, ?, ?)", last, cutoff);
     const pulses: StoredPulse[] = rows.map((r) => ({ receivedAt: r.received_at, pulse: JSON.parse(r.body) as Pulse }));
-    const statements = flushMinutes(this.env.DB, orgId, siteId, pulses);
-    for (const e of events) {
-      const event = JSON.parse(e.body) as ReflexEvent;
-      statements.push(
-        this.env.DB.prepare(
-          `INSERT INTO reflex_events (org_id, site_id, seq, rule_id, kind, at, tag_name, metric, metric_tag, value, operator, threshold)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-        ).bind(
-          orgId,
-          siteId,
-          `${this.identity!.epoch}-${e.seq}`,
-          event.ruleId,
-          event.kind,
-          event.at,
-          event.tagName,
-          event.metric,
-          event.metricTag,
-          event.value ?? null,
-          event.operator,
-          event.threshold,
-        ),
-      );
-    }
-    for (let i = 0; i < statements.length; i += 50) await this.env.DB.batch(statements.slice(i, i + 50));
+    const flush = { orgId, siteId, flushId: `${epoch}-${last}`, at: now };
+    await writeFlush(this.env.DB, flush, flushBatches(this.env.DB, flush, pulses));
+    this.sql.exec("UPDATE pulses SET rolled = 1 WHERE rolled = 0 AND received_at < ? AND seq <= ?", cutoff, last);
+    this.sql.exec("DELETE FROM rollup_pending");
     const flushedCalls = pulses.reduce((sum, p) => sum + p.pulse.usageDelta, 0);
-    if (rows.length > 0) this.sql.exec("UPDATE pulses SET rolled = 1 WHERE rolled = 0 AND seq <= ?", rows[rows.length - 1]!.seq);
-    if (events.length > 0) {
-      this.sql.exec("UPDATE events SET flushed = 1 WHERE seq <= ?", events[events.length - 1]!.seq);
-      this.sql.exec("DELETE FROM events WHERE flushed = 1 AND seq <= (SELECT max(seq) FROM events) - ?", EVENTS_KEPT);
-    }
     this.unflushedCalls = Math.max(0, this.unflushedCalls - flushedCalls);
+  }
+
+  /** Reflex events → D1 (idempotent by the epoch and the event's seq). */
+  private async flushEvents(): Promise<void> {
+    const { orgId, siteId, epoch } = this.identity!;
+    const events = this.sql.exec<{ seq: number; body: string }>("SELECT seq, body FROM events WHERE flushed = 0 ORDER BY seq").toArray();
+    if (events.length === 0) return;
+    const statements = events.map((e) => {
+      const event = JSON.parse(e.body) as ReflexEvent;
+      return this.env.DB.prepare(
+        `INSERT INTO reflex_events (org_id, site_id, seq, rule_id, kind, at, tag_name, metric, metric_tag, value, operator, threshold)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ).bind(
+        orgId,
+        siteId,
+        `${epoch}-${e.seq}`,
+        event.ruleId,
+        event.kind,
+        event.at,
+        event.tagName,
+        event.metric,
+        event.metricTag,
+        event.value ?? null,
+        event.operator,
+        event.threshold,
+      );
+    });
+    for (let i = 0; i < statements.length; i += 50) await this.env.DB.batch(statements.slice(i, i + 50));
+    this.sql.exec("UPDATE events SET flushed = 1 WHERE seq <= ?", events[events.length - 1]!.seq);
+    this.sql.exec("DELETE FROM events WHERE flushed = 1 AND seq <= (SELECT max(seq) FROM events) - ?", EVENTS_KEPT);
   }
 }
 

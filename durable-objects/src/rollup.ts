@@ -125,3 +125,62 @@ export function flushMinutes(db: D1Database, orgId: string, siteId: string, puls
   );
   return statements;
 }
+
+/** Statements per D1 batch of a flush, beside the batch's own marker row. */
+export const FLUSH_BATCH_STATEMENTS = 49;
+/** How long the markers of applied flush batches are kept: far longer than any retry of a crashed flush. */
+export const FLUSH_MARKERS_KEPT_MS = 7 * 24 * 3600_000;
+
+/**
+ * One flush's D1 batches. Each batch is a transaction that begins by inserting
+ * its marker (`rollup_flushes`: flush id, batch index); a retried flush built
+ * from the same pulses yields the same batches, and `writeFlush` skips those
+ * whose marker is already there.
+ */
+export function flushBatches(
+  db: D1Database,
+  flush: { orgId: string; siteId: string; flushId: string; at: number },
+  pulses: readonly StoredPulse[],
+): D1PreparedStatement[][] {
+  const { orgId, siteId, flushId, at } = flush;
+  const statements = flushMinutes(db, orgId, siteId, pulses);
+  const batches: D1PreparedStatement[][] = [];
+  for (let i = 0; i < statements.length; i += FLUSH_BATCH_STATEMENTS) {
+    const marker = db
+      .prepare("INSERT INTO rollup_flushes (org_id, site_id, flush_id, batch, at) VALUES (?, ?, ?, ?, ?)")
+      .bind(orgId, siteId, flushId, batches.length, at);
+    batches.push([marker, ...statements.slice(i, i + FLUSH_BATCH_STATEMENTS)]);
+  }
+  if (batches.length > 0) {
+    batches[batches.length - 1]!.push(
+      db.prepare("DELETE FROM rollup_flushes WHERE org_id = ? AND site_id = ? AND at < ?").bind(orgId, siteId, at - FLUSH_MARKERS_KEPT_MS),
+    );
+  }
+  return batches;
+}
+
+/**
+ * Writes a flush's batches, skipping those a previous attempt of the same
+ * flush already wrote. Returns how many were written and skipped.
+ */
+export async function writeFlush(
+  db: D1Database,
+  flush: { orgId: string; siteId: string; flushId: string },
+  batches: readonly D1PreparedStatement[][],
+): Promise<{ written: number; skipped: number }> {
+  const done = new Set(
+    (
+      await db
+        .prepare("SELECT batch FROM rollup_flushes WHERE org_id = ? AND site_id = ? AND flush_id = ?")
+        .bind(flush.orgId, flush.siteId, flush.flushId)
+        .all<{ batch: number }>()
+    ).results.map((r) => r.batch),
+  );
+  let written = 0;
+  for (const [i, batch] of batches.entries()) {
+    if (done.has(i)) continue;
+    await db.batch([...batch]);
+    written++;
+  }
+  return { written, skipped: done.size };
+}

@@ -148,6 +148,51 @@ describe("SiteAggregator state", () => {
     expect(again).toEqual({ calls: 200 });
   });
 
+  it("a flush that fails half-way through D1 is redone without counting the written half twice", async () => {
+    const { org } = await createOrg("Crash Co", "enterprise");
+    const stub = stubFor(org.id, "prod");
+    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 120_000;
+    // 80 tags: the site row + 80 tag rows + usage + last pulse = 83 statements, two D1 batches
+    const tags = Array.from({ length: 80 }, (_, i) => `t${String(i).padStart(2, "0")}`);
+    for (const [i, instanceId] of ["web-01", "web-02"].entries()) {
+      const res = await stub.ingest({
+        orgId: org.id,
+        siteId: "prod",
+        receivedAt: minute + 1000 * (i + 1),
+        pulse: pulse({ siteId: "prod", instanceId, usageDelta: 160, bouncedUnits: 0, ts: minute + 1000 * (i + 1), tagMetrics: tags.map((tag) => ({ tag, count: 2 })) }),
+      });
+      expect(res.ok).toBe(true);
+    }
+    // D1 refuses the second batch (a real trigger, so the batch's transaction really rolls back)
+    await env.DB.exec("CREATE TRIGGER fail_t70 BEFORE INSERT ON telemetry_rollups WHEN NEW.tag = 't70' BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+    await expect(runDurableObjectAlarm(stub)).rejects.toThrow(/injected failure/);
+    const siteCalls = () => env.DB.prepare("SELECT calls FROM telemetry_rollups WHERE org_id = ? AND tag = ?").bind(org.id, SITE_ROLLUP_TAG).first<{ calls: number }>();
+    const batches = async () => (await env.DB.prepare("SELECT batch FROM rollup_flushes WHERE org_id = ? ORDER BY batch").bind(org.id).all<{ batch: number }>()).results.map((r) => r.batch);
+    expect(await siteCalls()).toEqual({ calls: 320 }); // the first batch is in D1
+    expect(await batches()).toEqual([0]);
+    expect(await env.DB.prepare("SELECT calls FROM usage_monthly WHERE org_id = ?").bind(org.id).first()).toBeNull();
+    await runInDurableObject(stub, (_instance, state) => {
+      expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pulses WHERE rolled = 0").one().n).toBe(2);
+      expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM rollup_pending").one().n).toBe(1);
+    });
+
+    // D1 is back; the next alarm (after a restart of the object, as after a crash) redoes the same flush
+    await env.DB.exec("DROP TRIGGER fail_t70");
+    await runInDurableObject(stub, async (_instance, state) => {
+      await state.storage.setAlarm(Date.now() + 60_000);
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await siteCalls()).toEqual({ calls: 320 });
+    const perTag = await env.DB.prepare("SELECT tag, calls FROM telemetry_rollups WHERE org_id = ? AND tag IN ('t00', 't47', 't48', 't70', 't79') ORDER BY tag").bind(org.id).all();
+    expect(perTag.results).toEqual(["t00", "t47", "t48", "t70", "t79"].map((tag) => ({ tag, calls: 4 })));
+    expect(await env.DB.prepare("SELECT calls FROM usage_monthly WHERE org_id = ?").bind(org.id).first()).toEqual({ calls: 320 });
+    expect(await batches()).toEqual([0, 1]);
+    await runInDurableObject(stub, (_instance, state) => {
+      expect(state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM rollup_pending").one().n).toBe(0);
+    });
+    await dropAlarm(stub);
+  });
+
   it("remembers each instance's last ts after its pulses were rolled up and deleted, across a restart", async () => {
     const { org } = await createOrg("Replay Memory Co");
     const stub = stubFor(org.id, "prod");

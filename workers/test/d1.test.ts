@@ -23,6 +23,7 @@ describe("D1 schema (migrations/ applied in workerd)", () => {
       "organizations",
       "reflex_events",
       "reflex_rules",
+      "rollup_flushes",
       "sites",
       "tags",
       "telemetry_rollups",

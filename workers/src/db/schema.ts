@@ -152,6 +152,25 @@ export const telemetryRollups = sqliteTable(
   (t) => [primaryKey({ columns: [t.orgId, t.siteId, t.tag, t.minute] })],
 );
 
+/**
+ * The rollup batches that reached D1, one row per batch of a SiteAggregator
+ * flush (its epoch and the last pulse seq it covers, and the batch's index).
+ * An aggregator that crashed between writing D1 and marking its pulses rolled
+ * redoes the same flush and skips the batches found here, so usage and
+ * telemetry are counted once.
+ */
+export const rollupFlushes = sqliteTable(
+  "rollup_flushes",
+  {
+    orgId: text("org_id").notNull(),
+    siteId: text("site_id").notNull(),
+    flushId: text("flush_id").notNull(),
+    batch: integer("batch", { mode: "number" }).notNull(),
+    at: integer("at", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.siteId, t.flushId, t.batch] }), index("rollup_flushes_at").on(t.orgId, t.siteId, t.at)],
+);
+
 /** Every reflex fire and clear, with the rule id and the values that fired it (written by the SiteAggregator's alarm). */
 export const reflexEvents = sqliteTable(
   "reflex_events",

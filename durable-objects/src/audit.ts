@@ -11,6 +11,8 @@ export const AUDIT_KINDS = [
   "key.created",
   "key.rotated",
   "key.revoked",
+  "token.created",
+  "token.revoked",
   "tag.created",
   "tag.updated",
   "tag.deleted",

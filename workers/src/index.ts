@@ -7,6 +7,7 @@ import { ApiError, errorBody } from "./errors.js";
 import { registerApiKeys } from "./routes/v1_api_keys.js";
 import { registerAuditLog } from "./routes/v1_audit_log.js";
 import { registerAuthToken } from "./routes/v1_auth_token.js";
+import { registerManagementTokens } from "./routes/v1_management_tokens.js";
 import { registerOrganizations } from "./routes/v1_organizations.js";
 import { registerPolicy } from "./routes/v1_policy.js";
 import { registerPulse } from "./routes/v1_pulse.js";
@@ -28,6 +29,7 @@ app.get("/healthz", (c) => c.json({ ok: true, service: "waitstate-control-plane"
 // First: it marks the API calls dashboard sessions make (audit actor) before any route runs.
 registerDashboard(app);
 registerOrganizations(app);
+registerManagementTokens(app);
 registerApiKeys(app);
 registerAuthToken(app);
 registerPulse(app);

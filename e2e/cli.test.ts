@@ -95,7 +95,7 @@ describe("waitstate CLI against wrangler dev", () => {
       expect(top.stdout).toContain(line);
     }
     const commands = [
-      "login", "logout", "orgs", "keys list", "keys create", "keys rotate", "keys revoke", "sites list", "sites show", "sites create", "sites set",
+      "login", "logout", "orgs", "tokens list", "tokens create", "tokens revoke", "keys list", "keys create", "keys rotate", "keys revoke", "sites list", "sites show", "sites create", "sites set",
       "sites rm", "tags list", "tags add", "tags edit", "tags rm", "rules list", "rules add", "rules edit", "rules rm", "rules enable",
       "rules disable", "kill on", "kill off", "status", "tail", "usage", "audit", "webhooks list", "webhooks add", "webhooks edit",
       "webhooks rm", "webhooks deliveries",
@@ -226,6 +226,41 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(again.stderr).toContain("CONFLICT");
     expect(missing.code).toBe(4);
     expect(missing.stderr).toContain("NOT_FOUND: No such API key");
+  });
+
+  it("tokens create (shown once), list marks this login's, revoke (asks first); the last active one stays", async () => {
+    const created = await ws(["tokens", "create", "--name", "ci deploys"]);
+    expect(created.code, created.stderr).toBe(0);
+    const id = /^id\s+(mt_\S+)$/m.exec(created.stdout)?.[1];
+    const secret = /^token\s+(ws_mgmt_\S+)$/m.exec(created.stdout)?.[1];
+    expect(id).toBeDefined();
+    expect(secret).toBeDefined();
+    expect(created.stderr).toContain("not shown again");
+    const missingName = await ws(["tokens", "create"]);
+    expect(missingName.code).toBe(1);
+    expect(missingName.stderr).toContain("--name");
+
+    // the new token works for the CLI too (flags override the saved login)
+    const asNew = await okJson<{ managementTokens: Array<{ id: string; current: boolean }> }>(["tokens", "--token", secret!]);
+    expect(asNew.managementTokens.find((t) => t.current)?.id).toBe(id);
+
+    const list = await ok(["tokens", "list"]);
+    expect(tableRow(list, "ID")).toEqual(["ID", "NAME", "CREATED", "REVOKED", "STATE"]);
+    expect(tableRow(list, id!).at(-1)).toBe("active");
+    expect(list).toMatch(/active \(this login\)/);
+    expect(list).not.toContain("ws_mgmt_");
+
+    const refused = await ws(["tokens", "revoke", id!]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("Pass --yes");
+    expect(await ok(["tokens", "revoke", id!, "--yes"])).toContain(`Revoked ${id} (ci deploys)`);
+    const rejected = await ws(["orgs", "--token", secret!]);
+    expect(rejected.code).toBe(3);
+
+    const mine = (await okJson<{ managementTokens: Array<{ id: string; current: boolean }> }>(["tokens"])).managementTokens.find((t) => t.current)!;
+    const last = await ws(["tokens", "revoke", mine.id, "--yes"]);
+    expect(last.code).toBe(1);
+    expect(last.stderr).toContain("last active management token");
   });
 
   it("tags add, list, edit by name, rm", async () => {

@@ -6,11 +6,11 @@ export const EXIT_CODES_HELP = `Exit codes
   1  the API reported a failure: validation (the field and its flag are named), conflict, plan limit, 5xx
   2  usage error: unknown command, bad or missing flags or arguments, a confirmation declined or impossible (no terminal, no --yes)
   3  not logged in, or the token was rejected (HTTP 401, 403)
-  4  not found (HTTP 404): no such site, rule, key, tag or webhook
+  4  not found (HTTP 404): no such site, rule, key, token, tag or webhook
   5  the control plane is unreachable, or the URL is not a WaitState control plane (GET /healthz)`;
 
 const SECTIONS: Array<[string, string[]]> = [
-  ["Log in", ["login", "logout", "orgs"]],
+  ["Log in", ["login", "logout", "orgs", "tokens"]],
   ["Configure", ["keys", "sites", "tags", "rules", "webhooks"]],
   ["Operate", ["status", "tail", "kill", "usage", "audit"]],
 ];

@@ -14,6 +14,7 @@ import type { Terminal } from "./prompt.js";
 import { auditGroup } from "./commands/audit.js";
 import { authGroups } from "./commands/auth.js";
 import { keysGroup } from "./commands/keys.js";
+import { tokensGroup } from "./commands/tokens.js";
 import { liveGroups } from "./commands/live.js";
 import { rulesGroup } from "./commands/rules.js";
 import { killGroup, sitesGroup } from "./commands/sites.js";
@@ -23,7 +24,7 @@ import { webhooksGroup } from "./commands/webhooks.js";
 
 export { EXIT } from "./errors.js";
 
-export const GROUPS: GroupSpec[] = [...authGroups, keysGroup, sitesGroup, tagsGroup, rulesGroup, killGroup, ...liveGroups, usageGroup, auditGroup, webhooksGroup];
+export const GROUPS: GroupSpec[] = [...authGroups, keysGroup, tokensGroup, sitesGroup, tagsGroup, rulesGroup, killGroup, ...liveGroups, usageGroup, auditGroup, webhooksGroup];
 
 export interface Io {
   stdout: NodeJS.WriteStream;

@@ -2,7 +2,7 @@
 export { SiteAggregator, aggregatorName, policyKey, trimCustomMetrics } from "./aggregator.js";
 export type { AggregatorEnv, AggregatorFailure, CachedPolicy, IngestRequest, IngestResult, PolicyResult, StoredEvent } from "./aggregator.js";
 export { insertSiteWithinCap, siteCapMessage } from "./sites.js";
-export { FLUSH_BATCH_STATEMENTS, SITE_ROLLUP_TAG, flushBatches, flushMinutes, monthOf, nextRollupAt, rollupMinutes, writeFlush } from "./rollup.js";
+export { SITE_ROLLUP_TAG, flushMinutes, monthOf, nextRollupAt, rollupMinutes } from "./rollup.js";
 export type { RollupRow, StoredPulse } from "./rollup.js";
 export { ACTOR_TYPES, AUDIT_KINDS, SYSTEM_ACTOR, auditId, auditInsert, kindMatches, openSecret, patternKnown, signWebhook, webhookBody } from "./audit.js";
 export type { ActorType, AuditActor, AuditEntry, AuditKind, WebhookPayload } from "./audit.js";

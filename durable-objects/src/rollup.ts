@@ -159,15 +159,12 @@ export function flushBatches(
   return batches;
 }
 
-/**
- * Writes a flush's batches, skipping those a previous attempt of the same
- * flush already wrote. Returns how many were written and skipped.
- */
+/** Writes a flush's batches, skipping those a previous attempt of the same flush already wrote. */
 export async function writeFlush(
   db: D1Database,
   flush: { orgId: string; siteId: string; flushId: string },
   batches: readonly D1PreparedStatement[][],
-): Promise<{ written: number; skipped: number }> {
+): Promise<void> {
   const done = new Set(
     (
       await db
@@ -176,11 +173,7 @@ export async function writeFlush(
         .all<{ batch: number }>()
     ).results.map((r) => r.batch),
   );
-  let written = 0;
   for (const [i, batch] of batches.entries()) {
-    if (done.has(i)) continue;
-    await db.batch([...batch]);
-    written++;
+    if (!done.has(i)) await db.batch([...batch]);
   }
-  return { written, skipped: done.size };
 }

@@ -27,10 +27,12 @@ export interface Env {
 /** What the management-auth middleware puts on the context. */
 export interface ManagementVariables {
   orgId: string;
+  /** The management token that authenticated the request (set by managementAuth with `orgId`). */
+  managementToken?: { id: string; name: string };
   /**
    * Who is acting, for the audit log. Optional: when nothing set it, the audit
-   * log resolves the management token of the request (a dashboard session may
-   * set `{type: "session", …}` before calling the routes).
+   * log names the request's management token (a dashboard session may set
+   * `{type: "session", …}` before calling the routes).
    */
   actor?: AuditActor;
 }

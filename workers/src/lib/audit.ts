@@ -7,8 +7,6 @@
  */
 import type { Context } from "hono";
 import { recordAudit, auditId, type AuditActor, type AuditEntry, type AuditKind } from "@waitstate/durable-objects";
-import { bearerToken } from "./body.js";
-import { sha256Hex } from "./crypto.js";
 import type { AppEnv, Env } from "../env.js";
 
 export type { AuditActor, AuditEntry, AuditKind } from "@waitstate/durable-objects";
@@ -27,18 +25,14 @@ export interface AuditChange {
 
 /**
  * The actor of a management request: whatever the context says (a dashboard
- * session sets it), else the management token that authenticated the request.
+ * session sets it), else the management token that authenticated the request
+ * (managementAuth put it on the context).
  */
-export async function actorOf(c: Context<AppEnv>): Promise<AuditActor> {
+export function actorOf(c: Context<AppEnv>): AuditActor {
   const set = c.get("actor");
   if (set !== undefined) return set;
-  const hash = await sha256Hex(bearerToken(c));
-  const row = await c.env.DB.prepare("SELECT id, name FROM management_tokens WHERE token_hash = ? AND org_id = ?")
-    .bind(hash, c.var.orgId)
-    .first<{ id: string; name: string }>();
-  const actor: AuditActor = { type: "token", id: row?.id ?? null, name: row?.name ?? null };
-  c.set("actor", actor);
-  return actor;
+  const token = c.get("managementToken");
+  return { type: "token", id: token?.id ?? null, name: token?.name ?? null };
 }
 
 /** A full entry for `change`, made now. */
@@ -73,12 +67,5 @@ export async function auditAs(env: Env, orgId: string, actor: AuditActor, change
 
 /** Records a management change by the request's actor in the request's org. */
 export async function audit(c: Context<AppEnv>, ...changes: AuditChange[]): Promise<void> {
-  let actor: AuditActor;
-  try {
-    actor = await actorOf(c);
-  } catch (error) {
-    console.error("audit: resolving the actor failed", error);
-    actor = { type: "token", id: null, name: null };
-  }
-  await auditAs(c.env, c.var.orgId, actor, changes);
+  await auditAs(c.env, c.var.orgId, actorOf(c), changes);
 }

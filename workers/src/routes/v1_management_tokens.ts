@@ -5,7 +5,7 @@ import { z } from "zod";
 import { managementTokens } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
-import { bearerToken, readJson } from "../lib/body.js";
+import { readJson } from "../lib/body.js";
 import { randomId, randomToken, sha256Hex } from "../lib/crypto.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
@@ -19,8 +19,8 @@ const TokenId = z.string().regex(/^mt_[A-Za-z0-9_-]{1,64}$/);
 type TokenRow = typeof managementTokens.$inferSelect;
 
 /** A token as the API shows it: never the token or its hash; `current` marks the one making this request. */
-function tokenView(row: TokenRow, currentHash: string) {
-  return { id: row.id, name: row.name, createdAt: row.createdAt, revokedAt: row.revokedAt, current: row.tokenHash === currentHash };
+function tokenView(row: TokenRow, currentId: string | undefined) {
+  return { id: row.id, name: row.name, createdAt: row.createdAt, revokedAt: row.revokedAt, current: row.id === currentId };
 }
 
 /** Another org's token id answers exactly like an unknown one: 404. */
@@ -44,7 +44,7 @@ async function ownToken(env: Env, orgId: string, rawId: string): Promise<TokenRo
  */
 export function registerManagementTokens(app: Hono<AppEnv>) {
   app.get("/v1/management-tokens", managementAuth, async (c) => {
-    const current = await sha256Hex(bearerToken(c));
+    const current = c.var.managementToken?.id;
     const rows = await drizzle(c.env.DB)
       .select()
       .from(managementTokens)
@@ -69,7 +69,7 @@ export function registerManagementTokens(app: Hono<AppEnv>) {
       throw new ApiError("PLAN_LIMIT_REACHED", `An organization can have ${MAX_MANAGEMENT_TOKENS_PER_ORG} active management tokens; revoke one first`);
     }
     const [created] = await drizzle(c.env.DB).select().from(managementTokens).where(eq(managementTokens.id, id));
-    const view = tokenView(created!, await sha256Hex(bearerToken(c)));
+    const view = tokenView(created!, c.var.managementToken?.id);
     await audit(c, { kind: "token.created", target: id, after: view });
     return c.json({ ...view, token }, 201);
   });
@@ -77,7 +77,7 @@ export function registerManagementTokens(app: Hono<AppEnv>) {
   app.delete("/v1/management-tokens/:id", managementAuth, async (c) => {
     const orgId = c.var.orgId;
     const row = await ownToken(c.env, orgId, c.req.param("id"));
-    const current = await sha256Hex(bearerToken(c));
+    const current = c.var.managementToken?.id;
     if (row.revokedAt !== null) return c.json(tokenView(row, current)); // already revoked: nothing changes, nothing recorded
     // One statement, so two revocations racing cannot both leave the org without a token.
     const revoked = await c.env.DB.prepare(

@@ -1,7 +1,8 @@
 /**
  * @waitstate/protocol — the wire contract between SDKs and the control plane.
- * The gate (`./gate`) and histogram (`./histogram`) are also published as
- * subpaths without zod, for the zero-dependency SDKs.
+ * The gate (`./gate`), histogram (`./histogram`) and client lifecycle rules
+ * (`./lifecycle`) are also published as subpaths without zod, for the
+ * zero-dependency SDKs.
  */
 export {
   BUILTIN_METRICS,
@@ -71,6 +72,47 @@ export {
   bucketRepresentative,
 } from "./histogram.js";
 export type { HistogramDecodeResult, HistogramEncoding } from "./histogram.js";
+export {
+  COUNTED_HEADER,
+  MAX_BACKOFF_MS,
+  MAX_POLL_INTERVAL_MS,
+  MIN_POLL_INTERVAL_MS,
+  SCHEDULE_JITTER,
+  TOKEN_REFRESH_MARGIN_MS,
+  TOKEN_RETRY_MAX_MS,
+  TOKEN_RETRY_MIN_MS,
+  backoffMs,
+  classifyPollAnswer,
+  classifyPulseAnswer,
+  due,
+  initialLifecycle,
+  initialToken,
+  leaseCheckAt,
+  nextWakeAt,
+  policyPacing,
+  pollDelayMs,
+  pulseDelayMs,
+  pulseLeavesOutbox,
+  roundMs,
+  step,
+  stepToken,
+  tokenDue,
+  tokenRefreshDelayMs,
+  tokenRetryDelayMs,
+  tokenUsable,
+} from "./lifecycle.js";
+export type {
+  Due,
+  LifecycleAction,
+  LifecycleEvent,
+  LifecyclePolicy,
+  LifecycleState,
+  LifecycleStep,
+  PollOutcome,
+  PulseOutcome,
+  TokenEvent,
+  TokenState,
+} from "./lifecycle.js";
 export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "./reflex.js";
 export type {
   CustomAggregate,

@@ -1,16 +1,15 @@
 /**
- * The JWT lifecycle (seed: "Policy auth"): exchange the key pair for a token
- * at `POST /v1/auth/token`, refresh it 2 minutes before it expires, retry
- * with capped exponential backoff when the exchange fails. Failures go to
- * `onError`; pulses do not need the token, so they never wait for it.
+ * The JWT lifecycle: exchange the key pair for a token at
+ * `POST /v1/auth/token`, refresh it 2 minutes before it expires, retry with
+ * capped exponential backoff when the exchange fails (the rules are
+ * `stepToken` in protocol/src/lifecycle.ts). Failures go to `onError`; pulses
+ * do not need the token, so they never wait for it.
  */
 import { WaitStateError } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson } from "./http.js";
+import { initialToken, stepToken, tokenUsable, type TokenEvent, type TokenState } from "./protocol/lifecycle.js";
 
-/** Refresh this long before `expiresAt`. */
-export const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000;
-const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 60_000;
+export { TOKEN_REFRESH_MARGIN_MS } from "./protocol/lifecycle.js";
 
 export interface AuthManagerOptions {
   baseUrl: string;
@@ -26,25 +25,29 @@ export interface AuthManagerOptions {
 export class AuthManager {
   token: string | null = null;
   orgId: string | null = null;
-  /** Epoch ms the token expires; 0 while there is none. */
-  expiresAt = 0;
+  private life: TokenState = initialToken();
   private timer: ReturnType<typeof setTimeout> | null = null;
-  private failures = 0;
   private inflight: Promise<boolean> | null = null;
   private stopped = false;
   private readonly abort = new AbortController();
 
   constructor(private readonly options: AuthManagerOptions) {}
 
+  /** Epoch ms the token expires; 0 while there is none. */
+  get expiresAt(): number {
+    return this.life.expiresAt;
+  }
+
   /** Exchanges the keys now and keeps the token fresh until {@link stop}. */
   start(): void {
     this.stopped = false;
+    this.advance({ type: "token_start", now: Date.now() });
     void this.authenticate();
   }
 
   /** The token, unless it has expired. */
   validToken(now: number = Date.now()): string | null {
-    return this.token !== null && now < this.expiresAt ? this.token : null;
+    return this.token !== null && tokenUsable(this.life, now) ? this.token : null;
   }
 
   /** One exchange (shared by concurrent callers); schedules the next refresh or retry. Never rejects. */
@@ -59,7 +62,7 @@ export class AuthManager {
   /** The control plane refused the token: drop it and get a new one. */
   invalidate(): void {
     this.token = null;
-    this.expiresAt = 0;
+    this.advance({ type: "token_rejected", now: Date.now() });
     if (!this.stopped) void this.authenticate();
   }
 
@@ -98,21 +101,26 @@ export class AuthManager {
       } else {
         this.token = body.token;
         this.orgId = body.orgId;
-        this.expiresAt = body.expiresAt;
-        this.failures = 0;
+        this.advance({ type: "token_issued", now: Date.now(), expiresAt: body.expiresAt });
         this.options.onToken?.(body.token, body.orgId);
-        this.schedule(Math.max(RETRY_MIN_MS, body.expiresAt - TOKEN_REFRESH_MARGIN_MS - Date.now()));
+        this.schedule();
         return true;
       }
     }
-    this.failures++;
+    this.advance({ type: "token_failed", now: Date.now(), random: Math.random() });
     this.options.onError?.(error);
-    this.schedule(Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1)) * (0.8 + 0.4 * Math.random()));
+    this.schedule();
     return false;
   }
 
-  private schedule(delayMs: number): void {
-    if (this.stopped) return;
+  private advance(event: TokenEvent): void {
+    this.life = stepToken(this.life, event);
+  }
+
+  /** Arms the timer for the next exchange the rules have scheduled. */
+  private schedule(): void {
+    if (this.stopped || this.life.refreshAt === null) return;
+    const delayMs = Math.max(0, this.life.refreshAt - Date.now());
     if (this.timer !== null) clearTimeout(this.timer);
     // setTimeout holds at most ~24.8 days; a longer token is refreshed early, which is harmless.
     this.timer = setTimeout(() => {

@@ -2,7 +2,8 @@
  * The Node client: `new WaitState(options)` returns at once; the key exchange
  * and the first pulse start in the background. `gate()` answers from memory.
  *
- * Lifecycle (DESIGN.md, seed "Fail-Open & Safe Mode"):
+ * Lifecycle (docs/design.md, "Client lifecycle"; the decisions are the pure
+ * rules of protocol/src/lifecycle.ts, this class only keeps the timers):
  * - bootstrap: until the first sync every call is allowed;
  * - each successful pulse (or policy read) installs the policy and restarts
  *   the lease; the server sets the pulse interval, jittered ±10 %;
@@ -22,23 +23,32 @@ import { WaitStateError, type WaitStateErrorCode } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson, type HttpAnswer } from "./http.js";
 import { parsePolicy, PolicyCache, type Policy } from "./policy.js";
 import {
-  CAP_EXCEEDED_PULSE_INTERVAL_MS,
   DEFAULT_PULSE_INTERVAL_MS,
   DEFAULT_SAFE_MODE_MAX_RPS,
-  DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS,
   DEFAULT_TAG,
   MAX_ID_LENGTH,
   SAFE_MODE_STRATEGIES,
   type SafeModeStrategy,
 } from "./protocol/constants.js";
 import { LocalGate, type GateResult } from "./protocol/gate.js";
+import {
+  classifyPollAnswer,
+  classifyPulseAnswer,
+  COUNTED_HEADER,
+  initialLifecycle,
+  leaseCheckAt,
+  pulseLeavesOutbox,
+  step,
+  type LifecycleAction,
+  type LifecycleEvent,
+  type LifecycleState,
+  type PulseOutcome,
+} from "./protocol/lifecycle.js";
 import { createSignedHeaders } from "./signing.js";
 import { buildPulses, MAX_SDK_TAGS, TelemetryCollector, type PreparedPulse } from "./telemetry.js";
 
 export const DEFAULT_BASE_URL = "https://api.waitstate.io";
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
-/** Backoff never waits longer than this between attempts. */
-export const MAX_BACKOFF_MS = 30_000;
 
 export interface WaitStateOptions {
   /** Identifies your organization (`x-waitstate-id`). Required. */
@@ -100,10 +110,11 @@ const KNOWN_OPTIONS = new Set([
 ]);
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Set by the control plane on every pulse it processed (`true`, or `false` for a replay). */
-const COUNTED_HEADER = "x-waitstate-counted";
 
-type SendResult = "sent" | "rejected" | "failed";
+/** A timer delay for an epoch-ms due time: setTimeout holds at most ~24.8 days. */
+function delayUntil(at: number, now: number): number {
+  return Math.max(0, Math.min(at - now, MAX_TIMER_MS));
+}
 
 function invalid(message: string): WaitStateError {
   return new WaitStateError("INVALID_OPTIONS", `new WaitState(): ${message}`);
@@ -192,10 +203,6 @@ function consoleReporter(): (error: WaitStateError) => void {
   };
 }
 
-function jitter(ms: number, spread = 0.1): number {
-  return Math.round(ms * (1 - spread + 2 * spread * Math.random()));
-}
-
 /**
  * WaitState for Node.js.
  *
@@ -223,13 +230,8 @@ export class WaitState {
   /** Built pulses not yet acknowledged, oldest first; re-sent unchanged. */
   private outbox: PreparedPulse[] = [];
   private lastTs = 0;
-  private intervalMs: number;
-  private leaseMs = 0;
-  private failures = 0;
-  private lastSyncAt: number | null = null;
-  private safeMode = false;
-  private suspendedUntil: number | null = null;
-  private stopped = false;
+  /** Pacing, lease, safe mode, stand-down: changed only by the shared rules ({@link advance}). */
+  private life: LifecycleState;
   private pulsing: Promise<void> | null = null;
   private shutdownPromise: Promise<void> | null = null;
   private pulseTimer: ReturnType<typeof setTimeout> | null = null;
@@ -243,7 +245,7 @@ export class WaitState {
     this.opts = resolveOptions(options);
     this.instanceId = this.opts.instanceId;
     this.siteId = this.opts.siteId;
-    this.intervalMs = this.opts.pulseInterval;
+    this.life = initialLifecycle(this.opts.pulseInterval);
     const userOnError = this.opts.onError ?? consoleReporter();
     this.onError = (error) => {
       try {
@@ -267,8 +269,10 @@ export class WaitState {
     });
     this.releaseClock = holdClock();
     this.auth.start();
-    this.schedulePulse(0);
-    this.schedulePoll();
+    const now = Date.now();
+    this.advance({ type: "start", now, random: Math.random() });
+    this.armPulse(now);
+    this.armPoll(now);
   }
 
   /**
@@ -313,7 +317,7 @@ export class WaitState {
 
   /** Resolves true once the first policy has arrived, false after `timeoutMs` or at shutdown. Never rejects. */
   ready(timeoutMs = 10_000): Promise<boolean> {
-    if (this.lastSyncAt !== null) return Promise.resolve(true);
+    if (this.life.lastSyncAt !== null) return Promise.resolve(true);
     if (this.stopped) return Promise.resolve(false);
     return new Promise((resolve) => {
       const timer = setTimeout(() => done(false), timeoutMs);
@@ -336,16 +340,16 @@ export class WaitState {
     const policy = this.cache.get();
     return {
       instanceId: this.instanceId,
-      synced: this.lastSyncAt !== null,
+      synced: this.life.lastSyncAt !== null,
       authenticated: this.auth.validToken() !== null,
-      lastSyncAt: this.lastSyncAt,
+      lastSyncAt: this.life.lastSyncAt,
       policyVersion: policy?.version ?? null,
       policyStatus: policy?.status ?? null,
-      safeMode: this.safeMode,
-      suspendedUntil: this.suspendedUntil,
-      consecutiveFailures: this.failures,
+      safeMode: this.life.safeMode,
+      suspendedUntil: this.life.suspendedUntil,
+      consecutiveFailures: this.life.failures,
       pendingPulses: this.outbox.length,
-      pulseIntervalMs: this.intervalMs,
+      pulseIntervalMs: this.life.intervalMs,
       shutDown: this.stopped,
     };
   }
@@ -360,15 +364,31 @@ export class WaitState {
     return this.shutdownPromise;
   }
 
+  // ---------------------------------------------------------------- lifecycle
+
+  private get stopped(): boolean {
+    return this.life.stopped;
+  }
+
+  /** Feeds an event to the shared lifecycle rules and keeps the state they return. */
+  private advance(event: LifecycleEvent): LifecycleAction[] {
+    const { state, actions } = step(this.life, event);
+    this.life = state;
+    return actions;
+  }
+
   // ---------------------------------------------------------------- pulses
 
-  private schedulePulse(delayMs: number): void {
-    if (this.stopped || this.suspendedUntil !== null) return;
+  /** (Re)arms the pulse timer for the round the rules have scheduled, if any. */
+  private armPulse(now: number): void {
     if (this.pulseTimer !== null) clearTimeout(this.pulseTimer);
+    this.pulseTimer = null;
+    const at = this.life.nextPulseAt;
+    if (at === null) return;
     this.pulseTimer = setTimeout(() => {
       this.pulseTimer = null;
       void this.pulseNow();
-    }, Math.min(delayMs, MAX_TIMER_MS));
+    }, delayUntil(at, now));
     this.pulseTimer.unref();
   }
 
@@ -382,23 +402,12 @@ export class WaitState {
   }
 
   private async pulseRound(): Promise<void> {
+    this.advance({ type: "pulse_started", now: Date.now() });
     const delivered = await this.deliver();
     if (this.stopped) return;
-    if (delivered) {
-      this.failures = 0;
-      this.schedulePulse(jitter(this.intervalMs));
-    } else {
-      this.failures++;
-      this.schedulePulse(this.backoffMs());
-    }
-  }
-
-  /** Exponential from the interval, capped by {@link MAX_BACKOFF_MS} and a quarter of the lease, jittered down. */
-  private backoffMs(): number {
-    const lease = this.leaseMs > 0 ? this.leaseMs : 60_000;
-    const cap = Math.max(this.intervalMs, Math.min(MAX_BACKOFF_MS, lease / 4));
-    const exp = Math.min(cap, this.intervalMs * 2 ** Math.min(this.failures, 16));
-    return Math.round(exp * (0.5 + 0.5 * Math.random()));
+    const now = Date.now();
+    this.advance({ type: "pulse_done", now, delivered, random: Math.random() });
+    this.armPulse(now);
   }
 
   /** Sends the outbox (building this interval's pulses when it is empty). True when all got through. */
@@ -406,7 +415,7 @@ export class WaitState {
     if (this.outbox.length === 0) this.outbox = this.prepare();
     while (this.outbox.length > 0) {
       const result = await this.send(this.outbox[0]!, signal);
-      if (result === "failed") return false;
+      if (!pulseLeavesOutbox(result)) return false;
       this.outbox.shift();
     }
     return true;
@@ -426,7 +435,7 @@ export class WaitState {
     return pulses;
   }
 
-  private async send(pulse: PreparedPulse, signal: AbortSignal): Promise<SendResult> {
+  private async send(pulse: PreparedPulse, signal: AbortSignal): Promise<PulseOutcome> {
     const headers = createSignedHeaders(pulse.body, this.opts.publishKey, this.opts.secretKey);
     const outcome = await httpRequest(`${this.opts.baseUrl}/v1/pulse`, {
       method: "POST",
@@ -436,52 +445,69 @@ export class WaitState {
       signal,
     });
     if (!outcome.ok) {
-      if (signal.aborted && !outcome.timedOut) return "failed"; // shutdown: the final flush re-sends it
+      if (signal.aborted && !outcome.timedOut) return "retry"; // shutdown: the final flush re-sends it
       this.fail("PULSE_FAILED", `pulse not delivered (${outcome.reason}); kept for the next attempt`);
-      return "failed";
+      return "retry";
     }
     const { answer } = outcome;
-    if (answer.status >= 200 && answer.status < 300) {
-      if (this.adopt(answer, "pulse")) return "sent";
-      // The control plane marks every pulse it processed; a 2xx without the mark (a proxy's page, say)
-      // proves nothing, so the pulse is re-sent: the same ts cannot be counted twice.
-      return answer.headers.has(COUNTED_HEADER) ? "sent" : "failed";
+    const parsed = parsePolicy(safeJson(answer.text));
+    const result = classifyPulseAnswer(answer.status, answer.headers.has(COUNTED_HEADER), parsed.ok);
+    switch (result) {
+      case "policy":
+        if (parsed.ok) this.adopt(parsed.policy, answer, "pulse");
+        break;
+      case "counted":
+      case "not_delivered":
+        // Not delivered (a proxy's page, say) means re-sent unchanged: the same ts cannot be counted twice.
+        if (!parsed.ok) this.invalidPolicy(parsed.message, answer, "pulse");
+        break;
+      case "rejected":
+        this.fail(
+          "PULSE_REJECTED",
+          `the control plane refused a pulse (${describeAnswer(answer)}); its ${pulse.usageDelta} calls cannot be delivered and were dropped`,
+          answer.status,
+        );
+        break;
+      case "retry":
+        this.fail("PULSE_FAILED", `pulse not accepted (${describeAnswer(answer)}); kept for the next attempt`, answer.status);
+        break;
     }
-    if (answer.status === 400 || answer.status === 413 || answer.status === 422) {
-      this.fail(
-        "PULSE_REJECTED",
-        `the control plane refused a pulse (${describeAnswer(answer)}); its ${pulse.usageDelta} calls cannot be delivered and were dropped`,
-        answer.status,
-      );
-      return "rejected";
-    }
-    this.fail("PULSE_FAILED", `pulse not accepted (${describeAnswer(answer)}); kept for the next attempt`, answer.status);
-    return "failed";
+    return result;
   }
 
   // ---------------------------------------------------------------- policy
 
-  private schedulePoll(): void {
-    if (this.stopped || this.suspendedUntil !== null) return;
+  /** (Re)arms the policy-read timer for the read the rules have scheduled, if any. */
+  private armPoll(now: number): void {
     if (this.pollTimer !== null) clearTimeout(this.pollTimer);
-    const delay = jitter(Math.min(60_000, Math.max(1000, 2 * this.intervalMs)));
+    this.pollTimer = null;
+    const at = this.life.nextPollAt;
+    if (at === null) return;
     this.pollTimer = setTimeout(() => {
       this.pollTimer = null;
-      void this.poll().finally(() => this.schedulePoll());
-    }, delay);
+      void this.poll().finally(() => this.armPoll(Date.now()));
+    }, delayUntil(at, now));
     this.pollTimer.unref();
   }
 
   /**
    * `GET /v1/policy/:orgId` with the JWT and `If-None-Match`: a second way to
-   * stay in sync when pulses fail or are far apart. Skipped right after a
-   * pulse brought the policy.
+   * stay in sync when pulses fail or are far apart. The rules skip it right
+   * after a pulse brought the policy, and while no JWT is held.
    */
   private async poll(): Promise<void> {
-    if (this.lastSyncAt !== null && Date.now() - this.lastSyncAt < this.intervalMs) return;
     const token = this.auth.validToken();
     const orgId = this.auth.orgId;
-    if (token === null || orgId === null) return;
+    const authenticated = token !== null && orgId !== null;
+    if (!this.advance({ type: "poll_due", now: Date.now(), authenticated, random: Math.random() }).includes("poll")) return;
+    try {
+      await this.read(token!, orgId!);
+    } finally {
+      this.advance({ type: "poll_done", now: Date.now(), random: Math.random() });
+    }
+  }
+
+  private async read(token: string, orgId: string): Promise<void> {
     const query = this.siteId !== undefined ? `?siteId=${encodeURIComponent(this.siteId)}` : "";
     const headers: Record<string, string> = { authorization: `Bearer ${token}` };
     const etag = this.cache.etag;
@@ -495,67 +521,71 @@ export class WaitState {
     if (this.stopped) return;
     if (!outcome.ok) return this.fail("POLICY_FETCH_FAILED", `policy read failed (${outcome.reason})`);
     const { answer } = outcome;
-    if (answer.status === 304) return this.confirmSync();
-    if (answer.status === 200) return void this.adopt(answer, "poll");
-    if (answer.status === 401) this.auth.invalidate();
-    this.fail("POLICY_FETCH_FAILED", `policy read refused (${describeAnswer(answer)})`, answer.status);
-  }
-
-  /** Validates an answer's policy and installs it; a bad one is reported and the last good policy stays. */
-  private adopt(answer: HttpAnswer, source: "pulse" | "poll"): boolean {
     const parsed = parsePolicy(safeJson(answer.text));
-    if (!parsed.ok) {
-      this.fail("INVALID_POLICY", `ignored a policy from the ${source} that fails the schema (${parsed.message}); the last good policy stays`, answer.status);
-      return false;
+    const result = classifyPollAnswer(answer.status, parsed.ok);
+    switch (result) {
+      case "not_modified":
+        return this.carryOut(this.advance({ type: "not_modified", now: Date.now() }));
+      case "policy":
+        if (parsed.ok) this.adopt(parsed.policy, answer, "poll");
+        return;
+      case "invalid_policy":
+        if (!parsed.ok) this.invalidPolicy(parsed.message, answer, "poll");
+        return;
+      case "unauthorized":
+      case "failed":
+        if (result === "unauthorized") this.auth.invalidate();
+        return this.fail("POLICY_FETCH_FAILED", `policy read refused (${describeAnswer(answer)})`, answer.status);
     }
-    const policy = parsed.policy;
-    const current = this.cache.get();
-    // A cached read older than what a pulse already brought confirms the sync but does not roll the policy back.
-    if (source === "poll" && current?.issuedAt !== undefined && policy.issuedAt !== undefined && policy.issuedAt < current.issuedAt) {
-      this.confirmSync();
-      return true;
-    }
-    this.install(policy, answer.headers.get("etag"));
-    return true;
   }
 
-  private install(policy: Policy, etag: string | null): void {
+  private invalidPolicy(why: string, answer: HttpAnswer, source: "pulse" | "poll"): void {
+    this.fail("INVALID_POLICY", `ignored a policy from the ${source} that fails the schema (${why}); the last good policy stays`, answer.status);
+  }
+
+  /** A valid policy arrived: the rules say whether it is installed (with which lease) or only confirms the one in force. */
+  private adopt(policy: Policy, answer: HttpAnswer, source: "pulse" | "poll"): void {
     const now = Date.now();
-    refreshClock();
-    this.cache.update(policy, etag);
-    let leaseSeconds = policy.leaseDurationSeconds;
-    if (policy.status === "cap_exceeded") {
-      // Pulses are 5 minutes apart: the lease must outlast them, or safe mode would follow every cap.
-      leaseSeconds += (2 * CAP_EXCEEDED_PULSE_INTERVAL_MS) / 1000;
-      this.intervalMs = Math.max(policy.pulseInterval, CAP_EXCEEDED_PULSE_INTERVAL_MS);
-    } else if (policy.status === "suspended") {
-      leaseSeconds += policy.retryAfterSeconds ?? DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS;
-    } else {
-      this.intervalMs = policy.pulseInterval;
+    this.carryOut(this.advance({ type: "policy", now, source, policy }), now, policy, answer.headers.get("etag"));
+  }
+
+  /** Does what the rules asked after a sync. */
+  private carryOut(actions: LifecycleAction[], now = Date.now(), policy?: Policy, etag: string | null = null): void {
+    for (const action of actions) {
+      switch (action) {
+        case "install":
+          refreshClock();
+          this.cache.update(policy!, etag);
+          this.local.update({ ...policy!, leaseDurationSeconds: this.life.leaseMs / 1000 }, now);
+          this.synced(now);
+          break;
+        case "confirm":
+          refreshClock();
+          this.local.markSynced(now);
+          this.synced(now);
+          break;
+        case "safe_mode_ended":
+          console.warn(`[waitstate] control plane reachable again: safe mode over, policy v${this.cache.get()?.version ?? "?"} in force`);
+          break;
+        case "stand_down":
+          this.standDown(now);
+          break;
+        default:
+          break;
+      }
     }
-    this.leaseMs = leaseSeconds * 1000;
-    this.local.update({ ...policy, leaseDurationSeconds: leaseSeconds }, now);
-    this.synced(now);
-    if (policy.status === "suspended") this.standDown((policy.retryAfterSeconds ?? DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS) * 1000);
   }
 
-  /** A sync that confirmed the policy in force (a 304). */
-  private confirmSync(): void {
-    const now = Date.now();
-    refreshClock();
-    this.local.markSynced(now);
-    this.synced(now);
-  }
-
+  /** After a sync: the lease timer restarts and ready() waiters learn the client is synced. */
   private synced(now: number): void {
-    this.lastSyncAt = now;
-    if (this.safeMode) {
-      this.safeMode = false;
-      console.warn(`[waitstate] control plane reachable again: safe mode over, policy v${this.cache.get()?.version ?? "?"} in force`);
-    }
     if (this.leaseTimer !== null) clearTimeout(this.leaseTimer);
-    this.leaseTimer = setTimeout(() => this.leaseExpired(), Math.min(this.leaseMs + CLOCK_TICK_MS + 1, MAX_TIMER_MS));
-    this.leaseTimer.unref();
+    this.leaseTimer = null;
+    const at = leaseCheckAt(this.life);
+    if (at !== null) {
+      // The gate reads a clock up to one tick stale: check once it, too, sees the lease over.
+      this.leaseTimer = setTimeout(() => this.leaseExpired(), delayUntil(at + CLOCK_TICK_MS, now));
+      this.leaseTimer.unref();
+    }
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
     for (const resolve of waiters) resolve(true);
@@ -563,49 +593,44 @@ export class WaitState {
 
   private leaseExpired(): void {
     this.leaseTimer = null;
-    if (this.stopped || this.safeMode || this.lastSyncAt === null) return;
-    if (Date.now() <= this.lastSyncAt + this.leaseMs) return;
-    this.safeMode = true;
+    if (!this.advance({ type: "lease_check", now: Date.now() }).includes("safe_mode_entered")) return;
     const how =
       this.opts.safeModeStrategy === "fixed_rps"
         ? `at most ${this.opts.safeModeMaxRps} calls/s are allowed`
         : this.opts.safeModeStrategy === "last_policy"
           ? "the last policy is enforced as it is"
           : "every call is allowed";
-    const message = `no sync with ${this.opts.baseUrl} for ${this.leaseMs / 1000} s: the lease expired and safe mode (${this.opts.safeModeStrategy}) is on: ${how}, reason lease_expired, until the next successful sync`;
+    const message = `no sync with ${this.opts.baseUrl} for ${this.life.leaseMs / 1000} s: the lease expired and safe mode (${this.opts.safeModeStrategy}) is on: ${how}, reason lease_expired, until the next successful sync`;
     console.error(`[WAITSTATE-FATAL] ${message}`);
     this.onError(new WaitStateError("SAFE_MODE", message));
   }
 
-  /** `suspended`: no pulses and no policy reads until `ms` from now. */
-  private standDown(ms: number): void {
-    this.suspendedUntil = Date.now() + ms;
-    for (const timer of [this.pulseTimer, this.pollTimer]) if (timer !== null) clearTimeout(timer);
-    this.pulseTimer = this.pollTimer = null;
-    this.armResume();
+  /** `suspended`: no pulses and no policy reads until the rules' `suspendedUntil`. */
+  private standDown(now: number): void {
+    this.armPulse(now);
+    this.armPoll(now);
+    this.armResume(now);
   }
 
-  private armResume(): void {
+  private armResume(now: number): void {
     if (this.resumeTimer !== null) clearTimeout(this.resumeTimer);
-    if (this.stopped || this.suspendedUntil === null) return;
-    const left = this.suspendedUntil - Date.now();
-    this.resumeTimer = setTimeout(
-      () => {
-        this.resumeTimer = null;
-        if (this.suspendedUntil !== null && Date.now() < this.suspendedUntil) return this.armResume();
-        this.suspendedUntil = null;
-        this.schedulePulse(0);
-        this.schedulePoll();
-      },
-      Math.max(0, Math.min(left, MAX_TIMER_MS)),
-    );
+    this.resumeTimer = null;
+    const until = this.life.suspendedUntil;
+    if (this.stopped || until === null) return;
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = null;
+      const at = Date.now();
+      if (!this.advance({ type: "resume", now: at, random: Math.random() }).includes("resumed")) return this.armResume(at);
+      this.armPulse(at);
+      this.armPoll(at);
+    }, delayUntil(until, now));
     this.resumeTimer.unref();
   }
 
   // ---------------------------------------------------------------- shutdown
 
   private async stop(): Promise<void> {
-    this.stopped = true;
+    this.advance({ type: "stop", now: Date.now() });
     for (const timer of [this.pulseTimer, this.pollTimer, this.leaseTimer, this.resumeTimer]) if (timer !== null) clearTimeout(timer);
     this.pulseTimer = this.pollTimer = this.leaseTimer = this.resumeTimer = null;
     this.auth.stop();

@@ -1,5 +1,5 @@
 /**
- * The JWT lifecycle (seed: "Policy auth"): exchange the key pair for a token
+ * The JWT lifecycle (docs/protocol.md#the-jwt-exchange): exchange the key pair for a token
  * at `POST /v1/auth/token`, refresh it 2 minutes before it expires, retry
  * with capped exponential backoff when the exchange fails. Failures go to
  * `onError`; pulses do not need the token, so they never wait for it.

@@ -2,7 +2,7 @@
  * The Node client: `new WaitState(options)` returns at once; the key exchange
  * and the first pulse start in the background. `gate()` answers from memory.
  *
- * Lifecycle (DESIGN.md, seed "Fail-Open & Safe Mode"):
+ * Lifecycle (docs/client.md):
  * - bootstrap: until the first sync every call is allowed;
  * - each successful pulse (or policy read) installs the policy and restarts
  *   the lease; the server sets the pulse interval, jittered ±10 %;

@@ -145,7 +145,7 @@ export function cpuBetween(before, after) {
 // ---------------------------------------------------------------- pulses
 
 /**
- * Pulse telemetry shaped like the SDK's for one interval (DESIGN.md: per-tag
+ * Pulse telemetry shaped like the SDK's for one interval (docs/protocol.md#the-pulse: per-tag
  * counts, errors and latency histograms, and a site-wide histogram merged
  * from the tags'), as a JSON fragment to splice into a body. `variants`
  * different ones, so the aggregator does not merge the very same numbers.
@@ -179,7 +179,7 @@ export function pulseTelemetryVariants(variants = 16, tags = [
   return out;
 }
 
-/** A signed pulse request: the body and the headers of DESIGN.md ("Pulses and auth"). */
+/** A signed pulse request: the body and the headers of docs/protocol.md#signing-a-pulse. */
 export function signPulse({ instanceId, siteId, ts, telemetry, publishKey, secretKey }) {
   const body = `{"instanceId":${JSON.stringify(instanceId)},"siteId":${JSON.stringify(siteId)},${telemetry.json},"ts":${ts}}`;
   const timestamp = String(Date.now());

@@ -3,7 +3,7 @@
  * `wrangler dev`, three express instances of the shop API (examples/shop-api)
  * each with its own @waitstate/sdk client on one site, and open-loop traffic
  * from free, pro and enterprise users. The test drives the simulated backend
- * through the seed's progressive-shedding table and asserts, from the HTTP
+ * through the documented progressive-shedding table and asserts, from the HTTP
  * answers the API actually gave, what each tier got; then the fleet-wide
  * p95, an outage of the control plane (lease, safe mode, resync), recovery,
  * the kill switch, and the usage ledger against every gate() call made.
@@ -220,7 +220,7 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
       const reaction = await reactTo(`row ${index + 1}`, changedAt, row.tagMaxWeights, probes[index]!);
       expect(reaction.intervals, `every instance enforces within 2 pulse intervals of the policy change (${reaction.reactionMs} ms)`).toBeLessThanOrEqual(2);
       const s = await siteStatus();
-      // the seed's "rules fired" column: the rules that shape the policy (at 1200 ms #2 also holds, but #1 is free's first match)
+      // the table's "rules fired" column: the rules that shape the policy (at 1200 ms #2 also holds, but #1 is free's first match)
       const applied = s.rules.filter((r: { applied: boolean }) => r.applied).map((r: { priority: number }) => r.priority);
       expect(applied).toEqual(row.rules);
       const { summary } = await sample(2000, row.latencyMs);

@@ -1,8 +1,8 @@
 // `npm run demo`: WaitState's loop, live, in a minute and a half. Starts the
 // control plane (wrangler dev, local state in a temp directory), three
 // instances of the shop API (express + @waitstate/sdk, examples/shop-api), and
-// open-loop free/pro/enterprise traffic; creates the seed's three reflex
-// rules; then walks the backend through the seed's four rows of conditions
+// open-loop free/pro/enterprise traffic; creates the documented three layered reflex
+// rules; then walks the backend through the shedding table's four rows of conditions
 // and back, printing what each tier gets, the fleet's p95, the rules that
 // fired and the policy the instances enforce. Ctrl-C stops everything.
 //
@@ -25,7 +25,7 @@ await setup();
 const { startLocalControlPlane } = await import("./local-control-plane.mjs");
 const { startShopApi } = await import("../examples/shop-api/api.mjs");
 const { startLoad, summarize } = await import("../examples/shop-api/load.mjs");
-const { ROWS, TIERS, configureShop, trafficMix, verdict, seedRules } = await import("../examples/shop-api/scenario.mjs");
+const { ROWS, TIERS, configureShop, trafficMix, verdict, layeredRules } = await import("../examples/shop-api/scenario.mjs");
 
 /** @type {import("./local-control-plane.mjs").LocalControlPlane | null} */
 let cp = null;
@@ -82,8 +82,8 @@ try {
       `site "${SITE}": 3 instances of an express API with @waitstate/sdk (${apis.map((a) => a.url.replace("http://", "")).join(", ")})`,
       `traffic: free, pro and enterprise users, 36 requests/s each (half light, cost 3; half heavy, cost 8)`,
       `pulse every ${TIMING.pulseIntervalMs} ms · rules read a ${TIMING.windowSeconds} s window · cooldown ${TIMING.cooldownSeconds} s`,
-      "rules (seed 003, layered):",
-      ...seedRules(SITE, TIMING.cooldownSeconds).map((r, i) => `  #${i + 1} ${describeRule(r)}`),
+      "rules (the documented layered rules):",
+      ...layeredRules(SITE, TIMING.cooldownSeconds).map((r, i) => `  #${i + 1} ${describeRule(r)}`),
       "",
     ].join("\n"),
   );
@@ -113,7 +113,7 @@ try {
     const observed = Object.fromEntries(TIERS.map((t) => [t.name, verdict(last.summary, t.name)]));
     const ok = TIERS.every((t) => observed[t.name] === phase.expect[t.name]);
     results.push({ phase: phase.title, observed, ok });
-    console.log(ok ? green(`  ✓ as the seed's table says`) : red(`  ✗ expected ${JSON.stringify(phase.expect)}`));
+    console.log(ok ? green(`  ✓ as the product's shedding table says`) : red(`  ✗ expected ${JSON.stringify(phase.expect)}`));
     console.log("");
   }
 

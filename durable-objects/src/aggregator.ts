@@ -1,5 +1,5 @@
 /**
- * SiteAggregator: one Durable Object per `orgId:siteId` (DESIGN.md). It merges
+ * SiteAggregator: one Durable Object per `orgId:siteId` (docs/design.md#reflex-evaluation). It merges
  * the fleet's pulses in a sliding window, evaluates the site's reflex rules with
  * the pure engine from @waitstate/protocol, owns the lease-bearing policy and
  * accounts usage. Everything that must survive eviction or a restart (pulses
@@ -885,7 +885,7 @@ function asPlan(plan: string): Plan {
 }
 
 /**
- * The plan's custom-metric allowance (seed: "excess metrics are silently
+ * The plan's custom-metric allowance (the documented rule: "excess metrics are silently
  * trimmed, alphabetical order, kept first N"): per tag, the first N names.
  */
 export function trimCustomMetrics(pulse: Pulse, perTag: number | null): Pulse {

@@ -7,7 +7,7 @@ export const TIERS: Tier[];
 export const LIGHT: number;
 export const HEAVY: number;
 
-export interface SeedRule {
+export interface LayeredRule {
   tagName: string;
   metric: string;
   operator: "gt" | "gte" | "lt" | "lte";
@@ -18,7 +18,7 @@ export interface SeedRule {
   cooldownSeconds: number;
   siteId: string;
 }
-export function seedRules(siteId: string, cooldownSeconds: number): SeedRule[];
+export function layeredRules(siteId: string, cooldownSeconds: number): LayeredRule[];
 export function trafficMix(rpsPerStream: number): Array<{ tier: string; cost: number; rps: number }>;
 
 export type Verdict = "allowed" | "throttled" | "blocked" | "mixed" | "no traffic";

@@ -1,4 +1,4 @@
-// The seed's progressive load shedding (seed 003, "Reflex Rules"), as data:
+// The product's progressive load shedding (docs/design.md#layering-the-first-active-rule-per-target), as data:
 // the three layered rules, the tiers, the traffic mix and the four rows of
 // conditions with what each tier should get. Shared by the closed-loop test
 // and `npm run demo`, so the demo shows exactly what the test asserts.
@@ -10,8 +10,8 @@ export const TIERS = [
   { name: "enterprise", maxWeight: 10, priority: 2 },
 ];
 
-/** The seed's three rules, in its order (priority 1, 2, 3). */
-export function seedRules(siteId, cooldownSeconds) {
+/** The documented three layered rules, in their order (priority 1, 2, 3). */
+export function layeredRules(siteId, cooldownSeconds) {
   return [
     { tagName: "free", metric: "latency", operator: "gt", threshold: 1000, action: "block", priority: 1, cooldownSeconds, siteId },
     { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "throttle", actionValue: 0.5, priority: 2, cooldownSeconds, siteId },
@@ -34,9 +34,9 @@ export function trafficMix(rpsPerStream) {
 }
 
 /**
- * The seed's table. `errorRate` is the backend's failing share; with the
+ * The product's shedding table. `errorRate` is the backend's failing share; with the
  * demo's and the test's traffic it yields about 2 errors per window when
- * healthy and well over 50 in the last row. `rules` are the seed's rule
+ * healthy and well over 50 in the last row. `rules` are the layered rules'
  * numbers that fire; `tagMaxWeights` the policy that results.
  */
 export const ROWS = [
@@ -75,15 +75,15 @@ export const ROWS = [
 ];
 
 /**
- * Creates the tiers, the site (with its timing) and the seed's rules through
+ * Creates the tiers, the site (with its timing) and the layered rules through
  * the management API. `api(method, path, body)` sends one authenticated call.
- * Returns the rule ids by seed number (1, 2, 3).
+ * Returns the rule ids by rule number (1, 2, 3).
  */
 export async function configureShop(api, { siteId, pulseIntervalMs, leaseDurationSeconds, windowSeconds, cooldownSeconds }) {
   for (const t of TIERS) await api("POST", "/v1/tags", { name: t.name, maxWeight: t.maxWeight, priority: t.priority });
   await api("POST", "/v1/sites", { siteId, pulseIntervalMs, leaseDurationSeconds, windowSeconds });
   const ids = {};
-  for (const [i, rule] of seedRules(siteId, cooldownSeconds).entries()) ids[i + 1] = (await api("POST", "/v1/reflex-rules", rule)).id;
+  for (const [i, rule] of layeredRules(siteId, cooldownSeconds).entries()) ids[i + 1] = (await api("POST", "/v1/reflex-rules", rule)).id;
   return ids;
 }
 

@@ -3,7 +3,7 @@
  * the zero-dependency SDKs can use this module as it is.
  */
 
-/** The tag a gate call carries when the caller names none (DESIGN.md). */
+/** The tag a gate call carries when the caller names none (docs/design.md#inputs-and-normalisation). */
 export const DEFAULT_TAG = "__default__";
 
 /** Why a gate call was allowed or denied. */
@@ -30,7 +30,7 @@ export type SafeModeStrategy = (typeof SAFE_MODE_STRATEGIES)[number];
 export const PLANS = ["hobby", "pro", "enterprise"] as const;
 export type Plan = (typeof PLANS)[number];
 
-/** Lease by plan, seconds (seed: Hobby 300 s, Pro 120 s, Enterprise 60 s). */
+/** Lease by plan, seconds (Hobby 300 s, Pro 120 s, Enterprise 60 s; docs/design.md#plans-and-site-timing). */
 export const LEASE_SECONDS_BY_PLAN: Readonly<Record<Plan, number>> = Object.freeze({
   hobby: 300,
   pro: 120,
@@ -38,9 +38,9 @@ export const LEASE_SECONDS_BY_PLAN: Readonly<Record<Plan, number>> = Object.free
 });
 
 /**
- * What each plan allows (seed: lease, sites, custom metrics per tag, pulse
- * interval). `null` is unlimited. The monthly gate-call allowances are not in
- * the seeds; these are WaitState's. `enterprise` is the self-hoster's default.
+ * What each plan allows (lease, sites, custom metrics per tag, pulse
+ * interval, monthly gate calls; docs/design.md#plans-and-site-timing). `null`
+ * is unlimited. `enterprise` is the self-hoster's default.
  */
 export interface PlanLimits {
   leaseSeconds: number;
@@ -67,12 +67,12 @@ export const DEFAULT_PULSE_INTERVAL_MS = 5000;
 export const CAP_EXCEEDED_PULSE_INTERVAL_MS = 300_000;
 /** `suspended`: the SDK stands down this long unless the policy says otherwise. */
 export const DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS = 86_400;
-/** A tag's baseline max weight when its configuration names none (DESIGN.md, throttle). */
+/** A tag's baseline max weight when its configuration names none (docs/design.md#actions-block-and-throttle). */
 export const DEFAULT_TAG_MAX_WEIGHT = 10;
 export const DEFAULT_RULE_COOLDOWN_SECONDS = 30;
 export const DEFAULT_WINDOW_SECONDS = 30;
 
-/** Pulse transport limits (DESIGN.md, "Pulses and auth"). */
+/** Pulse transport limits (docs/protocol.md#what-the-control-plane-checks). */
 export const MAX_PULSE_BODY_BYTES = 64 * 1024;
 export const MAX_TIMESTAMP_SKEW_MS = 5 * 60 * 1000;
 export const PULSE_HEADERS = Object.freeze({
@@ -91,7 +91,7 @@ export const MAX_ID_LENGTH = 128;
 /** Custom metric names: lowercase letters, digits, underscores; a letter first; at most 63. */
 export const METRIC_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 
-/** Built-in reflex metrics (DESIGN.md, "Reflex evaluation"). */
+/** Built-in reflex metrics (docs/design.md#metrics). */
 export const BUILTIN_METRICS = [
   "latency",
   "p50_latency",
@@ -104,7 +104,7 @@ export const BUILTIN_METRICS = [
 export type BuiltinMetric = (typeof BUILTIN_METRICS)[number];
 
 /**
- * Names a custom metric may not take. The seed reserves the five latency and
+ * Names a custom metric may not take. The product reserves the five latency and
  * error names; `error_rate` and `rps` are built-in rule metrics too, so a custom
  * metric of that name would be ambiguous in a rule.
  */

@@ -1,5 +1,5 @@
 /**
- * The gate decision, exactly as DESIGN.md "The gate decision" and
+ * The gate decision, exactly as docs/design.md#the-gate-decision and
  * protocol/vectors/README.md order it. Pure: no I/O, no clock, never throws.
  * The Rust core (wasm-core/) implements the same steps; both are checked
  * against protocol/vectors/gate.json.
@@ -231,7 +231,7 @@ export function decideCompiled(
 }
 
 /**
- * The seed's pure `gate(policy, tag?, weight?)`: a check against a policy the
+ * The SDKs' pure `gate(policy, tag?, weight?)`: a check against a policy the
  * caller holds, as if just synced (no lease, no safe mode). A `null` policy allows.
  */
 export function gate(policy: GatePolicy | null, tag?: string, weight?: number): GateResult {

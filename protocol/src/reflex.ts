@@ -1,5 +1,5 @@
 /**
- * Reflex evaluation (DESIGN.md, "Reflex evaluation"), as pure functions of
+ * Reflex evaluation (docs/design.md#reflex-evaluation), as pure functions of
  * the window's pulses, the rules, the tag configuration, the previous rule
  * states and `now`. The SiteAggregator Durable Object only stores and loads;
  * every decision is here and is specified by protocol/vectors/reflex.json.
@@ -41,7 +41,7 @@ export interface CustomAggregate {
 export class MetricStats {
   calls = 0;
   errors = 0;
-  /** Latency sum and observation count, for the mean (histograms and seed-style averages alike). */
+  /** Latency sum and observation count, for the mean (histograms and average-only pulses alike). */
   latencySumMs = 0;
   latencyObservations = 0;
   /** Merged latency histogram; averages without a histogram are recorded as that many observations of the average. */
@@ -55,7 +55,7 @@ export class MetricStats {
       this.latencyObservations += encoded.n;
       return;
     }
-    // A seed-shaped pulse: only an average. It still counts, weighted by its calls.
+    // A pulse with only an average (a client that sends no histogram). It still counts, weighted by its calls.
     if (averageMs !== undefined && averageMs > 0 && Number.isFinite(averageMs)) {
       const w = weight > 0 ? weight : 1;
       this.histogram.record(averageMs, w);
@@ -205,7 +205,7 @@ export class WindowAccumulator {
 }
 
 /**
- * A metric's value: built-ins read 0 without data (the seed: "without telemetry,
+ * A metric's value: built-ins read 0 without data (as documented: "without telemetry,
  * rules evaluate against zero"); a custom metric without data is `undefined`
  * and matches no rule.
  */

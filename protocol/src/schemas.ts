@@ -77,7 +77,7 @@ export const CustomMetricAggregateSchema = z
 
 export const TagMetricSchema = z.object({
   tag: TagNameSchema,
-  /** Mean latency, ms (the seed's field). */
+  /** Mean latency, ms (what clients without histograms send). */
   latency: finiteNonNegative.default(0),
   /** gate() calls for this tag in the pulse. */
   count: count,

@@ -9,7 +9,7 @@ import {
 import { isValidCustomMetricName } from "../src/constants.js";
 import { LatencyHistogram } from "../src/histogram.js";
 
-const seedPulse = {
+const documentedPulse = {
   instanceId: "web-01",
   siteId: "site-prod",
   usageDelta: 967,
@@ -28,8 +28,8 @@ function issuesOf(result: ReturnType<typeof parseWith>) {
 }
 
 describe("PulseSchema", () => {
-  it("accepts the seed's pulse and fills per-tag errors", () => {
-    const parsed = parseWith(PulseSchema, seedPulse);
+  it("accepts the documented pulse and fills per-tag errors", () => {
+    const parsed = parseWith(PulseSchema, documentedPulse);
     expect(parsed.ok).toBe(true);
     if (parsed.ok) expect(parsed.value.tagMetrics[0]!.errors).toBe(0);
   });
@@ -37,7 +37,7 @@ describe("PulseSchema", () => {
   it("accepts per-tag errors and latency histograms", () => {
     const histogram = LatencyHistogram.fromValues([12, 80, 950]).encode();
     const parsed = parseWith(PulseSchema, {
-      ...seedPulse,
+      ...documentedPulse,
       metrics: { latency: 347, errors: 3, latencyHistogram: histogram },
       tagMetrics: [{ tag: "free", latency: 347, count: 3, errors: 1, latencyHistogram: histogram }],
     });
@@ -62,26 +62,26 @@ describe("PulseSchema", () => {
     ["a negative timestamp", { ts: -1 }, "ts"],
     ["an instanceId with spaces", { instanceId: "web 01" }, "instanceId"],
   ])("rejects %s with a readable path", (_label, patch, path) => {
-    const issues = issuesOf(parseWith(PulseSchema, { ...seedPulse, ...patch }));
+    const issues = issuesOf(parseWith(PulseSchema, { ...documentedPulse, ...patch }));
     expect(issues.map((i) => i.path)).toContain(path);
     expect(issues.every((i) => i.message.length > 0)).toBe(true);
   });
 
   it("names the path in its one-line message", () => {
-    const result = parseWith(PulseSchema, { ...seedPulse, tagMetrics: [{ tag: "free", latency: 0, count: -1 }] });
+    const result = parseWith(PulseSchema, { ...documentedPulse, tagMetrics: [{ tag: "free", latency: 0, count: -1 }] });
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.message).toMatch(/^tagMetrics\[0\]\.count: /);
   });
 
   it("rejects things that are not objects at the root", () => {
-    for (const bad of [null, 42, "pulse", [seedPulse]]) {
+    for (const bad of [null, 42, "pulse", [documentedPulse]]) {
       expect(issuesOf(parseWith(PulseSchema, bad))[0]!.path).toBe("(root)");
     }
   });
 });
 
 describe("PolicySchema", () => {
-  it("accepts DESIGN.md's wire policy", () => {
+  it("accepts the wire policy of docs/protocol.md", () => {
     const wire = {
       version: 42, globalMaxWeight: null, tagMaxWeights: { free: 0, pro: 5 }, killSignal: false, status: "ok",
       pulseInterval: 2000, leaseDurationSeconds: 120, issuedAt: 1740000060000,
@@ -89,7 +89,7 @@ describe("PolicySchema", () => {
     expect(parseWith(PolicySchema, wire)).toEqual({ ok: true, value: wire });
   });
 
-  it("fills defaults for the seed's shorter policy", () => {
+  it("fills defaults for a shorter policy", () => {
     const parsed = parseWith(PolicySchema, { globalMaxWeight: 5, tagMaxWeights: { free: 0, pro: 3 }, pulseInterval: 2000, leaseDurationSeconds: 120, status: "ok" });
     expect(parsed.ok && parsed.value.killSignal === false && parsed.value.version === 0).toBe(true);
   });
@@ -107,7 +107,7 @@ describe("PolicySchema", () => {
 });
 
 describe("ReflexRuleSchema", () => {
-  it("accepts the seed's three rules", () => {
+  it("accepts the documented three layered rules", () => {
     for (const rule of [
       { tagName: "free", metric: "latency", operator: "gt", threshold: 1000, action: "block", priority: 1 },
       { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "throttle", actionValue: 0.5, priority: 2 },

@@ -26,7 +26,7 @@ export interface GateResult {
 export type PolicyStatus = "ok" | "over_limit" | "cap_exceeded" | "suspended";
 export type SafeModeStrategy = "open" | "fixed_rps" | "last_policy";
 
-/** The wire policy (DESIGN.md, "Policy on the wire"); absent fields take their defaults. */
+/** The wire policy (docs/protocol.md#the-policy); absent fields take their defaults. */
 export interface EdgePolicy {
   version?: number;
   globalMaxWeight?: number | null;
@@ -163,7 +163,7 @@ export interface EdgeCounts {
   tags: EdgeTagCount[];
 }
 
-/** What {@link EdgeGate.pulse} needs to build and sign a pulse (DESIGN.md, "Pulses and auth"). */
+/** What {@link EdgeGate.pulse} needs to build and sign a pulse (docs/protocol.md#the-pulse). */
 export interface PulseOptions {
   /** This instance (isolate, process): stable for its lifetime. */
   instanceId: string;
@@ -591,7 +591,7 @@ export class EdgeGate {
     };
   }
 
-  /** Posts a built pulse, freshly signed; settles {@link pending} as the answer says (DESIGN.md, "Pulses and auth"). */
+  /** Posts a built pulse, freshly signed; settles {@link pending} as the answer says (docs/client.md#delivery-outcomes). */
   private async post(url: string, pulse: PendingPulse, options: PulseOptions, signal: AbortSignal, timeoutMs: number, token: object): Promise<PostOutcome> {
     const signed = this.sign(pulse.body, options.now ?? Date.now(), options);
     let status: number;
@@ -689,7 +689,7 @@ const PURE_TAG_ID = 0;
 const PURE_NO_ENTRY_ID = 1;
 
 /**
- * The seed's pure check: `gate(policy, tag?, weight?)` against a policy the
+ * The SDKs' pure check: `gate(policy, tag?, weight?)` against a policy the
  * caller holds, as if just synced (no lease, no safe mode, nothing counted).
  * A missing or invalid policy allows (fail open). Never throws.
  */
@@ -730,7 +730,7 @@ let signer: CoreExports | null = null;
 
 /**
  * Signs a pulse: lowercase hex HMAC-SHA256 over `body + "." + timestamp` with
- * the secret key — the `x-waitstate-signature` header (DESIGN.md).
+ * the secret key — the `x-waitstate-signature` header (docs/protocol.md#signing-a-pulse).
  */
 export function sign_pulse(body: string, timestamp: string | number, secretKey: string): string {
   signer ??= instantiate();

@@ -1,5 +1,5 @@
 /**
- * The JWT lifecycle: exchange the key pair for a token at
+ * The JWT lifecycle (docs/protocol.md#the-jwt-exchange): exchange the key pair for a token at
  * `POST /v1/auth/token`, refresh it 2 minutes before it expires, retry with
  * capped exponential backoff when the exchange fails (the rules are
  * `stepToken` in protocol/src/lifecycle.ts). Failures go to `onError`; pulses

@@ -2,7 +2,7 @@
  * The Node client: `new WaitState(options)` returns at once; the key exchange
  * and the first pulse start in the background. `gate()` answers from memory.
  *
- * Lifecycle (docs/design.md, "Client lifecycle"; the decisions are the pure
+ * Lifecycle (docs/client.md; the decisions are the pure
  * rules of protocol/src/lifecycle.ts, this class only keeps the timers):
  * - bootstrap: until the first sync every call is allowed;
  * - each successful pulse (or policy read) installs the policy and restarts

@@ -1,7 +1,7 @@
 /**
  * @waitstate/sdk: WaitState for Node.js. Zero runtime dependencies.
  *
- * The client is {@link WaitState}; the rest are the seed's advanced exports
+ * The client is {@link WaitState}; the rest are the documented advanced exports
  * for low-level use. Framework middlewares live in subpath exports
  * (`@waitstate/sdk/express`, `/fastify`, `/hono`, `/nextjs`); the agent
  * sidecar is the `waitstate-agent` bin.

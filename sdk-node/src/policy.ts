@@ -12,7 +12,7 @@ import {
   type PolicyStatus,
 } from "./protocol/constants.js";
 
-/** A policy as the control plane sends it (DESIGN.md, "Policy on the wire"). */
+/** A policy as the control plane sends it (docs/protocol.md#the-policy). */
 export interface Policy {
   version: number;
   /** `null` is unlimited. */

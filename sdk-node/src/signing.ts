@@ -3,7 +3,7 @@ import { PULSE_HEADERS } from "./protocol/constants.js";
 
 /**
  * The pulse signature: hex HMAC-SHA256 over `body + "." + timestamp` with the
- * secret key (DESIGN.md, "Pulses and auth").
+ * secret key (docs/protocol.md#signing-a-pulse).
  *
  * @example
  * signPulse('{"instanceId":"web-01",...}', 1740000000000, process.env.WAITSTATE_SECRET_KEY!)

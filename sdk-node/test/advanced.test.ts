@@ -1,4 +1,4 @@
-/** The seed's advanced exports, each on its own, and their agreement with the protocol package. */
+/** The documented advanced exports, each on its own, and their agreement with the protocol package. */
 import { readFileSync } from "node:fs";
 import { createHmac } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";

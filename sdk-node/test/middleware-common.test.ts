@@ -74,7 +74,7 @@ describe("parseWeight: a weight header is a finite number or nothing (weight 1)"
     ["2.5", 2.5],
     ["0", 0],
     ["1e3", 1000],
-    ["-2", -2], // negative reaches the gate, which counts it as 0 (DESIGN.md weight normalisation)
+    ["-2", -2], // negative reaches the gate, which counts it as 0 (docs/design.md#inputs-and-normalisation)
     ["abc", undefined],
     ["12abc", undefined],
     ["NaN", undefined],

@@ -1,4 +1,4 @@
-//! The gate decision (DESIGN.md "The gate decision"; protocol/vectors/README.md).
+//! The gate decision (docs/design.md#the-gate-decision; protocol/vectors/README.md).
 
 /// Why a call was allowed or denied. The discriminants are the wire codes of the C ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

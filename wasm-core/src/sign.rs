@@ -1,4 +1,4 @@
-//! Pulse signing: hex HMAC-SHA256 over `body + "." + timestamp` (DESIGN.md, "Pulses and auth").
+//! Pulse signing: hex HMAC-SHA256 over `body + "." + timestamp` (docs/protocol.md#signing-a-pulse).
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

@@ -1,6 +1,6 @@
 /**
  * The one error table: every code the API can answer, and its HTTP status.
- * Every error body is `{"error":{"code","message"}}` (DESIGN.md). A test walks
+ * Every error body is `{"error":{"code","message"}}` (docs/protocol.md#errors). A test walks
  * the whole table, so a new code cannot ship without a status.
  */
 import { z } from "zod";

@@ -19,7 +19,7 @@ export async function orgWithKey(name = "Pulse Co", plan?: string): Promise<Keys
   return { publishKey: res.json.publishKey, secretKey: res.json.secretKey, orgId: org.id, token };
 }
 
-/** Hex HMAC-SHA256 over `body + "." + timestamp` (DESIGN.md), computed independently of the Worker's code. */
+/** Hex HMAC-SHA256 over `body + "." + timestamp` (docs/protocol.md#signing-a-pulse), computed independently of the Worker's code. */
 export async function sign(secretKey: string, body: string, timestamp: string): Promise<string> {
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secretKey), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${body}.${timestamp}`)));

@@ -7,15 +7,15 @@ import { call, expectError } from "./helpers.js";
 import { insertRule, orgWithKey, seedPulse, sendPulse, sign } from "./pulse-helpers.js";
 
 describe("POST /v1/pulse", () => {
-  it("answers a seed-shaped pulse with the policy, creates the site and its tags", async () => {
-    const keys = await orgWithKey("Seed Co");
+  it("answers a documented pulse with the policy, creates the site and its tags", async () => {
+    const keys = await orgWithKey("Docs Co");
     const res = await sendPulse(keys, seedPulse());
     expect(res.status, res.text).toBe(200);
     const policy = PolicySchema.parse(res.json);
     expect(policy).toMatchObject({ version: 1, globalMaxWeight: null, tagMaxWeights: {}, killSignal: false, status: "ok", leaseDurationSeconds: 60, pulseInterval: 1000 });
     expect(res.headers.get("etag")).toMatch(/^"[0-9a-z]+-1"$/);
     expect(res.headers.get("x-waitstate-counted")).toBe("true");
-    // No siteId in the pulse: the site is the org (seed: one aggregator per org).
+    // No siteId in the pulse: the site is the org (one aggregator per org when the pulse names no site).
     const site = await env.DB.prepare("SELECT site_id FROM sites WHERE org_id = ?").bind(keys.orgId).all<{ site_id: string }>();
     expect(site.results.map((r) => r.site_id)).toEqual([keys.orgId]);
     const tags = await env.DB.prepare("SELECT name, auto_created, max_weight FROM tags WHERE org_id = ? ORDER BY name").bind(keys.orgId).all();

@@ -3,8 +3,8 @@ import { describe, expect, it } from "vitest";
 import { policyKey, type CachedPolicy } from "@waitstate/durable-objects";
 import { call, createOrg, expectError } from "./helpers.js";
 
-/** The seed's example: block search traffic when queue depth exceeds 100. */
-const seedExample = { tagName: "search", metric: "queue_depth", operator: "gt", threshold: 100, action: "block", actionValue: null, enabled: true, priority: 1 };
+/** The documented example: block search traffic when queue depth exceeds 100. */
+const documentedExample = { tagName: "search", metric: "queue_depth", operator: "gt", threshold: 100, action: "block", actionValue: null, enabled: true, priority: 1 };
 const blockFree = { tagName: "free", metric: "p95_latency", operator: "gt", threshold: 500, action: "block", priority: 10 };
 
 /** A rule on `metric` that reads `metricTag`; built-in or custom. */
@@ -44,11 +44,11 @@ describe("reflex rules: create, list, update, delete", () => {
     expect(await listRules(token)).toEqual([created.json]);
   });
 
-  it("takes the seed's example as written, actionValue null included", async () => {
+  it("takes the documented example as written, actionValue null included", async () => {
     const { token } = await createOrg();
-    const created = await post(token, seedExample);
+    const created = await post(token, documentedExample);
     expect(created.status, created.text).toBe(201);
-    expect(created.json).toMatchObject(seedExample);
+    expect(created.json).toMatchObject(documentedExample);
   });
 
   it("stores a site-scoped throttle rule and filters the list by siteId", async () => {
@@ -157,7 +157,7 @@ describe("reflex rules: validation", () => {
 describe("reflex rules: custom metrics by plan", () => {
   it("refuses any custom metric on hobby, built-ins are fine", async () => {
     const { token } = await createOrg("Hobbyist", "hobby");
-    const error = expectError(await post(token, seedExample), 403, "PLAN_LIMIT_REACHED");
+    const error = expectError(await post(token, documentedExample), 403, "PLAN_LIMIT_REACHED");
     expect(error.message).toContain("hobby");
     expect(await listRules(token)).toEqual([]);
     const { json: rule } = await post(token, blockFree);

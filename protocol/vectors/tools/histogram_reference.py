@@ -82,7 +82,7 @@ record_case("NaN, negative and infinite values are refused", [10, float("nan"), 
 record_case("1..100 ms", list(range(1, 101)))
 rnd = random.Random(42)
 record_case("1000 log-uniform latencies, 0.5 ms .. 5 s", [round(math.exp(rnd.uniform(math.log(0.5), math.log(5000))), 3) for _ in range(1000)])
-record_case("seed shape: mostly 80 ms with a 1200 ms tail", [80] * 95 + [1200] * 5)
+record_case("shedding-table shape: mostly 80 ms with a 1200 ms tail", [80] * 95 + [1200] * 5)
 
 def merge_case(name, a, b):
     h = build(a + b)

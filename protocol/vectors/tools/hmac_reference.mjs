@@ -10,7 +10,7 @@ const pulse = JSON.stringify({
   ts: 1740000060000,
 });
 const inputs = [
-  { name: "seed pulse", body: pulse, timestamp: "1740000060000", secretKey: "ws_sec_test_0123456789abcdef" },
+  { name: "documented pulse", body: pulse, timestamp: "1740000060000", secretKey: "ws_sec_test_0123456789abcdef" },
   { name: "empty body", body: "", timestamp: "0", secretKey: "k" },
   { name: "empty key", body: "{}", timestamp: "1740000000000", secretKey: "" },
   { name: "unicode body and key", body: '{"tag":"café-日本-🚀"}', timestamp: "1740000000001", secretKey: "clé-秘密-🔑" },

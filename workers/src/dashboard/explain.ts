@@ -1,7 +1,7 @@
 /**
  * Why a site's policy says what it says: for all traffic and each tag, the
  * max weight a gate() sees and the rule (or switch) that set it. Pure: the
- * site's live status and the org's tags in, rows out (DESIGN.md, "The gate decision").
+ * site's live status and the org's tags in, rows out (docs/design.md#the-gate-decision).
  */
 import { DEFAULT_TAG_MAX_WEIGHT } from "@waitstate/protocol";
 import type { SiteStatus, StatusRule, Tag } from "./types.js";

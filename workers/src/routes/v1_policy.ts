@@ -24,7 +24,7 @@ async function currentPolicy(env: Env, orgId: string, siteId: string): Promise<C
 /**
  * `GET /v1/policy/:orgId?siteId=`: the site's current policy for a bearer JWT
  * from `POST /v1/auth/token`, scoped to its org (another org's → 403). The
- * `siteId` defaults to the org id (seed: one aggregator per org). `ETag` and
+ * `siteId` defaults to the org id (one aggregator per org when SDKs name no site). `ETag` and
  * `If-None-Match` make an unchanged policy a 304 with no body.
  */
 export function registerPolicy(app: Hono<AppEnv>) {

@@ -18,7 +18,7 @@ function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {
 }
 
 /**
- * `POST /v1/pulse` (DESIGN.md, "Pulses and auth"): the body is refused past
+ * `POST /v1/pulse` (docs/protocol.md#what-the-control-plane-checks): the body is refused past
  * 64 KiB while it streams in; the timestamp must be within 5 minutes; the
  * signature is HMAC-SHA256 over `body + "." + timestamp`, checked by Web
  * Crypto's constant-time verify before the body is parsed; then the schema.

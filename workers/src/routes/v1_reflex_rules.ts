@@ -30,7 +30,7 @@ const RULE_FIELDS = [
 /**
  * A rule as posted: ReflexRuleSchema plus `siteId` (null: every site of the
  * org). Ids are assigned here, so a client-supplied one is refused rather than
- * silently replaced. The seeds write `"actionValue": null` for block rules;
+ * silently replaced. The product documents write `"actionValue": null` for block rules;
  * that means "none" and is accepted.
  */
 const RuleBody = z.preprocess(
@@ -112,7 +112,7 @@ async function ownRule(env: Env, orgId: string, rawId: string): Promise<RuleRow>
 const isCustomMetric = (metric: string) => !(BUILTIN_METRICS as readonly string[]).includes(metric);
 
 /**
- * The plan's custom-metric allowance (seed: "how many distinct custom metric
+ * The plan's custom-metric allowance (the documented rule: "how many distinct custom metric
  * names can be used in reflex rules", per tag): the org's rules reading
  * `metricTag` (null = site-wide) may use at most `cap` distinct custom names.
  */

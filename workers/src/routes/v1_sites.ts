@@ -144,7 +144,7 @@ export function registerSites(app: Hono<AppEnv>) {
     return c.json({ ...view, deleted: true });
   });
 
-  /** The emergency kill switch: every gate call of the site is denied with `kill_signal` (DESIGN.md). */
+  /** The emergency kill switch: every gate call of the site is denied with `kill_signal` (docs/design.md#decision-order). */
   app.post("/v1/sites/:id/kill", managementAuth, async (c) => {
     const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
     const { enabled } = await readJson(c, SetKill);

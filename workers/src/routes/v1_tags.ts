@@ -12,7 +12,7 @@ import { randomId } from "../lib/crypto.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
 
-/** A throttle multiplies this baseline (DESIGN.md, "Reflex evaluation"); JSON has no Infinity, zod refuses NaN. */
+/** A throttle multiplies this baseline (docs/design.md#actions-block-and-throttle); JSON has no Infinity, zod refuses NaN. */
 const MaxWeight = z.number().nonnegative();
 const Priority = z.int();
 

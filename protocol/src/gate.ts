@@ -1,7 +1,7 @@
 /**
  * The gate decision, exactly as docs/design.md#the-gate-decision and
  * protocol/vectors/README.md order it. Pure: no I/O, no clock, never throws.
- * The Rust core (wasm-core/) implements the same steps; both are checked
+ * The Rust core (rust/core) implements the same steps; both are checked
  * against protocol/vectors/gate.json.
  *
  * This module imports no runtime dependency, so the zero-dependency SDKs ship it.
@@ -134,11 +134,12 @@ export function compilePolicy(policy: GatePolicy): CompiledPolicy {
   };
 }
 
-/** Steps 3–7 of the decision, with the limit already looked up (step 5). */
+/** Steps 3–8 of the decision, with the limit already looked up (step 6). */
 function enforce(policy: CompiledPolicy, limit: number, limitFromTag: boolean, weight: number): GateResult {
-  if (policy.statusCode === STATUS_CAP_EXCEEDED) return RESULTS.capExceeded;
   if (policy.statusCode === STATUS_SUSPENDED) return RESULTS.suspended;
+  // The kill switch outranks the usage cap: an operator can stop traffic past the cap.
   if (policy.killSignal) return RESULTS.killSignal;
+  if (policy.statusCode === STATUS_CAP_EXCEEDED) return RESULTS.capExceeded;
   if (limit === 0) return limitFromTag ? RESULTS.tagBlocked : RESULTS.globalBlock;
   return weight > limit ? RESULTS.overWeight : RESULTS.allowed;
 }
@@ -282,8 +283,8 @@ export interface LocalGateOptions extends Omit<GateStateOptions, "lastSyncAt"> {
  * writes, and allocates nothing once a tag has been seen.
  *
  * While the lease holds and the policy is an ordinary one (status `ok` or
- * `over_limit`, no kill signal), steps 1–4 cannot apply, so the call goes
- * straight to steps 6–7 on the slot's precomputed limit; everything else takes
+ * `over_limit`, no kill signal), steps 1–5 cannot apply, so the call goes
+ * straight to steps 7–8 on the slot's precomputed limit; everything else takes
  * the full {@link decideWithLimit}. The vectors check both paths.
  */
 export class LocalGate {

@@ -7,7 +7,7 @@ describe("gate.json conformance vectors", () => {
   it("has at least 60 cases covering every step of the decision order", () => {
     expect(GATE_CASES.length).toBeGreaterThanOrEqual(60);
     const steps = new Set(GATE_CASES.map((c) => c.step));
-    expect([...steps].sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect([...steps].sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     const reasons = new Set(GATE_CASES.flatMap((c) => c.calls.map((call) => call.expect.reason)));
     expect([...reasons].sort()).toEqual([...GATE_REASONS].sort());
     const strategies = new Set(GATE_CASES.map((c) => c.config?.safeModeStrategy ?? "open"));

@@ -1,6 +1,6 @@
 /**
  * @waitstate/edge: the Rust gate compiled to WebAssembly, driven through its
- * small C ABI (wasm-core/README.md) without wasm-bindgen. Runtime-neutral: the
+ * small C ABI (rust/README.md) without wasm-bindgen. Runtime-neutral: the
  * entry files (workerd, node, deno, default) only decide how the
  * `WebAssembly.Module` is obtained. Zero runtime dependencies.
  */
@@ -44,6 +44,8 @@ export type EdgeErrorCode =
   | "INVALID_POLICY"
   | "INVALID_ARGUMENT"
   | "WASM_ERROR"
+  /** The wasm module is not the one this version of the package was built for (stale or foreign `.wasm`). */
+  | "ABI_MISMATCH"
   /** A pulse was not delivered (network error, timeout, 401, 429, 5xx, …); it is kept and re-sent by the next `sendPulse`. */
   | "PULSE_FAILED"
   /** The control plane refused a pulse for good (400, 413, 422): it was dropped, its calls are not counted. */
@@ -59,9 +61,16 @@ export class EdgeError extends Error {
   }
 }
 
-/** What the wasm module exports (wasm-core/src/abi.rs). */
+/**
+ * The version of the wasm module's C ABI this code drives (`ws_abi_version`,
+ * rust/wasm/src/lib.rs). A module reporting another version, or none, is refused.
+ */
+export const ABI_VERSION = 2;
+
+/** What the wasm module exports (rust/wasm/src/lib.rs). */
 interface CoreExports {
   memory: WebAssembly.Memory;
+  ws_abi_version(): number;
   ws_configure(strategy: number, safeModeMaxRps: number): number;
   ws_policy_begin(globalMaxWeight: number, killSignal: number, status: number, leaseDurationSeconds: number): number;
   ws_policy_tag(tagId: number, limit: number): number;
@@ -78,6 +87,13 @@ interface CoreExports {
   ws_hmac_begin(keyLength: number): number;
   ws_hmac_update(length: number): number;
   ws_hmac_finish(): number;
+  ws_hist_slots(): number;
+  ws_hist_reset(slot: number): number;
+  ws_hist_record(slot: number, valueMs: number, times: number): number;
+  ws_hist_quantile(slot: number, q: number): number;
+  ws_hist_encode(slot: number): number;
+  ws_hist_counts_ptr(slot: number): number;
+  ws_hist_merge(into: number, from: number): number;
 }
 
 const REASONS: readonly GateReason[] = [
@@ -100,32 +116,82 @@ const RESULT_BY_CODE: readonly GateResult[] = Array.from({ length: 32 }, (_, cod
 const ALLOWED = RESULT_BY_CODE[16]!;
 
 let loadedModule: WebAssembly.Module | null = null;
+/** The instance that checked the module's ABI version, handed to the first user rather than wasted. */
+let probe: CoreExports | null = null;
 const encoder = new TextEncoder();
+
+/** Checks a module's ABI version by instantiating it; returns the instance, or throws a typed error. */
+function checkedInstance(module: WebAssembly.Module): CoreExports {
+  let exports: CoreExports;
+  try {
+    exports = new WebAssembly.Instance(module, {}).exports as unknown as CoreExports;
+  } catch (e) {
+    throw new EdgeError("ABI_MISMATCH", `the wasm module cannot be instantiated with no imports, so it is not @waitstate/edge's (expected ABI version ${ABI_VERSION}): ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const found = typeof exports.ws_abi_version === "function" ? exports.ws_abi_version() : null;
+  if (found !== ABI_VERSION) {
+    const what = found === null ? "a module without ws_abi_version (ABI version 1, or not WaitState's module)" : `ABI version ${found}`;
+    throw new EdgeError(
+      "ABI_MISMATCH",
+      `@waitstate/edge expects a wasm module with ABI version ${ABI_VERSION}, found ${what}: use the waitstate.wasm shipped with this version of the package (@waitstate/edge/waitstate.wasm)`,
+    );
+  }
+  return exports;
+}
 
 /**
  * Supplies the wasm module for runtimes that import wasm their own way
  * (Vercel Edge, bundlers): a `WebAssembly.Module`, or the bytes of
- * `@waitstate/edge/waitstate.wasm`. workerd, Node and Deno load it by themselves.
+ * `@waitstate/edge/waitstate.wasm`. workerd, Node and Deno load it by
+ * themselves; there `init()` with no argument does nothing. Rejects with an
+ * {@link EdgeError}: `NOT_INITIALIZED` when called with nothing where no module
+ * was loaded, `WASM_ERROR` for bytes that are not wasm, `ABI_MISMATCH` for a
+ * module of another version.
  *
  * @example
  * import wasm from "@waitstate/edge/waitstate.wasm?module";
  * await init(wasm);
  */
-export async function init(moduleOrBytes: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Promise<void> {
+export async function init(moduleOrBytes?: WebAssembly.Module | ArrayBuffer | ArrayBufferView): Promise<void> {
+  if (moduleOrBytes === undefined || moduleOrBytes === null) {
+    if (loadedModule !== null) return;
+    throw new EdgeError(
+      "NOT_INITIALIZED",
+      "init() needs the wasm module in this runtime: pass the WebAssembly.Module or the bytes of @waitstate/edge/waitstate.wasm (the workerd, node and deno entries load it by themselves)",
+    );
+  }
   if (moduleOrBytes instanceof WebAssembly.Module) {
-    loadedModule = moduleOrBytes;
+    initSync(moduleOrBytes);
     return;
+  }
+  if (!(moduleOrBytes instanceof ArrayBuffer) && !ArrayBuffer.isView(moduleOrBytes)) {
+    throw new EdgeError("INVALID_ARGUMENT", `init() takes a WebAssembly.Module, an ArrayBuffer or a typed array (got ${typeof moduleOrBytes})`);
   }
   // A copy into a plain ArrayBuffer: the view may sit on a SharedArrayBuffer or a larger buffer.
   const bytes = ArrayBuffer.isView(moduleOrBytes)
     ? new Uint8Array(moduleOrBytes.buffer, moduleOrBytes.byteOffset, moduleOrBytes.byteLength).slice()
     : new Uint8Array(moduleOrBytes);
-  loadedModule = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  let module: WebAssembly.Module;
+  try {
+    module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    throw new EdgeError("WASM_ERROR", `init(): the bytes are not a wasm module (${bytes.length} bytes): ${e instanceof Error ? e.message : String(e)}`);
+  }
+  initSync(module);
 }
 
-/** Installs an already compiled module synchronously (used by the runtime entry files). */
+/**
+ * Installs an already compiled module synchronously (used by the runtime entry
+ * files). Throws {@link EdgeError} `ABI_MISMATCH` for a module of another
+ * ABI version; the module in use stays as it was.
+ */
 export function initSync(module: WebAssembly.Module): void {
+  if (!(module instanceof WebAssembly.Module)) {
+    throw new EdgeError("INVALID_ARGUMENT", "initSync() takes a compiled WebAssembly.Module");
+  }
+  const instance = checkedInstance(module);
   loadedModule = module;
+  probe = instance;
 }
 
 export function isInitialized(): boolean {
@@ -138,6 +204,11 @@ function instantiate(): CoreExports {
       "NOT_INITIALIZED",
       "@waitstate/edge has no wasm module yet: call `await init(moduleOrBytes)` first (workerd, Node and Deno load it automatically)",
     );
+  }
+  if (probe !== null) {
+    const ready = probe;
+    probe = null;
+    return ready;
   }
   return new WebAssembly.Instance(loadedModule, {}).exports as unknown as CoreExports;
 }
@@ -753,3 +824,105 @@ export function sign_pulse(body: string, timestamp: string | number, secretKey: 
 
 /** camelCase alias of {@link sign_pulse}. */
 export const signPulse = sign_pulse;
+
+/** The protocol's compact histogram encoding (protocol/vectors/README.md, "histogram.json"). */
+export interface HistogramEncoding {
+  /** Observations. */
+  n: number;
+  /** Their sum, ms. */
+  s: number;
+  /** Smallest and largest observation, ms (0 when empty). */
+  lo: number;
+  hi: number;
+  /** Non-empty buckets as flattened `[index, count]` pairs, indexes increasing. */
+  b: number[];
+}
+
+/** Bucket count of the protocol's histogram (165 bounded + overflow). */
+const HISTOGRAM_BUCKETS = 166;
+
+/** A wasm instance whose histogram slots {@link EdgeHistogram}s share. */
+interface HistogramPool {
+  readonly core: CoreExports;
+  readonly free: number[];
+}
+
+const histogramPools: HistogramPool[] = [];
+/** A collected EdgeHistogram gives its slot back. */
+const slotRelease =
+  typeof FinalizationRegistry === "function"
+    ? new FinalizationRegistry<{ pool: HistogramPool; slot: number }>(({ pool, slot }) => pool.free.push(slot))
+    : null;
+
+/**
+ * A mergeable latency histogram in wasm memory: the same buckets, quantiles and
+ * encoding as every WaitState SDK (the Rust core's histogram), for pulses that
+ * carry real fleet quantiles. `record` never throws.
+ *
+ * @example
+ * const h = new EdgeHistogram();
+ * h.record(12.5);
+ * JSON.stringify(h); // {"n":1,"s":12.5,"lo":12.5,"hi":12.5,"b":[51,1]}
+ */
+export class EdgeHistogram {
+  private readonly pool: HistogramPool;
+  private readonly slot: number;
+
+  constructor() {
+    let pool = histogramPools.find((p) => p.free.length > 0);
+    if (pool === undefined) {
+      const core = instantiate();
+      pool = { core, free: Array.from({ length: core.ws_hist_slots() }, (_, i) => core.ws_hist_slots() - 1 - i) };
+      histogramPools.push(pool);
+    }
+    this.pool = pool;
+    this.slot = pool.free.pop()!;
+    pool.core.ws_hist_reset(this.slot);
+    slotRelease?.register(this, { pool, slot: this.slot });
+  }
+
+  /**
+   * Records `times` observations of `valueMs`. Returns false, changing nothing,
+   * for a value that is not a finite number ≥ 0 or a `times` that is not an
+   * integer from 1 to 2^32 - 1.
+   */
+  record(valueMs: number, times = 1): boolean {
+    if (typeof valueMs !== "number" || typeof times !== "number" || !Number.isInteger(times) || times < 1 || times > 0xffff_ffff) return false;
+    return this.pool.core.ws_hist_record(this.slot, valueMs, times) === 0;
+  }
+
+  /** The q-quantile (0 ≤ q ≤ 1) in ms, or null when empty (or q is out of range). */
+  quantile(q: number): number | null {
+    if (typeof q !== "number") return null;
+    const value = this.pool.core.ws_hist_quantile(this.slot, q);
+    return Number.isNaN(value) ? null : value;
+  }
+
+  /** Observations recorded. */
+  get count(): number {
+    const { core } = this.pool;
+    return new Float64Array(core.memory.buffer, core.ws_hist_encode(this.slot), 4)[0]!;
+  }
+
+  /** Empties the histogram. */
+  reset(): void {
+    this.pool.core.ws_hist_reset(this.slot);
+  }
+
+  /** The protocol's encoding, as a pulse carries it in `latencyHistogram`. */
+  encode(): HistogramEncoding {
+    const { core } = this.pool;
+    const [n, s, lo, hi] = new Float64Array(core.memory.buffer, core.ws_hist_encode(this.slot), 4);
+    const counts = new BigUint64Array(core.memory.buffer, core.ws_hist_counts_ptr(this.slot), HISTOGRAM_BUCKETS);
+    const b: number[] = [];
+    for (let i = 0; i < HISTOGRAM_BUCKETS; i++) {
+      const c = counts[i]!;
+      if (c !== BigInt(0)) b.push(i, Number(c));
+    }
+    return { n: n!, s: s!, lo: lo!, hi: hi!, b };
+  }
+
+  toJSON(): HistogramEncoding {
+    return this.encode();
+  }
+}

@@ -4,9 +4,11 @@
 // `@waitstate/edge/waitstate.wasm`. The workerd, node and deno entries load it
 // themselves, then re-export exactly this list.
 export {
+  ABI_VERSION,
   DEFAULT_TAG,
   EdgeError,
   EdgeGate,
+  EdgeHistogram,
   OVERFLOW_TAG,
   gate,
   init,
@@ -24,6 +26,7 @@ export type {
   EdgeTagCount,
   GateReason,
   GateResult,
+  HistogramEncoding,
   PolicyStatus,
   PulseOptions,
   SendPulseOptions,

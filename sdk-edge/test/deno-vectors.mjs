@@ -1,7 +1,8 @@
 // Runs under Deno (spawned by edge.deno.test.ts): loads @waitstate/edge through its
 // `deno` entry — the wasm read from beside the module — and checks the shared gate
-// and HMAC vectors. Prints one JSON line: {passed, failed, failures}.
-import { EdgeGate, sign_pulse } from "../dist/deno.js";
+// HMAC and histogram vectors, and that init() with no argument is a no-op here.
+// Prints one JSON line: {passed, failed, failures}.
+import { EdgeGate, EdgeHistogram, init, sign_pulse } from "../dist/deno.js";
 
 const read = (name) => JSON.parse(Deno.readTextFileSync(new URL(`../../protocol/vectors/${name}`, import.meta.url)));
 const number = (v) => (v === "NaN" ? NaN : v === "Infinity" ? Infinity : v === "-Infinity" ? -Infinity : v === "-0" ? -0 : v);
@@ -20,5 +21,27 @@ for (const c of read("gate.json").cases) {
 for (const c of read("hmac.json").cases) {
   if (sign_pulse(c.body, c.timestamp, c.secretKey) === c.expect) passed++;
   else failures.push(`hmac ${c.name}`);
+}
+// The histogram through the wasm ABI: encoding and quantiles (decoding is the control plane's).
+const close = (a, b) => (a === null || b === null ? a === b : a === b || Math.abs(a - b) <= 1e-9 * Math.abs(b));
+for (const c of read("histogram.json").cases) {
+  if (c.kind !== "record" && c.kind !== "merge" && c.kind !== "index") continue;
+  const h = new EdgeHistogram();
+  const values = c.kind === "index" ? [c.value] : c.kind === "record" ? c.values : [...c.a, ...c.b];
+  for (const v of values) h.record(number(v));
+  const got = h.encode();
+  const ok =
+    c.kind === "index"
+      ? got.b[0] === c.expectIndex
+      : JSON.stringify(got.b) === JSON.stringify(c.expect.b) && got.n === c.expect.n && got.lo === c.expect.lo && got.hi === c.expect.hi && close(got.s, c.expect.s) &&
+        c.quantiles.every(([q, want]) => close(h.quantile(q), want));
+  if (ok) passed++;
+  else failures.push(`histogram ${c.name}: got ${JSON.stringify(got)}`);
+}
+try {
+  await init(); // the deno entry loaded the module: a no-op
+  passed++;
+} catch (e) {
+  failures.push(`init() with no argument threw: ${e}`);
 }
 console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, passed, failed: failures.length, failures }));

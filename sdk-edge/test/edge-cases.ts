@@ -3,13 +3,71 @@
  * the pure gate(), sign_pulse against the HMAC vectors. Runs in Node and in workerd.
  */
 import { describe, expect, it } from "vitest";
-import type { EdgeGate as EdgeGateClass, gate as gateFn, sign_pulse as signFn } from "@waitstate/edge";
-import { GATE_CASES, HMAC_CASES, brokenCopy, runGateCase, type GateFactory } from "../../protocol/test/vectors.js";
+import type { EdgeGate as EdgeGateClass, EdgeHistogram as EdgeHistogramClass, HistogramEncoding, gate as gateFn, sign_pulse as signFn } from "@waitstate/edge";
+import { GATE_CASES, HISTOGRAM_CASES, HMAC_CASES, brokenCopy, closeTo, runGateCase, vectorNumber, type GateFactory } from "../../protocol/test/vectors.js";
 
 export interface EdgeApi {
   EdgeGate: typeof EdgeGateClass;
+  EdgeHistogram: typeof EdgeHistogramClass;
   gate: typeof gateFn;
   sign_pulse: typeof signFn;
+}
+
+type HistogramCase = (typeof HISTOGRAM_CASES)[number];
+
+/**
+ * Runs a histogram.json case through EdgeHistogram (the wasm histogram); returns
+ * what differs. `decode_error` cases are the control plane's (the edge never
+ * decodes); `merge` cases record `a` then `b` into one histogram, which is what
+ * the merge of their histograms must equal.
+ */
+export function runHistogramCase(api: EdgeApi, c: HistogramCase): string[] {
+  const errors: string[] = [];
+  const values = (key: string) => (c[key] as Array<number | string>).map(vectorNumber);
+  const check = (h: EdgeHistogramClass, expect: HistogramEncoding, quantiles: Array<[number, number | null]>) => {
+    const got = h.encode();
+    if (JSON.stringify(got.b) !== JSON.stringify(expect.b) || got.n !== expect.n || got.lo !== expect.lo || got.hi !== expect.hi || !closeTo(got.s, expect.s)) {
+      errors.push(`${c.name}: encoding ${JSON.stringify(got)} != ${JSON.stringify(expect)}`);
+    }
+    for (const [q, want] of quantiles) {
+      const value = h.quantile(q);
+      if (!closeTo(value, want)) errors.push(`${c.name}: quantile ${q} = ${value}, expected ${want}`);
+    }
+  };
+  const h = new api.EdgeHistogram();
+  switch (c.kind) {
+    case "index": {
+      h.record(vectorNumber(c.value as number));
+      const index = h.encode().b[0];
+      if (index !== c.expectIndex) errors.push(`${c.name}: index ${index} != ${String(c.expectIndex)}`);
+      break;
+    }
+    case "bounds": {
+      // Each bound lands in its own bucket, the next float above it in the next one.
+      for (const [key, index] of [["first", 0], ["tenth", 10], ["last", 164]] as const) {
+        const bound = c[key] as number;
+        h.reset();
+        h.record(bound);
+        h.record(bound * (1 + Number.EPSILON));
+        const b = h.encode().b;
+        if (b[0] !== index || b[2] !== index + 1) errors.push(`${c.name}: ${key} ${bound} falls in ${JSON.stringify(b)}`);
+      }
+      break;
+    }
+    case "record":
+      for (const v of values("values")) h.record(v);
+      check(h, c.expect as HistogramEncoding, c.quantiles as Array<[number, number | null]>);
+      break;
+    case "merge":
+      for (const v of [...values("a"), ...values("b")]) h.record(v);
+      check(h, c.expect as HistogramEncoding, c.quantiles as Array<[number, number | null]>);
+      break;
+    case "decode_error":
+      break;
+    default:
+      errors.push(`${c.name}: unknown kind ${c.kind}`);
+  }
+  return errors;
 }
 
 export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (typeof HMAC_CASES)[number]) => string) {
@@ -37,6 +95,37 @@ export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (
     it.each(synced.map((c) => [c.name, c] as const))("%s", (_name, c) => {
       const pure: GateFactory = (vector) => ({ call: (_now, tag, weight) => api.gate(vector.policy, tag, weight) });
       expect(runGateCase({ ...c, calls: c.calls.filter((call) => call.expect.reason !== "lease_expired") }, pure)).toEqual([]);
+    });
+  });
+
+  describe(`${label}: histogram.json through EdgeHistogram (wasm)`, () => {
+    const runnable = HISTOGRAM_CASES.filter((c) => c.kind !== "decode_error");
+    it.each(runnable.map((c) => [`${c.kind}: ${c.name}`, c] as const))("%s", (_name, c) => {
+      expect(runHistogramCase(api, c)).toEqual([]);
+    });
+
+    it("fails on a deliberately broken vector", () => {
+      const c = runnable.find((v) => v.kind === "record" && (v.values as unknown[]).length > 0)!;
+      const expect0 = c.expect as HistogramEncoding;
+      expect(runHistogramCase(api, { ...c, expect: { ...expect0, n: expect0.n + 1 } })).toHaveLength(1);
+    });
+
+    it("refuses what the protocol refuses, and keeps more histograms than one instance has slots", () => {
+      const h = new api.EdgeHistogram();
+      for (const bad of [Number.NaN, -1, Number.POSITIVE_INFINITY, "5" as unknown as number]) expect(h.record(bad)).toBe(false);
+      expect(h.record(1, 0)).toBe(false);
+      expect(h.record(1, 1.5)).toBe(false);
+      expect(h.encode()).toEqual({ n: 0, s: 0, lo: 0, hi: 0, b: [] });
+      expect(h.quantile(0.5)).toBeNull();
+      expect(h.record(2.5, 3)).toBe(true);
+      expect(JSON.parse(JSON.stringify(h))).toEqual({ n: 3, s: 7.5, lo: 2.5, hi: 2.5, b: [34, 3] });
+      const many = Array.from({ length: 20 }, (_, i) => {
+        const m = new api.EdgeHistogram();
+        m.record(i);
+        return m;
+      });
+      expect(many.map((m) => m.encode().hi)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+      expect(h.count).toBe(3);
     });
   });
 

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -112,10 +113,75 @@ describe("the build under test", () => {
     expect(mtime(new URL("../tsconfig.tsbuildinfo", import.meta.url)) >= newest, hint).toBe(true);
   });
 
-  it("dist/waitstate.wasm is newer than wasm-core/src", () => {
-    const rs = new URL("../../wasm-core/src/", import.meta.url);
-    const newest = Math.max(...readdirSync(rs).map((f) => mtime(new URL(f, rs))));
-    expect(mtime(new URL("../dist/waitstate.wasm", import.meta.url)) >= newest, hint).toBe(true);
+  it("dist/waitstate.wasm is the committed module (sdk-edge/wasm/waitstate.wasm)", () => {
+    const committed = readFileSync(new URL("../wasm/waitstate.wasm", import.meta.url));
+    expect(readFileSync(new URL("../dist/waitstate.wasm", import.meta.url)).equals(committed), "run `npm run setup` at the repo root").toBe(true);
+  });
+});
+
+/** A wasm module exporting `ws_abi_version() -> i32` that answers `version`. */
+function moduleWithAbi(version: number): WebAssembly.Module {
+  const name = [...new TextEncoder().encode("ws_abi_version")];
+  const bytes = [
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f], // type: () -> i32
+    ...[0x03, 0x02, 0x01, 0x00], // one function of that type
+    ...[0x07, 4 + name.length, 0x01, name.length, ...name, 0x00, 0x00], // export it
+    ...[0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, version, 0x0b], // body: i32.const version
+  ];
+  return new WebAssembly.Module(new Uint8Array(bytes));
+}
+
+describe("loading the wasm module", () => {
+  const abiError = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      return e as edge.EdgeError;
+    }
+    throw new Error("no error");
+  };
+
+  it("a stale module (another ABI version) is refused with a typed error naming both versions", () => {
+    const e = abiError(() => edge.initSync(moduleWithAbi(1)));
+    expect(e).toBeInstanceOf(edge.EdgeError);
+    expect(e.code).toBe("ABI_MISMATCH");
+    expect(e.message).toContain(`ABI version ${edge.ABI_VERSION}, found ABI version 1`);
+    expect(abiError(() => edge.initSync(moduleWithAbi(3))).message).toContain("found ABI version 3");
+  });
+
+  it("a foreign module (no ws_abi_version, or imports) is refused the same way", () => {
+    const empty = new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+    const e = abiError(() => edge.initSync(empty));
+    expect([e.code, e.message]).toEqual(["ABI_MISMATCH", expect.stringContaining("without ws_abi_version")]);
+    // (import "env" "f" (func)): cannot be instantiated with no imports.
+    const importing = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 2, 9, 1, 3, 0x65, 0x6e, 0x76, 1, 0x66, 0, 0]);
+    expect(abiError(() => edge.initSync(new WebAssembly.Module(importing))).code).toBe("ABI_MISMATCH");
+    // The module already loaded stays in use.
+    expect(new edge.EdgeGate().gate("x", 1, T)).toEqual({ allowed: true, reason: "allowed" });
+  });
+
+  it("init() refuses non-wasm bytes with a typed error, and init() of a stale module rejects the same way", async () => {
+    await expect(edge.init(new Uint8Array([1, 2, 3]))).rejects.toMatchObject({ name: "EdgeError", code: "WASM_ERROR" });
+    await expect(edge.init(new Uint8Array(0))).rejects.toMatchObject({ code: "WASM_ERROR" });
+    await expect(edge.init(moduleWithAbi(1))).rejects.toMatchObject({ code: "ABI_MISMATCH" });
+    await expect(edge.init("waitstate.wasm" as never)).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("init() with no argument is a no-op where the module is already loaded (the node entry)", async () => {
+    await expect(edge.init()).resolves.toBeUndefined();
+    expect(edge.isInitialized()).toBe(true);
+  });
+
+  it("init() with no argument where nothing loaded the module rejects with NOT_INITIALIZED, not a raw CompileError", () => {
+    // The default entry, in a fresh process: nothing has loaded the module there.
+    const entry = new URL("../dist/index.js", import.meta.url).href;
+    const script = `import { init } from ${JSON.stringify(entry)};
+try { await init(); console.log("resolved"); } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" }).trim();
+    const error = JSON.parse(out) as { name: string; code: string; message: string };
+    expect(error).toMatchObject({ name: "EdgeError", code: "NOT_INITIALIZED" });
+    expect(error.message).toContain("@waitstate/edge/waitstate.wasm");
   });
 });
 

@@ -19,9 +19,9 @@ for c in V["cases"]:
         elif weight < 0: weight = 0
         def enforce():
             st = p.get("status", "ok")
-            if st == "cap_exceeded": return (True, "cap_exceeded")
             if st == "suspended": return (True, "suspended")
             if p.get("killSignal"): return (False, "kill_signal")
+            if st == "cap_exceeded": return (True, "cap_exceeded")
             tm = p.get("tagMaxWeights", {})
             if tag in tm: lim, ft = tm[tag], True
             else: lim, ft = p.get("globalMaxWeight"), False

@@ -11,6 +11,11 @@ describe("@waitstate/edge in workerd", () => {
     expect(edge.isInitialized()).toBe(true);
   });
 
+  it("init() with no argument is a no-op: the module import already loaded the module", async () => {
+    await expect(edge.init()).resolves.toBeUndefined();
+    expect(new edge.EdgeGate().gate("x", 1, 1_740_000_000_000)).toEqual({ allowed: true, reason: "allowed" });
+  });
+
   it("builds a pulse whose signature WebCrypto verifies", async () => {
     const g = new edge.EdgeGate();
     g.update({ tagMaxWeights: { free: 0 } }, 1_740_000_000_000);

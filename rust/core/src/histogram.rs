@@ -93,13 +93,19 @@ impl Histogram {
 
     /// Records one observation; refuses NaN, negative and infinite values.
     pub fn record(&mut self, value: f64) -> bool {
-        if !(value >= 0.0) || value == f64::INFINITY {
+        self.record_n(value, 1)
+    }
+
+    /// Records `times` observations of `value` (`times >= 1`); refuses NaN,
+    /// negative and infinite values, and changes nothing then.
+    pub fn record_n(&mut self, value: f64, times: u64) -> bool {
+        if !(0.0..f64::INFINITY).contains(&value) || times == 0 {
             return false;
         }
         let i = bucket_index(&self.upper, value);
-        self.counts[i] += 1;
-        self.count += 1;
-        self.sum += value;
+        self.counts[i] += times;
+        self.count += times;
+        self.sum += value * times as f64;
         if value < self.min {
             self.min = value;
         }
@@ -128,7 +134,7 @@ impl Histogram {
 
     /// The q-quantile, `None` when empty or q outside [0, 1].
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.count == 0 || !(q >= 0.0 && q <= 1.0) {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
         let rank = libm_ceil(q * self.count as f64).max(1.0);
@@ -137,7 +143,13 @@ impl Histogram {
             cumulative += *c as f64;
             if cumulative >= rank {
                 let v = representative(&self.upper, i);
-                return Some(if v < self.min { self.min } else if v > self.max { self.max } else { v });
+                return Some(if v < self.min {
+                    self.min
+                } else if v > self.max {
+                    self.max
+                } else {
+                    v
+                });
             }
         }
         Some(self.max)
@@ -213,7 +225,7 @@ impl Histogram {
 /// A safe integer (|v| <= 2^53 - 1) with no fractional part. No std float methods:
 /// this module also compiles for wasm32 without std.
 fn is_integral(v: f64) -> bool {
-    v.is_finite() && v >= -9007199254740991.0 && v <= 9007199254740991.0 && (v as i64) as f64 == v
+    (-9007199254740991.0..=9007199254740991.0).contains(&v) && (v as i64) as f64 == v
 }
 
 /// `ceil` without std (core has no float rounding on Rust 1.63).
@@ -232,6 +244,7 @@ fn libm_ceil(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec::Vec;
 
     #[test]
     fn bounds_by_repeated_multiplication() {
@@ -306,8 +319,14 @@ mod tests {
         let (lo, hi) = h.encoded_min_max();
         assert_eq!(Histogram::decode(3.0, h.sum, lo, hi, &flat), Ok(h));
         assert_eq!(Histogram::decode(0.0, 0.0, 0.0, 0.0, &[]).map(|h| h.count), Ok(0));
-        assert_eq!(Histogram::decode(1.0, 1.0, 1.0, 1.0, &[166.0, 1.0]), Err(DecodeError::IndexOutOfRange));
-        assert_eq!(Histogram::decode(2.0, 1.0, 1.0, 1.0, &[5.0, 1.0, 5.0, 1.0]), Err(DecodeError::IndexesNotIncreasing));
+        assert_eq!(
+            Histogram::decode(1.0, 1.0, 1.0, 1.0, &[166.0, 1.0]),
+            Err(DecodeError::IndexOutOfRange)
+        );
+        assert_eq!(
+            Histogram::decode(2.0, 1.0, 1.0, 1.0, &[5.0, 1.0, 5.0, 1.0]),
+            Err(DecodeError::IndexesNotIncreasing)
+        );
         assert_eq!(Histogram::decode(1.5, 1.0, 1.0, 1.0, &[5.0, 1.5]), Err(DecodeError::CountMismatch));
         assert_eq!(Histogram::decode(1.0, 1.0, 1.0, 1.0, &[5.0, 0.0]), Err(DecodeError::BadCount));
         assert_eq!(Histogram::decode(2.0, 1.0, 1.0, 1.0, &[5.0, 1.0]), Err(DecodeError::CountMismatch));

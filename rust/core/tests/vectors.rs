@@ -1,9 +1,10 @@
 //! Runs protocol/vectors/*.json (the files the TypeScript suites read) against
-//! the Rust core, natively.
+//! the Rust core, natively: `decide`, the `Engine` (with its fast path), the
+//! histogram and pulse signing.
 use serde_json::Value;
-use std::path::PathBuf;
 use std::collections::HashMap;
-use waitstate_core::abi;
+use std::path::PathBuf;
+use waitstate_core::engine::Engine;
 use waitstate_core::gate::{decide, GateState, Limit, Policy, Reason, Status, Strategy};
 use waitstate_core::histogram::{upper_bounds, Histogram, BOUNDED};
 use waitstate_core::sign::{sign_pulse, to_hex};
@@ -11,7 +12,7 @@ use waitstate_core::sign::{sign_pulse, to_hex};
 fn vectors(name: &str) -> Vec<Value> {
     let dir = std::env::var_os("WAITSTATE_VECTORS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../protocol/vectors"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../protocol/vectors"));
     let path = dir.join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {}", path.display(), e));
     let json: Value = serde_json::from_str(&text).expect("vector file is JSON");
@@ -41,15 +42,21 @@ fn limit(v: &Value) -> Option<f64> {
     }
 }
 
+/// A case's `tagMaxWeights`, in file order; `None` for a `null` entry.
+type TagLimits = Vec<(String, Option<f64>)>;
+
 struct Case {
     name: String,
-    policy: Option<(Policy, Vec<(String, Option<f64>)>)>,
+    policy: Option<(Policy, TagLimits)>,
     state: GateState,
 }
 
 fn load_case(c: &Value) -> Case {
     let config = &c["config"];
-    let strategy = config["safeModeStrategy"].as_str().map(|s| Strategy::from_name(s).expect("strategy")).unwrap_or(Strategy::Open);
+    let strategy = config["safeModeStrategy"]
+        .as_str()
+        .map(|s| Strategy::from_name(s).expect("strategy"))
+        .unwrap_or(Strategy::Open);
     let rps = config.get("safeModeMaxRps").map(number).unwrap_or(50.0);
     let mut state = GateState::new(strategy, rps);
     if let Some(at) = c["lastSyncAt"].as_f64() {
@@ -69,13 +76,20 @@ fn load_case(c: &Value) -> Case {
             Policy {
                 global_max_weight: p.get("globalMaxWeight").and_then(limit),
                 kill_signal: p["killSignal"].as_bool().unwrap_or(false),
-                status: p["status"].as_str().map(|s| Status::from_name(s).expect("status")).unwrap_or(Status::Ok),
+                status: p["status"]
+                    .as_str()
+                    .map(|s| Status::from_name(s).expect("status"))
+                    .unwrap_or(Status::Ok),
                 lease_duration_seconds: p.get("leaseDurationSeconds").map(number).unwrap_or(60.0),
             },
             tags,
         ))
     };
-    Case { name: c["name"].as_str().unwrap_or("?").to_string(), policy, state }
+    Case {
+        name: c["name"].as_str().unwrap_or("?").to_string(),
+        policy,
+        state,
+    }
 }
 
 /// A call's (tag, weight, now): an absent or empty tag is `__default__`, an absent weight 1.
@@ -94,15 +108,27 @@ fn run_case(c: &Value) -> Vec<String> {
     for (i, call) in c["calls"].as_array().expect("calls").iter().enumerate() {
         let (tag, weight, now) = call_input(call);
         let lim = match &case.policy {
-            Some((_, tags)) => tags.iter().find(|(t, _)| t == tag).map(|(_, v)| Limit::Tag(*v)).unwrap_or(Limit::Global),
+            Some((_, tags)) => tags
+                .iter()
+                .find(|(t, _)| t == tag)
+                .map(|(_, v)| Limit::Tag(*v))
+                .unwrap_or(Limit::Global),
             None => Limit::Global,
         };
         let d = decide(case.policy.as_ref().map(|(p, _)| p), &mut case.state, now, lim, weight);
-        let (allowed, reason) = (call["expect"]["allowed"].as_bool().unwrap(), call["expect"]["reason"].as_str().unwrap());
+        let (allowed, reason) = (
+            call["expect"]["allowed"].as_bool().unwrap(),
+            call["expect"]["reason"].as_str().unwrap(),
+        );
         if d.allowed != allowed || d.reason.as_str() != reason {
             mismatches.push(format!(
                 "{} / call {}: expected ({}, {}), got ({}, {})",
-                case.name, i, allowed, reason, d.allowed, d.reason.as_str()
+                case.name,
+                i,
+                allowed,
+                reason,
+                d.allowed,
+                d.reason.as_str()
             ));
         }
     }
@@ -136,71 +162,84 @@ const REASONS: [Reason; 8] = [
     Reason::OverWeight,
 ];
 
-fn status_code(s: Status) -> u32 {
-    match s {
-        Status::Ok => 0,
-        Status::OverLimit => 1,
-        Status::CapExceeded => 2,
-        Status::Suspended => 3,
-    }
-}
-
-/// Runs a case through the C ABI, as @waitstate/edge drives the wasm module: tags
-/// interned to ids once (the map lives across cases, as a JS Map lives across
-/// policy reloads), the policy staged field by field, then `ws_gate` per call.
-/// This exercises the ABI's fast path, which `decide` alone does not.
-fn run_case_through_abi(c: &Value, ids: &mut HashMap<String, u32>) -> Vec<String> {
+/// Runs a case through an [`Engine`], as the wasm module's C ABI drives it for
+/// @waitstate/edge: tags interned to ids once (the map lives across cases, as a
+/// JS Map lives across policy reloads), the policy staged entry by entry, then
+/// `gate` per call. This exercises the engine's fast path, which `decide` alone does not.
+fn run_case_through_engine(c: &Value, engine: &mut Engine, ids: &mut HashMap<String, u32>) -> Vec<String> {
     let case = load_case(c);
     let mut id_of = |tag: &str| -> u32 {
         let next = ids.len() as u32;
         *ids.entry(tag.to_string()).or_insert(next)
     };
-    abi::ws_reset();
-    let strategy = match case.state.strategy {
-        Strategy::Open => 0,
-        Strategy::FixedRps => 1,
-        Strategy::LastPolicy => 2,
-    };
-    assert_eq!(abi::ws_configure(strategy, case.state.safe_mode_max_rps), abi::OK, "{}", case.name);
+    engine.reset();
+    engine
+        .configure(case.state.strategy, case.state.safe_mode_max_rps)
+        .expect(&case.name);
     if let (Some((p, tags)), Some(at)) = (&case.policy, case.state.last_sync_at) {
-        let kill = p.kill_signal as u32;
-        assert_eq!(abi::ws_policy_begin(p.global_max_weight.unwrap_or(f64::INFINITY), kill, status_code(p.status), p.lease_duration_seconds), abi::OK, "{}", case.name);
+        engine.policy_begin(*p).expect(&case.name);
         for (tag, limit) in tags {
             let tag = if tag.is_empty() { "__default__" } else { tag.as_str() };
-            assert_eq!(abi::ws_policy_tag(id_of(tag), limit.unwrap_or(f64::INFINITY)), abi::OK, "{}", case.name);
+            engine.policy_tag(id_of(tag), *limit).expect(&case.name);
         }
-        assert_eq!(abi::ws_policy_commit(at), abi::OK, "{}", case.name);
+        engine.policy_commit(at).expect(&case.name);
     }
     let mut mismatches = Vec::new();
     for (i, call) in c["calls"].as_array().expect("calls").iter().enumerate() {
         let (tag, weight, now) = call_input(call);
-        let code = abi::ws_gate(id_of(tag), weight, now);
+        let code = engine.gate(id_of(tag), weight, now);
         let (allowed, reason) = (code & 16 != 0, REASONS[(code & 15) as usize]);
-        let (want_allowed, want_reason) = (call["expect"]["allowed"].as_bool().unwrap(), call["expect"]["reason"].as_str().unwrap());
+        let (want_allowed, want_reason) = (
+            call["expect"]["allowed"].as_bool().unwrap(),
+            call["expect"]["reason"].as_str().unwrap(),
+        );
         if code > 31 || allowed != want_allowed || reason.as_str() != want_reason {
             mismatches.push(format!(
-                "{} / call {} (abi): expected ({}, {}), got code {} ({}, {})",
-                case.name, i, want_allowed, want_reason, code, allowed, reason.as_str()
+                "{} / call {} (engine): expected ({}, {}), got code {} ({}, {})",
+                case.name,
+                i,
+                want_allowed,
+                want_reason,
+                code,
+                allowed,
+                reason.as_str()
             ));
         }
     }
     mismatches
 }
 
-/// The only test in this binary that touches the ABI's global state.
 #[test]
-fn gate_vectors_through_the_abi() {
+fn gate_vectors_through_the_engine() {
     let cases = vectors("gate.json");
+    let mut engine = Box::new(Engine::new());
     let mut ids = HashMap::new();
-    let failures: Vec<String> = cases.iter().flat_map(|c| run_case_through_abi(c, &mut ids)).collect();
-    assert!(failures.is_empty(), "{} gate mismatches through the ABI:\n{}", failures.len(), failures.join("\n"));
+    let failures: Vec<String> = cases
+        .iter()
+        .flat_map(|c| run_case_through_engine(c, &mut engine, &mut ids))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} gate mismatches through the engine:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // And in reverse order, so no case passes only thanks to the state the previous one left.
-    let failures: Vec<String> = cases.iter().rev().flat_map(|c| run_case_through_abi(c, &mut ids)).collect();
-    assert!(failures.is_empty(), "{} gate mismatches through the ABI (reversed):\n{}", failures.len(), failures.join("\n"));
+    let failures: Vec<String> = cases
+        .iter()
+        .rev()
+        .flat_map(|c| run_case_through_engine(c, &mut engine, &mut ids))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} gate mismatches through the engine (reversed):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let mut broken = cases[0].clone();
     let flipped = !broken["calls"][0]["expect"]["allowed"].as_bool().unwrap();
     broken["calls"][0]["expect"]["allowed"] = Value::Bool(flipped);
-    assert_eq!(run_case_through_abi(&broken, &mut ids).len(), 1);
+    assert_eq!(run_case_through_engine(&broken, &mut engine, &mut ids).len(), 1);
 }
 
 fn close_to(actual: Option<f64>, expected: &Value) -> bool {
@@ -235,7 +274,8 @@ fn check_encoding(name: &str, h: &Histogram, expected: &Value) -> Vec<String> {
     if lo != number(&expected["lo"]) || hi != number(&expected["hi"]) {
         errors.push(format!("{}: lo/hi {}/{} != {}/{}", name, lo, hi, expected["lo"], expected["hi"]));
     }
-    if !close_to(Some(h.sum), &expected["s"]) && !(h.count == 0 && number(&expected["s"]) == 0.0) {
+    let empty_sum = h.count == 0 && number(&expected["s"]) == 0.0;
+    if !(close_to(Some(h.sum), &expected["s"]) || empty_sum) {
         errors.push(format!("{}: s {} != {}", name, h.sum, expected["s"]));
     }
     errors
@@ -273,7 +313,11 @@ fn histogram_vectors() {
                 }
             }
             "bounds" => {
-                if upper[0] != number(&c["first"]) || upper[10] != number(&c["tenth"]) || upper[BOUNDED - 1] != number(&c["last"]) || BOUNDED as u64 != c["count"].as_u64().unwrap() {
+                if upper[0] != number(&c["first"])
+                    || upper[10] != number(&c["tenth"])
+                    || upper[BOUNDED - 1] != number(&c["last"])
+                    || BOUNDED as u64 != c["count"].as_u64().unwrap()
+                {
                     errors.push(format!("{}: bounds differ", name));
                 }
             }

@@ -63,6 +63,14 @@ impl Status {
             _ => None,
         }
     }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::OverLimit => "over_limit",
+            Status::CapExceeded => "cap_exceeded",
+            Status::Suspended => "suspended",
+        }
+    }
     pub fn from_name(name: &str) -> Option<Status> {
         match name {
             "ok" => Some(Status::Ok),
@@ -193,7 +201,7 @@ pub fn normalize_weight(weight: f64) -> f64 {
     }
 }
 
-/// Where the limit for a call came from (step 5).
+/// Where the limit for a call came from (step 6).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Limit {
     /// The tag has an entry; `None` for a `null` entry, which exempts the tag.
@@ -202,14 +210,18 @@ pub enum Limit {
     Global,
 }
 
+/// Steps 3–8 on a policy in force (or, under `last_policy`, a stale one).
 fn enforce(policy: &Policy, limit: Limit, weight: f64) -> Decision {
-    match policy.status {
-        Status::CapExceeded => return Decision::new(true, Reason::CapExceeded),
-        Status::Suspended => return Decision::new(true, Reason::Suspended),
-        Status::Ok | Status::OverLimit => {}
+    // A suspended org fails open whatever the policy says; the kill switch
+    // outranks a usage cap, so an operator can stop traffic past the cap.
+    if policy.status == Status::Suspended {
+        return Decision::new(true, Reason::Suspended);
     }
     if policy.kill_signal {
         return Decision::new(false, Reason::KillSignal);
+    }
+    if policy.status == Status::CapExceeded {
+        return Decision::new(true, Reason::CapExceeded);
     }
     let (value, blocked) = match limit {
         Limit::Tag(v) => (v, Reason::TagBlocked),
@@ -273,23 +285,45 @@ mod tests {
 
     #[test]
     fn bootstrap_allows_everything() {
-        let p = Policy { kill_signal: true, ..Policy::default() };
+        let p = Policy {
+            kill_signal: true,
+            ..Policy::default()
+        };
         let mut s = GateState::new(Strategy::Open, 50.0);
-        assert_eq!(decide(Some(&p), &mut s, T, Limit::Global, 1.0), Decision::new(true, Reason::Allowed));
-        assert_eq!(decide(None, &mut synced(Strategy::Open, 50.0), T, Limit::Global, 1.0), Decision::new(true, Reason::Allowed));
+        assert_eq!(
+            decide(Some(&p), &mut s, T, Limit::Global, 1.0),
+            Decision::new(true, Reason::Allowed)
+        );
+        assert_eq!(
+            decide(None, &mut synced(Strategy::Open, 50.0), T, Limit::Global, 1.0),
+            Decision::new(true, Reason::Allowed)
+        );
     }
 
     #[test]
     fn lease_holds_at_expiry_and_ends_just_after() {
-        let p = Policy { global_max_weight: Some(0.0), lease_duration_seconds: 60.0, ..Policy::default() };
+        let p = Policy {
+            global_max_weight: Some(0.0),
+            lease_duration_seconds: 60.0,
+            ..Policy::default()
+        };
         let mut s = synced(Strategy::Open, 50.0);
-        assert_eq!(decide(Some(&p), &mut s, T + 60_000.0, Limit::Global, 1.0).reason, Reason::GlobalBlock);
-        assert_eq!(decide(Some(&p), &mut s, T + 60_000.001, Limit::Global, 1.0), Decision::new(true, Reason::LeaseExpired));
+        assert_eq!(
+            decide(Some(&p), &mut s, T + 60_000.0, Limit::Global, 1.0).reason,
+            Reason::GlobalBlock
+        );
+        assert_eq!(
+            decide(Some(&p), &mut s, T + 60_000.001, Limit::Global, 1.0),
+            Decision::new(true, Reason::LeaseExpired)
+        );
     }
 
     #[test]
     fn tag_entry_overrides_global_and_null_exempts() {
-        let p = Policy { global_max_weight: Some(2.0), ..Policy::default() };
+        let p = Policy {
+            global_max_weight: Some(2.0),
+            ..Policy::default()
+        };
         let mut s = synced(Strategy::Open, 50.0);
         assert_eq!(decide(Some(&p), &mut s, T, Limit::Tag(None), 1e300).reason, Reason::Allowed);
         assert_eq!(decide(Some(&p), &mut s, T, Limit::Tag(Some(0.0)), 0.0).reason, Reason::TagBlocked);
@@ -301,17 +335,50 @@ mod tests {
     #[test]
     fn status_and_kill_order() {
         let mut s = synced(Strategy::Open, 50.0);
-        let cap = Policy { status: Status::CapExceeded, kill_signal: true, ..Policy::default() };
-        assert_eq!(decide(Some(&cap), &mut s, T, Limit::Global, 1.0), Decision::new(true, Reason::CapExceeded));
-        let sus = Policy { status: Status::Suspended, kill_signal: true, ..Policy::default() };
-        assert_eq!(decide(Some(&sus), &mut s, T, Limit::Global, 1.0), Decision::new(true, Reason::Suspended));
-        let kill = Policy { status: Status::OverLimit, kill_signal: true, ..Policy::default() };
-        assert_eq!(decide(Some(&kill), &mut s, T, Limit::Tag(None), 0.0), Decision::new(false, Reason::KillSignal));
+        let cap = Policy {
+            status: Status::CapExceeded,
+            kill_signal: true,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(Some(&cap), &mut s, T, Limit::Global, 1.0),
+            Decision::new(false, Reason::KillSignal)
+        );
+        let cap = Policy {
+            status: Status::CapExceeded,
+            global_max_weight: Some(0.0),
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(Some(&cap), &mut s, T, Limit::Global, 1.0),
+            Decision::new(true, Reason::CapExceeded)
+        );
+        let sus = Policy {
+            status: Status::Suspended,
+            kill_signal: true,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(Some(&sus), &mut s, T, Limit::Global, 1.0),
+            Decision::new(true, Reason::Suspended)
+        );
+        let kill = Policy {
+            status: Status::OverLimit,
+            kill_signal: true,
+            ..Policy::default()
+        };
+        assert_eq!(
+            decide(Some(&kill), &mut s, T, Limit::Tag(None), 0.0),
+            Decision::new(false, Reason::KillSignal)
+        );
     }
 
     #[test]
     fn fixed_rps_bucket_starts_full_refills_and_ignores_clock_going_back() {
-        let p = Policy { lease_duration_seconds: 1.0, ..Policy::default() };
+        let p = Policy {
+            lease_duration_seconds: 1.0,
+            ..Policy::default()
+        };
         let mut s = synced(Strategy::FixedRps, 2.0);
         let t = T + 5_000.0;
         let call = |s: &mut GateState, now: f64| decide(Some(&p), s, now, Limit::Global, 1000.0).allowed;
@@ -332,10 +399,20 @@ mod tests {
 
     #[test]
     fn last_policy_reports_lease_expired() {
-        let p = Policy { global_max_weight: Some(0.0), lease_duration_seconds: 1.0, ..Policy::default() };
+        let p = Policy {
+            global_max_weight: Some(0.0),
+            lease_duration_seconds: 1.0,
+            ..Policy::default()
+        };
         let mut s = synced(Strategy::LastPolicy, 50.0);
-        assert_eq!(decide(Some(&p), &mut s, T + 2_000.0, Limit::Global, 1.0), Decision::new(false, Reason::LeaseExpired));
-        assert_eq!(decide(Some(&p), &mut s, T + 2_000.0, Limit::Tag(Some(1.0)), 1.0), Decision::new(true, Reason::LeaseExpired));
+        assert_eq!(
+            decide(Some(&p), &mut s, T + 2_000.0, Limit::Global, 1.0),
+            Decision::new(false, Reason::LeaseExpired)
+        );
+        assert_eq!(
+            decide(Some(&p), &mut s, T + 2_000.0, Limit::Tag(Some(1.0)), 1.0),
+            Decision::new(true, Reason::LeaseExpired)
+        );
     }
 
     #[test]

@@ -22,6 +22,26 @@ pub fn sign_pulse(body: &[u8], timestamp: &[u8], secret_key: &[u8], out: &mut [u
     out.copy_from_slice(&mac.finalize().into_bytes());
 }
 
+/// A streaming pulse signature: feed the message in pieces, then take the hex.
+pub struct Signer(HmacSha256);
+
+impl Signer {
+    pub fn new(secret_key: &[u8]) -> Self {
+        Signer(begin(secret_key))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The 64 lowercase hex characters of the MAC.
+    pub fn finish_hex(self, out: &mut [u8; 64]) {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&self.0.finalize().into_bytes());
+        to_hex(&digest, out);
+    }
+}
+
 /// Lowercase hex of `bytes` into `out` (twice as long).
 pub fn to_hex(bytes: &[u8; 32], out: &mut [u8; 64]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -34,6 +54,7 @@ pub fn to_hex(bytes: &[u8; 32], out: &mut [u8; 64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::string::String;
 
     fn hex(body: &[u8], ts: &[u8], key: &[u8]) -> String {
         let mut d = [0u8; 32];

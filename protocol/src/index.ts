@@ -1,7 +1,7 @@
 /**
  * @waitstate/protocol — the wire contract between SDKs and the control plane.
- * The gate (`./gate`) and histogram (`./histogram`) are also published as
- * subpaths without zod, for the zero-dependency SDKs.
+ * The gate (`./gate`), histogram (`./histogram`) and policy validator
+ * (`./policy`) are also published as subpaths without zod.
  */
 export {
   BUILTIN_METRICS,
@@ -71,6 +71,8 @@ export {
   bucketRepresentative,
 } from "./histogram.js";
 export type { HistogramDecodeResult, HistogramEncoding } from "./histogram.js";
+export { POLICY_BOUNDS, isWeightLimit, killSwitchPolicy, parsePolicy, parseTagMaxWeights, validatePolicy } from "./policy.js";
+export type { PolicyParseResult, TagMapResult, WirePolicy } from "./policy.js";
 export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "./reflex.js";
 export type {
   CustomAggregate,

@@ -30,8 +30,8 @@ import {
   MAX_ID_LENGTH,
   SAFE_MODE_STRATEGIES,
   type SafeModeStrategy,
-} from "./protocol/constants.js";
-import { LocalGate, type GateResult } from "./protocol/gate.js";
+} from "../../protocol/src/constants.js";
+import { LocalGate, type GateResult } from "../../protocol/src/gate.js";
 import { createSignedHeaders } from "./signing.js";
 import { buildPulses, MAX_SDK_TAGS, TelemetryCollector, type PreparedPulse } from "./telemetry.js";
 

@@ -1,7 +1,8 @@
 // Runs under Deno (spawned by edge.deno.test.ts): loads @waitstate/edge through its
 // `deno` entry — the wasm read from beside the module — and checks the shared gate
-// and HMAC vectors. Prints one JSON line: {passed, failed, failures}.
-import { EdgeGate, sign_pulse } from "../dist/deno.js";
+// HMAC and policy vectors. Prints one JSON line: {passed, failed, failures}.
+// With the argument `--broken`, one policy vector is flipped on purpose: the run must fail.
+import { EdgeGate, sign_pulse, validatePolicy } from "../dist/sdk-edge/src/deno.js";
 
 const read = (name) => JSON.parse(Deno.readTextFileSync(new URL(`../../protocol/vectors/${name}`, import.meta.url)));
 const number = (v) => (v === "NaN" ? NaN : v === "Infinity" ? Infinity : v === "-Infinity" ? -Infinity : v === "-0" ? -0 : v);
@@ -20,5 +21,21 @@ for (const c of read("gate.json").cases) {
 for (const c of read("hmac.json").cases) {
   if (sign_pulse(c.body, c.timestamp, c.secretKey) === c.expect) passed++;
   else failures.push(`hmac ${c.name}`);
+}
+const policyCases = read("policy.json").cases;
+if (Deno.args.includes("--broken")) policyCases[0] = { ...policyCases[0], valid: !policyCases[0].valid };
+for (const c of policyCases) {
+  const problem = validatePolicy(c.input);
+  const path = problem === null ? null : problem.slice(0, problem.indexOf(": "));
+  const ok = c.valid ? problem === null : path === c.path;
+  if (ok) passed++;
+  else failures.push(`policy ${c.name}: expected ${c.valid ? "valid" : `invalid at ${c.path}`}, got ${problem ?? "valid"}`);
+  if (!c.valid && c.input?.killSignal === true) {
+    const errors = [];
+    const gate = new EdgeGate({ onError: (e) => errors.push(e) });
+    const result = gate.update(JSON.stringify(c.input), 1740000000000) && gate.gate("free", 1, 1740000000001);
+    if (result?.reason === "kill_signal" && errors.length === 1 && errors[0].code === "INVALID_POLICY") passed++;
+    else failures.push(`policy ${c.name}: the kill switch was not honoured (${JSON.stringify(result)})`);
+  }
 }
 console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, passed, failed: failures.length, failures }));

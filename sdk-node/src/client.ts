@@ -20,6 +20,7 @@ import { AuthManager } from "./auth.js";
 import { coarseClock, holdClock, refreshClock, CLOCK_TICK_MS } from "./clock.js";
 import { WaitStateError, type WaitStateErrorCode } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson, type HttpAnswer } from "./http.js";
+import { killSwitchPolicy } from "../../protocol/src/policy.js";
 import { parsePolicy, PolicyCache, type Policy } from "./policy.js";
 import {
   CAP_EXCEEDED_PULSE_INTERVAL_MS,
@@ -501,12 +502,27 @@ export class WaitState {
     this.fail("POLICY_FETCH_FAILED", `policy read refused (${describeAnswer(answer)})`, answer.status);
   }
 
-  /** Validates an answer's policy and installs it; a bad one is reported and the last good policy stays. */
+  /**
+   * Validates an answer's policy and installs it; a bad one is reported and the
+   * last good policy stays, unless it carries the kill switch: then a kill-only
+   * policy is installed (protocol/vectors/README.md, "policy.json").
+   */
   private adopt(answer: HttpAnswer, source: "pulse" | "poll"): boolean {
-    const parsed = parsePolicy(safeJson(answer.text));
+    const body = safeJson(answer.text);
+    const parsed = parsePolicy(body);
     if (!parsed.ok) {
-      this.fail("INVALID_POLICY", `ignored a policy from the ${source} that fails the schema (${parsed.message}); the last good policy stays`, answer.status);
-      return false;
+      const kill = killSwitchPolicy(body);
+      if (kill === null) {
+        this.fail("INVALID_POLICY", `ignored a policy from the ${source} that fails the schema (${parsed.message}); the last good policy stays`, answer.status);
+        return false;
+      }
+      this.fail(
+        "INVALID_POLICY",
+        `a policy from the ${source} fails the schema (${parsed.message}) but carries the kill switch, which is honoured: every call is denied (kill_signal) until a valid policy arrives`,
+        answer.status,
+      );
+      this.install(kill, answer.headers.get("etag"));
+      return true;
     }
     const policy = parsed.policy;
     const current = this.cache.get();

@@ -223,6 +223,24 @@ describe("gate and lifecycle", () => {
     expect(ws.gate("free").reason).toBe("tag_blocked");
     expect(ws.policy?.tagMaxWeights).toEqual({ free: 0 });
   });
+
+  it("a policy it cannot install (4097 tags) still honours the kill switch, says so, and a valid policy lifts it", async () => {
+    const { ws, errors } = client();
+    await ws.ready(2000);
+    expect(ws.gate("free")).toEqual({ allowed: true, reason: "allowed" });
+    const tooMany = Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [`t${i}`, null]));
+    cp.setPolicy({ tagMaxWeights: tooMany, killSignal: true });
+    await eventually(() => ws.gate("free").reason === "kill_signal", 3000, "kill_signal");
+    for (const tag of ["t1", "__proto__", "toString", undefined]) expect(ws.gate(tag)).toEqual({ allowed: false, reason: "kill_signal" });
+    const reports = errors.filter((e) => e.code === "INVALID_POLICY");
+    expect(reports.length).toBeGreaterThan(0);
+    expect(reports[0]!.message).toMatch(/tagMaxWeights: at most 4096 tag entries.*carries the kill switch, which is honoured/);
+    expect(ws.policy?.killSignal).toBe(true);
+    expect(ws.status().safeMode).toBe(false);
+    cp.setPolicy({ tagMaxWeights: { free: 0 }, killSignal: false });
+    await eventually(() => ws.gate("pro").reason === "allowed", 3000, "kill switch lifted");
+    expect(ws.gate("free")).toEqual({ allowed: false, reason: "tag_blocked" });
+  });
 });
 
 describe("auth and policy reads", () => {

@@ -165,6 +165,38 @@ describe("gate and lifecycle", () => {
     expect(cp.countedBounced()).toBe(perTag.get("free")!.bounced);
   });
 
+  it("tags named like Object.prototype members are ordinary tags: policy entries, gate, pulses and telemetry", async () => {
+    const { ws } = client();
+    await ws.ready(2000);
+    // As the control plane sends it: JSON, where "__proto__" is an own key.
+    cp.setPolicy({ globalMaxWeight: 0, tagMaxWeights: JSON.parse('{"__proto__": 0, "toString": 0, "valueOf": null, "constructor": 5}') as Record<string, number | null> });
+    await eventually(() => ws.gate("__proto__").reason === "tag_blocked", 2000);
+    const tags = ws.policy!.tagMaxWeights;
+    expect(Object.getPrototypeOf(tags)).toBeNull();
+    expect(Object.keys(tags).sort()).toEqual(["__proto__", "constructor", "toString", "valueOf"]);
+    expect(tags.hasOwnProperty).toBeUndefined();
+    expect(ws.gate("toString")).toEqual({ allowed: false, reason: "tag_blocked" });
+    expect(ws.gate("valueOf", 1e6)).toEqual({ allowed: true, reason: "allowed" });
+    expect(ws.gate("constructor", 6)).toEqual({ allowed: false, reason: "over_weight" });
+    expect(ws.gate("hasOwnProperty")).toEqual({ allowed: false, reason: "global_block" });
+    ws.reportLatency(12, "__proto__");
+    ws.reportError("constructor");
+    ws.report("depth", 3, "toString");
+    await ws.shutdown();
+    const seen = new Map<string, { count: number; errors: number; custom?: unknown }>();
+    for (const p of cp.pulses) {
+      for (const t of (p.body.tagMetrics as Array<{ tag: string; count: number; errors: number; customMetrics?: unknown }>) ?? []) {
+        const prev = seen.get(t.tag);
+        seen.set(t.tag, { count: (prev?.count ?? 0) + t.count, errors: (prev?.errors ?? 0) + t.errors, custom: t.customMetrics ?? prev?.custom });
+      }
+    }
+    expect(seen.get("toString")).toMatchObject({ count: 1, custom: { depth: { min: 3, max: 3, sum: 3, count: 1 } } });
+    expect(seen.get("valueOf")?.count).toBe(1);
+    expect(seen.get("constructor")).toMatchObject({ count: 1, errors: 1 });
+    expect(seen.get("hasOwnProperty")?.count).toBe(1);
+    expect(seen.get("__proto__")!.count).toBeGreaterThanOrEqual(1);
+  });
+
   it("ts strictly increases per instance and every pulse is signed (the server verifies and counts each)", async () => {
     client();
     await cp.nextPulses(6, 3000);

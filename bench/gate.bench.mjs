@@ -12,7 +12,7 @@ import { EdgeGate } from "@waitstate/edge";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { RateLimiter } from "limiter";
 import { createServer } from "node:http";
-import { WaitState } from "../sdk-node/dist/index.js";
+import { WaitState } from "../sdk-node/dist/sdk-node/src/index.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);

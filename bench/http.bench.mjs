@@ -41,7 +41,7 @@ async function serve(framework, variant, port, controlPlaneUrl, publishKey, secr
   process.on("disconnect", () => process.exit(0));
   let ws = null;
   if (variant === "waitstate") {
-    const { WaitState } = await import("../sdk-node/dist/index.js");
+    const { WaitState } = await import("../sdk-node/dist/sdk-node/src/index.js");
     ws = new WaitState({ publishKey, secretKey, baseUrl: controlPlaneUrl, pulseInterval: 1000, onError: (e) => console.error(`[child ${framework}] ${e.code}: ${e.message}`) });
     if (!(await ws.ready(5000))) throw new Error(`${framework}: the WaitState client did not sync with the stand-in control plane`);
   }
@@ -56,7 +56,7 @@ async function serve(framework, variant, port, controlPlaneUrl, publishKey, secr
     const { default: express } = await import("express");
     const app = express();
     if (variant === "waitstate") {
-      const { createMiddleware } = await import("../sdk-node/dist/middleware/express.js");
+      const { createMiddleware } = await import("../sdk-node/dist/sdk-node/src/middleware/express.js");
       app.use(createMiddleware({ waitstate: ws }));
     } else if (variant === "express-rate-limit") {
       const { rateLimit } = await import("express-rate-limit");
@@ -70,7 +70,7 @@ async function serve(framework, variant, port, controlPlaneUrl, publishKey, secr
     const { default: Fastify } = await import("fastify");
     const app = Fastify({ logger: false });
     if (variant === "waitstate") {
-      const { createPlugin } = await import("../sdk-node/dist/middleware/fastify.js");
+      const { createPlugin } = await import("../sdk-node/dist/sdk-node/src/middleware/fastify.js");
       createPlugin({ waitstate: ws })(app);
     } else if (variant === "noop") {
       app.addHook("onRequest", (_request, _reply, done) => done());
@@ -82,7 +82,7 @@ async function serve(framework, variant, port, controlPlaneUrl, publishKey, secr
     const { Hono } = await import("hono");
     const app = new Hono();
     if (variant === "waitstate") {
-      const { createMiddleware } = await import("../sdk-node/dist/middleware/hono.js");
+      const { createMiddleware } = await import("../sdk-node/dist/sdk-node/src/middleware/hono.js");
       app.use(createMiddleware({ waitstate: ws }));
     } else if (variant === "noop") {
       app.use(async (_c, next) => {

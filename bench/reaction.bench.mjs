@@ -22,7 +22,7 @@
 import os from "node:os";
 import { log } from "../scripts/lib.mjs";
 import { startLocalControlPlane } from "../scripts/local-control-plane.mjs";
-import { WaitState } from "../sdk-node/dist/index.js";
+import { WaitState } from "../sdk-node/dist/sdk-node/src/index.js";
 import { guardControlPlane, median, nowMs, sleep, writeReadmeSection } from "./support.mjs";
 
 const INTERVALS = (process.env.BENCH_REACTION_INTERVALS ?? "250,1000,5000").split(",").map(Number);

@@ -6,6 +6,13 @@
 /** The tag a gate call carries when the caller names none (docs/design.md#inputs-and-normalisation). */
 export const DEFAULT_TAG = "__default__";
 
+/**
+ * Where a gate counts the calls of tags it gives no slot of their own (past its
+ * tag table, or longer than a pulse may carry), in every SDK's pulses. Those
+ * calls are still decided by their own tag's policy entry.
+ */
+export const OVERFLOW_TAG = "__other__";
+
 /** Why a gate call was allowed or denied. */
 export const GATE_REASONS = [
   "allowed",

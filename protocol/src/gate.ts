@@ -9,6 +9,7 @@
 import {
   DEFAULT_LEASE_DURATION_SECONDS,
   MAX_TAG_NAME_LENGTH,
+  OVERFLOW_TAG,
   DEFAULT_SAFE_MODE_MAX_RPS,
   DEFAULT_SAFE_MODE_STRATEGY,
   DEFAULT_TAG,
@@ -261,12 +262,7 @@ export interface TakenCounts {
 
 const INITIAL_SLOTS = 16;
 
-/**
- * Where a {@link LocalGate} counts calls of tags it gives no slot of their own
- * (past `maxTags`, or longer than a pulse may carry). Those calls are still
- * decided by their own tag's policy entry.
- */
-export const OVERFLOW_TAG = "__other__";
+export { OVERFLOW_TAG };
 
 export interface LocalGateOptions extends Omit<GateStateOptions, "lastSyncAt"> {
   /**

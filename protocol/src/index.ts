@@ -1,8 +1,8 @@
 /**
  * @waitstate/protocol — the wire contract between SDKs and the control plane.
- * The gate (`./gate`), histogram (`./histogram`) and client lifecycle rules
- * (`./lifecycle`) are also published as subpaths without zod, for the
- * zero-dependency SDKs.
+ * The gate (`./gate`), histogram (`./histogram`), policy validator
+ * (`./policy`) and client lifecycle rules (`./lifecycle`) are also published
+ * as subpaths without zod, for the zero-dependency SDKs.
  */
 export {
   BUILTIN_METRICS,
@@ -113,6 +113,8 @@ export type {
   TokenEvent,
   TokenState,
 } from "./lifecycle.js";
+export { POLICY_BOUNDS, isWeightLimit, killSwitchPolicy, parsePolicy, parseTagMaxWeights, validatePolicy } from "./policy.js";
+export type { PolicyParseResult, TagMapResult, WirePolicy } from "./policy.js";
 export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "./reflex.js";
 export type {
   CustomAggregate,

@@ -11,7 +11,6 @@ import {
   GATE_REASONS,
   MAX_CUSTOM_METRICS_PER_TAG,
   MAX_ID_LENGTH,
-  MAX_TAGS_PER_POLICY,
   MAX_TAGS_PER_PULSE,
   MAX_TAG_NAME_LENGTH,
   METRIC_NAME_PATTERN,
@@ -23,6 +22,7 @@ import {
   SAFE_MODE_STRATEGIES,
 } from "./constants.js";
 import { LatencyHistogram, type HistogramEncoding } from "./histogram.js";
+import { POLICY_BOUNDS, parseTagMaxWeights } from "./policy.js";
 
 const count = z.int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const finiteNonNegative = z.number().nonnegative();
@@ -121,22 +121,33 @@ export const PulseSchema = z
     });
   });
 
+/**
+ * `tagMaxWeights`, checked by the zero-dependency validator (policy.ts) the
+ * SDKs run, into a prototype-less object: `z.record` would drop a `__proto__`
+ * entry, so a block rule on that tag would vanish from the policy.
+ */
+const TagMaxWeightsSchema = z.custom<Record<string, number | null>>(() => true).transform((value, ctx) => {
+  const parsed = parseTagMaxWeights(value);
+  if (parsed.ok) return parsed.value;
+  ctx.addIssue({ code: "custom", path: parsed.key === undefined ? [] : [parsed.key], message: parsed.message });
+  return z.NEVER;
+});
+
 export const PolicySchema = z.object({
   version: count.default(0),
   globalMaxWeight: WeightLimitSchema.default(null),
-  tagMaxWeights: z
-    .record(TagNameSchema, WeightLimitSchema)
-    .refine((m) => Object.keys(m).length <= MAX_TAGS_PER_POLICY, {
-      message: `at most ${MAX_TAGS_PER_POLICY} tag entries`,
-    })
-    .default({}),
+  tagMaxWeights: TagMaxWeightsSchema.default(() => Object.create(null) as Record<string, number | null>),
   killSignal: z.boolean().default(false),
   status: z.enum(POLICY_STATUSES).default("ok"),
-  pulseInterval: z.int().min(100).max(3_600_000).default(DEFAULT_PULSE_INTERVAL_MS),
-  leaseDurationSeconds: z.int().positive().max(86_400).default(DEFAULT_LEASE_DURATION_SECONDS),
+  pulseInterval: z.int().min(POLICY_BOUNDS.pulseInterval.min).max(POLICY_BOUNDS.pulseInterval.max).default(DEFAULT_PULSE_INTERVAL_MS),
+  leaseDurationSeconds: z
+    .int()
+    .min(POLICY_BOUNDS.leaseDurationSeconds.min)
+    .max(POLICY_BOUNDS.leaseDurationSeconds.max)
+    .default(DEFAULT_LEASE_DURATION_SECONDS),
   issuedAt: epochMs.optional(),
   /** With `status: "suspended"`: how long the SDK stands down. */
-  retryAfterSeconds: z.int().positive().max(31 * 86_400).optional(),
+  retryAfterSeconds: z.int().min(POLICY_BOUNDS.retryAfterSeconds.min).max(POLICY_BOUNDS.retryAfterSeconds.max).optional(),
 });
 
 /** A built-in metric (they all match the name rule) or a custom metric name. */

@@ -9,6 +9,7 @@ import gateText from "../vectors/gate.json?raw";
 import histogramText from "../vectors/histogram.json?raw";
 import hmacText from "../vectors/hmac.json?raw";
 import reflexText from "../vectors/reflex.json?raw";
+import policyText from "../vectors/policy.json?raw";
 import { LocalGate, decide, newGateState, type GatePolicy, type GateResult } from "../src/gate.js";
 import type { SafeModeStrategy } from "../src/constants.js";
 import { evaluateReflexes, mergeWindow, type EngineRule, type RuleState, type TagConfig, type WindowPulse, type WindowStats } from "../src/reflex.js";
@@ -57,6 +58,58 @@ export interface ReflexCase {
 }
 
 export const REFLEX_CASES = (JSON.parse(reflexText) as VectorFile<ReflexCase>).cases;
+
+export interface PolicyCase {
+  name: string;
+  input: unknown;
+  valid: boolean;
+  policy?: Record<string, unknown>;
+  path?: string;
+}
+
+export const POLICY_CASES = (JSON.parse(policyText) as { description: string; cases: PolicyCase[] }).cases;
+
+/** What one policy parser made of an input: the normalized policy, or the first path at fault. */
+export type PolicyOutcome = { valid: true; policy: unknown } | { valid: false; path: string };
+
+/**
+ * Own enumerable keys only, in sorted order: a prototype-less tag map and the
+ * vector's own `__proto__` key compare as what they are on the wire.
+ */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The case's mismatch with a parser's outcome, or null when they agree. */
+export function policyMismatch(c: PolicyCase, got: PolicyOutcome): string | null {
+  if (got.valid !== c.valid) return `expected ${c.valid ? "valid" : `invalid at ${c.path}`}, got ${got.valid ? "valid" : `invalid at ${got.path}`}`;
+  if (got.valid) {
+    const expected = canonical(c.policy);
+    const actual = canonical(got.policy);
+    return expected === actual ? null : `expected policy ${expected.slice(0, 300)}, got ${actual.slice(0, 300)}`;
+  }
+  return got.path === c.path ? null : `expected invalid at ${c.path}, got invalid at ${got.path}`;
+}
+
+/**
+ * A copy of a case broken on purpose: the verdict flipped, or (`detail`) the
+ * same verdict with another normalized policy or another path. A runner that
+ * passes it is broken.
+ */
+export function brokenPolicyCase(c: PolicyCase, detail = false): PolicyCase {
+  const name = `${c.name} (deliberately broken)`;
+  if (detail) {
+    return c.valid
+      ? { name, input: c.input, valid: true, policy: { ...c.policy, version: Number(c.policy?.version ?? 0) + 1 } }
+      : { name, input: c.input, valid: false, path: `${c.path ?? ""}.x` };
+  }
+  return c.valid ? { name, input: c.input, valid: false, path: "version" } : { name, input: c.input, valid: true, policy: {} };
+}
 
 export const HMAC_CASES = (
   JSON.parse(hmacText) as VectorFile<{ name: string; body: string; timestamp: string; secretKey: string; expect: string }>

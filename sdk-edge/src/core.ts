@@ -5,26 +5,30 @@
  * `WebAssembly.Module` is obtained. Zero runtime dependencies.
  */
 
-export const DEFAULT_TAG = "__default__";
+import {
+  DEFAULT_SAFE_MODE_MAX_RPS,
+  DEFAULT_TAG,
+  GATE_REASONS,
+  MAX_PULSE_BODY_BYTES,
+  MAX_TAGS_PER_PULSE,
+  MAX_TAGS_PER_POLICY,
+  MAX_TAG_NAME_LENGTH,
+  OVERFLOW_TAG,
+  PULSE_HEADERS,
+  type GateReason,
+  type PolicyStatus,
+  type SafeModeStrategy,
+} from "../../protocol/src/constants.js";
+import { killSwitchPolicy, parsePolicy, validatePolicy as validateWirePolicy, type WirePolicy } from "../../protocol/src/policy.js";
 
-export type GateReason =
-  | "allowed"
-  | "lease_expired"
-  | "cap_exceeded"
-  | "suspended"
-  | "kill_signal"
-  | "tag_blocked"
-  | "global_block"
-  | "over_weight";
+export { DEFAULT_TAG, OVERFLOW_TAG };
+export type { GateReason, PolicyStatus, SafeModeStrategy };
 
 /** The outcome of a gate call; shared frozen objects, compare fields. */
 export interface GateResult {
   readonly allowed: boolean;
   readonly reason: GateReason;
 }
-
-export type PolicyStatus = "ok" | "over_limit" | "cap_exceeded" | "suspended";
-export type SafeModeStrategy = "open" | "fixed_rps" | "last_policy";
 
 /** The wire policy (docs/protocol.md#the-policy); absent fields take their defaults. */
 export interface EdgePolicy {
@@ -96,16 +100,8 @@ interface CoreExports {
   ws_hist_merge(into: number, from: number): number;
 }
 
-const REASONS: readonly GateReason[] = [
-  "allowed",
-  "lease_expired",
-  "cap_exceeded",
-  "suspended",
-  "kill_signal",
-  "tag_blocked",
-  "global_block",
-  "over_weight",
-];
+/** `ws_gate`'s reason codes are indexes into the protocol's reason list (wasm-core/src/gate.rs keeps the same order). */
+const REASONS: readonly GateReason[] = GATE_REASONS;
 const STATUS_CODES: Readonly<Record<PolicyStatus, number>> = { ok: 0, over_limit: 1, cap_exceeded: 2, suspended: 3 };
 const STRATEGY_CODES: Readonly<Record<SafeModeStrategy, number>> = { open: 0, fixed_rps: 1, last_policy: 2 };
 
@@ -114,6 +110,7 @@ const RESULT_BY_CODE: readonly GateResult[] = Array.from({ length: 32 }, (_, cod
   Object.freeze({ allowed: (code & 16) !== 0, reason: REASONS[code & 15] ?? "allowed" }),
 );
 const ALLOWED = RESULT_BY_CODE[16]!;
+const KILLED = RESULT_BY_CODE[GATE_REASONS.indexOf("kill_signal")]!;
 
 let loadedModule: WebAssembly.Module | null = null;
 /** The instance that checked the module's ABI version, handed to the first user rather than wasted. */
@@ -272,24 +269,12 @@ export interface SignedPulse {
   headers: Record<string, string>;
 }
 
-/** A pulse names at most this many tags (protocol MAX_TAGS_PER_PULSE); the rest are summed into {@link OVERFLOW_TAG}. */
-const MAX_TAGS_PER_PULSE = 512;
-/** The protocol's bound on a tag name (MAX_TAG_NAME_LENGTH, in UTF-16 units): longer names are counted as {@link OVERFLOW_TAG}. */
-const MAX_TAG_NAME_LENGTH = 128;
-/** The control plane refuses pulse bodies over 64 KiB (MAX_PULSE_BODY_BYTES); a body stays under this many bytes. */
-const PULSE_BODY_BUDGET = 63 * 1024;
+/** The control plane refuses pulse bodies over MAX_PULSE_BODY_BYTES; a body stays 1 KiB under (the headers' share). */
+const PULSE_BODY_BUDGET = MAX_PULSE_BODY_BYTES - 1024;
 /** {@link SendPulseOptions.timeoutMs}'s default. */
 const DEFAULT_PULSE_TIMEOUT_MS = 10_000;
 /** Set by the control plane on every pulse it processed (`true`, or `false` for a replay). */
 const COUNTED_HEADER = "x-waitstate-counted";
-
-/**
- * Where a pulse counts the calls it cannot name: tags beyond the tag table's
- * capacity, names longer than the protocol's 128 characters, and the smallest
- * tags of a pulse that would carry more than 512 tags or 64 KiB. The same tag
- * as the Node SDK's (`@waitstate/protocol` OVERFLOW_TAG).
- */
-export const OVERFLOW_TAG = "__other__";
 
 /** A built pulse not yet acknowledged: re-sent unchanged (same body, same `ts`) with a fresh signature. */
 interface PendingPulse {
@@ -306,37 +291,17 @@ function metric(value: unknown, integer: boolean): number {
   return integer ? Math.floor(value) : value;
 }
 
-function describeLimit(value: unknown): boolean {
-  return value === null || (typeof value === "number" && Number.isFinite(value) && value >= 0);
-}
-
-/** Hand-written policy validation (no zod: zero dependencies). Returns a message, or null when valid. */
-export function validatePolicy(input: unknown, maxTags: number): string | null {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) return "policy must be a JSON object";
-  const p = input as Record<string, unknown>;
-  if (p.globalMaxWeight !== undefined && !describeLimit(p.globalMaxWeight)) {
-    return "globalMaxWeight: must be a non-negative number or null";
-  }
-  if (p.tagMaxWeights !== undefined) {
-    const tags = p.tagMaxWeights;
-    if (typeof tags !== "object" || tags === null || Array.isArray(tags)) return "tagMaxWeights: must be an object";
-    const names = Object.keys(tags);
-    if (names.length > maxTags) return `tagMaxWeights: at most ${maxTags} tags`;
-    for (const name of names) {
-      if (!describeLimit((tags as Record<string, unknown>)[name])) {
-        return `tagMaxWeights.${name}: must be a non-negative number or null`;
-      }
-    }
-  }
-  if (p.killSignal !== undefined && typeof p.killSignal !== "boolean") return "killSignal: must be a boolean";
-  if (p.status !== undefined && !(typeof p.status === "string" && Object.hasOwn(STATUS_CODES, p.status))) {
-    return "status: must be one of ok, over_limit, cap_exceeded, suspended";
-  }
-  const lease = p.leaseDurationSeconds;
-  if (lease !== undefined && !(typeof lease === "number" && Number.isFinite(lease) && lease > 0)) {
-    return "leaseDurationSeconds: must be a positive number";
-  }
-  return null;
+/**
+ * The protocol's policy validation (protocol/src/policy.ts: the one the Node
+ * SDK and the control plane run, checked by protocol/vectors/policy.json).
+ * Returns the first fault as `path: why`, or null when valid; `maxTags`
+ * bounds `tagMaxWeights` further (an {@link EdgeGate}'s tag table).
+ */
+export function validatePolicy(input: unknown, maxTags: number = MAX_TAGS_PER_POLICY): string | null {
+  const problem = validateWirePolicy(input);
+  if (problem !== null) return problem;
+  const tags = (input as EdgePolicy).tagMaxWeights;
+  return tags !== undefined && Object.keys(tags).length > maxTags ? `tagMaxWeights: at most ${maxTags} tag entries` : null;
 }
 
 /**
@@ -412,7 +377,7 @@ export class EdgeGate {
     this.calls = new Uint32Array(this.core.memory.buffer, this.core.ws_calls_ptr(), this.maxTags);
     this.bounced = new Uint32Array(this.core.memory.buffer, this.core.ws_bounced_ptr(), this.maxTags);
     const strategy = options.safeModeStrategy ?? "open";
-    const rps = options.safeModeMaxRps ?? 50;
+    const rps = options.safeModeMaxRps ?? DEFAULT_SAFE_MODE_MAX_RPS;
     if (typeof strategy !== "string" || !Object.hasOwn(STRATEGY_CODES, strategy) || typeof rps !== "number" || this.core.ws_configure(STRATEGY_CODES[strategy], rps) !== 0) {
       throw new EdgeError("INVALID_ARGUMENT", `safeModeStrategy must be open, fixed_rps or last_policy and safeModeMaxRps a non-negative number (got ${String(strategy)}, ${String(rps)})`);
     }
@@ -441,8 +406,11 @@ export class EdgeGate {
   /**
    * Installs a policy (an object or its JSON text) received at `syncedAt`, with
    * the `etag` the control plane sent with it (see {@link etag}; omitted or null:
-   * unknown). A bad policy is reported to `onError` and the last good one, and
-   * its ETag, stay: returns false.
+   * unknown). A bad policy is reported to `onError` (`INVALID_POLICY`) and the
+   * last good one, and its ETag, stay: returns false. Except the kill switch: a
+   * policy that cannot be installed but carries `killSignal: true` installs a
+   * kill-only policy instead (every call denied, `kill_signal`), reported as
+   * such: returns true.
    *
    * @example
    * const res = await fetch(policyUrl, { headers: gate.etag ? { ...auth, "if-none-match": gate.etag } : auth });
@@ -450,34 +418,43 @@ export class EdgeGate {
    * else if (res.ok) gate.update(await res.text(), Date.now(), res.headers.get("etag"));
    */
   update(policy: EdgePolicy | string, syncedAt: number = Date.now(), etag: string | null = null): boolean {
-    let parsed: unknown = policy;
+    let raw: unknown = policy;
     if (typeof policy === "string") {
       try {
-        parsed = JSON.parse(policy);
+        raw = JSON.parse(policy);
       } catch (e) {
         return this.reject(`policy is not JSON: ${(e as Error).message}`);
       }
     }
-    const problem = validatePolicy(parsed, this.maxTags);
-    if (problem !== null) return this.reject(problem);
     if (typeof syncedAt !== "number" || !Number.isFinite(syncedAt)) return this.reject("syncedAt must be epoch milliseconds");
-    const p = parsed as EdgePolicy;
+    const parsed = parsePolicy(raw);
+    const problem = parsed.ok ? this.install(parsed.policy, syncedAt, etag) : parsed.message;
+    if (problem === null) return true;
+    // A policy this gate cannot install may still carry the kill switch: that one is obeyed (policy.json, README).
+    const kill = killSwitchPolicy(raw);
+    if (kill === null || this.install(kill, syncedAt, etag) !== null) return this.reject(problem);
+    this.onError(
+      new EdgeError("INVALID_POLICY", `${problem}; the policy carries the kill switch, which is honoured: every call is denied (kill_signal) until a valid policy arrives`),
+    );
+    return true;
+  }
+
+  /** Puts a valid policy into the wasm core; the problem, or null once it is in force. */
+  private install(p: WirePolicy, syncedAt: number, etag: string | null): string | null {
     const core = this.core;
-    if (core.ws_policy_begin(p.globalMaxWeight ?? Infinity, p.killSignal ? 1 : 0, STATUS_CODES[p.status ?? "ok"], p.leaseDurationSeconds ?? 60) !== 0) {
-      return this.reject("the wasm core refused the policy");
+    if (core.ws_policy_begin(p.globalMaxWeight ?? Infinity, p.killSignal ? 1 : 0, STATUS_CODES[p.status], p.leaseDurationSeconds) !== 0) {
+      return "the wasm core refused the policy";
     }
-    const entries = p.tagMaxWeights ?? {};
+    const entries = p.tagMaxWeights;
     for (const tag of Object.keys(entries)) {
-      // A call's empty tag is "__default__", so an entry for "" can never apply (as in the TypeScript gate).
-      if (tag.length === 0) continue;
       const id = this.idOf(tag);
-      if (id >= this.maxTags) return this.reject(`tag table full (${this.maxTags} tags): cannot apply tagMaxWeights.${tag}`);
-      if (core.ws_policy_tag(id, entries[tag] ?? Infinity) !== 0) return this.reject(`the wasm core refused tagMaxWeights.${tag}`);
+      if (id >= this.maxTags) return `tag table full (${this.maxTags} tags): cannot apply tagMaxWeights.${tag}`;
+      if (core.ws_policy_tag(id, entries[tag] ?? Infinity) !== 0) return `the wasm core refused tagMaxWeights.${tag}`;
     }
     core.ws_policy_commit(syncedAt);
     this.current = p;
     this.currentEtag = typeof etag === "string" && etag.length > 0 ? etag : null;
-    return true;
+    return null;
   }
 
   /** A sync that confirmed the current policy (for example a 304 Not Modified): the lease restarts. */
@@ -655,9 +632,9 @@ export class EdgeGate {
       signature,
       headers: {
         "content-type": "application/json",
-        "x-waitstate-id": options.publishKey,
-        "x-waitstate-timestamp": timestamp,
-        "x-waitstate-signature": signature,
+        [PULSE_HEADERS.publishKey]: options.publishKey,
+        [PULSE_HEADERS.timestamp]: timestamp,
+        [PULSE_HEADERS.signature]: signature,
       },
     };
   }
@@ -774,7 +751,9 @@ export function gate(policy: EdgePolicy | string | null | undefined, tag?: strin
       return ALLOWED;
     }
   }
-  if (validatePolicy(parsed, Number.POSITIVE_INFINITY) !== null) return ALLOWED;
+  const valid = parsePolicy(parsed);
+  // Fail open on a bad policy, but never past its kill switch.
+  if (!valid.ok) return killSwitchPolicy(parsed) === null ? ALLOWED : KILLED;
   if (pureCore === null) {
     if (loadedModule === null) {
       if (!warnedUninitialized) console.warn("[waitstate] gate(): no wasm module yet (call `await init(moduleOrBytes)`); allowing");
@@ -784,12 +763,12 @@ export function gate(policy: EdgePolicy | string | null | undefined, tag?: strin
     pureCore = instantiate();
   }
   const core = pureCore;
-  const p = parsed as EdgePolicy;
+  const p = valid.policy;
   const name = typeof tag === "string" && tag.length > 0 ? tag : DEFAULT_TAG;
   const entries = p.tagMaxWeights;
-  const hasEntry = entries !== undefined && Object.hasOwn(entries, name);
+  const hasEntry = Object.hasOwn(entries, name);
   const now = Date.now();
-  core.ws_policy_begin(p.globalMaxWeight ?? Infinity, p.killSignal ? 1 : 0, STATUS_CODES[p.status ?? "ok"], p.leaseDurationSeconds ?? 60);
+  core.ws_policy_begin(p.globalMaxWeight ?? Infinity, p.killSignal ? 1 : 0, STATUS_CODES[p.status], p.leaseDurationSeconds);
   if (hasEntry) core.ws_policy_tag(PURE_TAG_ID, entries[name] ?? Infinity);
   core.ws_policy_commit(now);
   const code = core.ws_gate(hasEntry ? PURE_TAG_ID : PURE_NO_ENTRY_ID, typeof weight === "number" ? weight : 1, now);

@@ -1,7 +1,7 @@
 // Runs under Deno (spawned by edge.deno.test.ts with the URL of a scripted control
 // plane, ./fake-control-plane.ts, and --allow-net for it only): EdgeGate.sendPulse
 // through the `deno` entry, over Deno's fetch. Prints one JSON line.
-import { EdgeGate } from "../dist/deno.js";
+import { EdgeGate } from "../dist/sdk-edge/src/deno.js";
 
 const url = Deno.args[0];
 const errors = [];

@@ -1,8 +1,9 @@
 // Runs under Deno (spawned by edge.deno.test.ts): loads @waitstate/edge through its
 // `deno` entry — the wasm read from beside the module — and checks the shared gate
-// HMAC and histogram vectors, and that init() with no argument is a no-op here.
+// HMAC, histogram and policy vectors, and that init() with no argument is a no-op here.
 // Prints one JSON line: {passed, failed, failures}.
-import { EdgeGate, EdgeHistogram, init, sign_pulse } from "../dist/deno.js";
+// With the argument `--broken`, one policy vector is flipped on purpose: the run must fail.
+import { EdgeGate, EdgeHistogram, init, sign_pulse, validatePolicy } from "../dist/sdk-edge/src/deno.js";
 
 const read = (name) => JSON.parse(Deno.readTextFileSync(new URL(`../../protocol/vectors/${name}`, import.meta.url)));
 const number = (v) => (v === "NaN" ? NaN : v === "Infinity" ? Infinity : v === "-Infinity" ? -Infinity : v === "-0" ? -0 : v);
@@ -43,5 +44,21 @@ try {
   passed++;
 } catch (e) {
   failures.push(`init() with no argument threw: ${e}`);
+}
+const policyCases = read("policy.json").cases;
+if (Deno.args.includes("--broken")) policyCases[0] = { ...policyCases[0], valid: !policyCases[0].valid };
+for (const c of policyCases) {
+  const problem = validatePolicy(c.input);
+  const path = problem === null ? null : problem.slice(0, problem.indexOf(": "));
+  const ok = c.valid ? problem === null : path === c.path;
+  if (ok) passed++;
+  else failures.push(`policy ${c.name}: expected ${c.valid ? "valid" : `invalid at ${c.path}`}, got ${problem ?? "valid"}`);
+  if (!c.valid && c.input?.killSignal === true) {
+    const errors = [];
+    const gate = new EdgeGate({ onError: (e) => errors.push(e) });
+    const result = gate.update(JSON.stringify(c.input), 1740000000000) && gate.gate("free", 1, 1740000000001);
+    if (result?.reason === "kill_signal" && errors.length === 1 && errors[0].code === "INVALID_POLICY") passed++;
+    else failures.push(`policy ${c.name}: the kill switch was not honoured (${JSON.stringify(result)})`);
+  }
 }
 console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, passed, failed: failures.length, failures }));

@@ -3,14 +3,35 @@
  * the pure gate(), sign_pulse against the HMAC vectors. Runs in Node and in workerd.
  */
 import { describe, expect, it } from "vitest";
-import type { EdgeGate as EdgeGateClass, EdgeHistogram as EdgeHistogramClass, HistogramEncoding, gate as gateFn, sign_pulse as signFn } from "@waitstate/edge";
-import { GATE_CASES, HISTOGRAM_CASES, HMAC_CASES, brokenCopy, closeTo, runGateCase, vectorNumber, type GateFactory } from "../../protocol/test/vectors.js";
+import type {
+  EdgeGate as EdgeGateClass,
+  EdgeHistogram as EdgeHistogramClass,
+  HistogramEncoding,
+  gate as gateFn,
+  sign_pulse as signFn,
+  validatePolicy as validateFn,
+} from "@waitstate/edge";
+import {
+  GATE_CASES,
+  HISTOGRAM_CASES,
+  HMAC_CASES,
+  POLICY_CASES,
+  brokenCopy,
+  brokenPolicyCase,
+  closeTo,
+  policyMismatch,
+  runGateCase,
+  vectorNumber,
+  type GateFactory,
+  type PolicyOutcome,
+} from "../../protocol/test/vectors.js";
 
 export interface EdgeApi {
   EdgeGate: typeof EdgeGateClass;
   EdgeHistogram: typeof EdgeHistogramClass;
   gate: typeof gateFn;
   sign_pulse: typeof signFn;
+  validatePolicy: typeof validateFn;
 }
 
 type HistogramCase = (typeof HISTOGRAM_CASES)[number];
@@ -69,6 +90,7 @@ export function runHistogramCase(api: EdgeApi, c: HistogramCase): string[] {
   }
   return errors;
 }
+const T = 1_740_000_000_000;
 
 export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (typeof HMAC_CASES)[number]) => string) {
   const edgeFactory: GateFactory = (c) => {
@@ -126,6 +148,58 @@ export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (
       });
       expect(many.map((m) => m.encode().hi)).toEqual(Array.from({ length: 20 }, (_, i) => i));
       expect(h.count).toBe(3);
+  describe(`${label}: policy.json through validatePolicy and EdgeGate.update`, () => {
+    // The verdict and path from validatePolicy ("path: why"); a valid policy as EdgeGate.update installs it.
+    const run = (input: unknown): PolicyOutcome => {
+      const problem = api.validatePolicy(input);
+      if (problem !== null) return { valid: false, path: problem.slice(0, problem.indexOf(": ")) };
+      const errors: string[] = [];
+      const g = new api.EdgeGate({ onError: (e) => errors.push(e.message) });
+      if (!g.update(input as never, T)) return { valid: false, path: `update refused it: ${errors.join("; ")}` };
+      return { valid: true, policy: g.policy };
+    };
+    it.each(POLICY_CASES.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+      expect(policyMismatch(c, run(c.input))).toBeNull();
+    });
+
+    it("fails on deliberately broken vectors", () => {
+      for (const c of POLICY_CASES.slice(0, 12)) {
+        expect(policyMismatch(brokenPolicyCase(c), run(c.input)), c.name).not.toBeNull();
+        expect(policyMismatch(brokenPolicyCase(c, true), run(c.input)), c.name).not.toBeNull();
+      }
+    });
+  });
+
+  describe(`${label}: a policy EdgeGate cannot install still honours its kill switch`, () => {
+    const killCases = POLICY_CASES.filter((c) => !c.valid && (c.input as { killSignal?: unknown } | null)?.killSignal === true);
+
+    it.each(killCases.map((c) => [c.name, c] as const))("%s: every call denied with kill_signal, reported as INVALID_POLICY", (_name, c) => {
+      const errors: Array<{ code: string; message: string }> = [];
+      const g = new api.EdgeGate({ onError: (e) => errors.push({ code: e.code, message: e.message }) });
+      expect(g.update({ globalMaxWeight: null }, T)).toBe(true);
+      expect(g.gate("free", 1, T + 1)).toEqual({ allowed: true, reason: "allowed" });
+      expect(g.update(JSON.stringify(c.input), T + 10)).toBe(true);
+      for (const tag of ["free", "tag-0001", "__proto__", undefined]) expect(g.gate(tag, 1, T + 20)).toEqual({ allowed: false, reason: "kill_signal" });
+      expect(g.policy?.killSignal).toBe(true);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]!.code).toBe("INVALID_POLICY");
+      expect(errors[0]!.message.startsWith(`${c.path}: `), errors[0]!.message).toBe(true);
+      expect(errors[0]!.message).toMatch(/kill switch, which is honoured/);
+      expect(api.gate(c.input as never, "free")).toEqual({ allowed: false, reason: "kill_signal" });
+      // A valid policy without the kill switch lifts it.
+      expect(g.update({ tagMaxWeights: { free: 0 } }, T + 30)).toBe(true);
+      expect(g.gate("pro", 1, T + 40)).toEqual({ allowed: true, reason: "allowed" });
+    });
+
+    it("an invalid policy without the kill switch is refused and the last good one stays", () => {
+      const errors: string[] = [];
+      const g = new api.EdgeGate({ onError: (e) => errors.push(e.message) });
+      g.update({ tagMaxWeights: { free: 0 } }, T);
+      const tooMany = Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [`t${i}`, 0]));
+      expect(g.update({ tagMaxWeights: tooMany, killSignal: false }, T + 1)).toBe(false);
+      expect(g.gate("pro", 1, T + 2)).toEqual({ allowed: true, reason: "allowed" });
+      expect(g.gate("free", 1, T + 2)).toEqual({ allowed: false, reason: "tag_blocked" });
+      expect(errors).toEqual(["tagMaxWeights: at most 4096 tag entries; keeping the last good policy"]);
     });
   });
 

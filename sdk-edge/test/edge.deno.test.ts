@@ -10,7 +10,17 @@ const deno = path.join(root, "node_modules", ".bin", "deno");
 const env = { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
 
 describe("@waitstate/edge in Deno", () => {
-  it("passes every gate and HMAC vector through the deno entry", () => {
+  it("fails on a deliberately broken policy vector", () => {
+    const out = execFileSync(deno, ["run", "--no-prompt", `--allow-read=${root}`, path.join(root, "sdk-edge/test/deno-vectors.mjs"), "--broken"], {
+      encoding: "utf8",
+      env,
+      timeout: 60_000,
+    });
+    const report = JSON.parse(out.trim().split("\n").pop()!) as { failed: number; failures: string[] };
+    expect(report.failures).toEqual([expect.stringMatching(/^policy an empty object/)]);
+  }, 90_000);
+
+  it("passes every gate, HMAC and policy vector through the deno entry", () => {
     const out = execFileSync(deno, ["run", "--no-prompt", `--allow-read=${root}`, path.join(root, "sdk-edge/test/deno-vectors.mjs")], {
       encoding: "utf8",
       env,

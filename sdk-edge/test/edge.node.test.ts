@@ -28,7 +28,7 @@ describe("EdgeGate in Node", () => {
     expect(errors.every((e) => e.code === "INVALID_POLICY")).toBe(true);
     expect(errors[2]!.message).toContain("tagMaxWeights.free");
     expect(g.gate("free", 1, T)).toEqual({ allowed: false, reason: "tag_blocked" });
-    expect(g.policy).toEqual({ tagMaxWeights: { free: 0 } });
+    expect(g.policy).toEqual({ version: 0, globalMaxWeight: null, tagMaxWeights: { free: 0 }, killSignal: false, status: "ok", pulseInterval: 5000, leaseDurationSeconds: 60 });
   });
 
   it("accepts the policy as JSON text", () => {
@@ -175,7 +175,7 @@ describe("loading the wasm module", () => {
 
   it("init() with no argument where nothing loaded the module rejects with NOT_INITIALIZED, not a raw CompileError", () => {
     // The default entry, in a fresh process: nothing has loaded the module there.
-    const entry = new URL("../dist/index.js", import.meta.url).href;
+    const entry = new URL("../dist/sdk-edge/src/index.js", import.meta.url).href;
     const script = `import { init } from ${JSON.stringify(entry)};
 try { await init(); console.log("resolved"); } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }`;
     const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" }).trim();
@@ -220,9 +220,12 @@ describe("EdgeGate hardening", () => {
     expect(edge.gate({ globalMaxWeight: -1 }, "x")).toEqual({ allowed: true, reason: "allowed" });
   });
 
-  it("an entry for the empty tag never applies (a call's empty tag is __default__)", () => {
-    const g = new edge.EdgeGate();
-    g.update({ tagMaxWeights: { __default__: 5, "": 0 } }, T);
+  it("a policy with an entry for the empty tag is refused (a call's empty tag is __default__)", () => {
+    const errors: string[] = [];
+    const g = new edge.EdgeGate({ onError: (e) => errors.push(`${e.code} ${e.message}`) });
+    expect(g.update({ tagMaxWeights: { __default__: 5, "": 0 } }, T)).toBe(false);
+    expect(errors).toEqual([expect.stringMatching(/^INVALID_POLICY tagMaxWeights\.: invalid key/)]);
+    expect(g.update({ tagMaxWeights: { __default__: 5 } }, T)).toBe(true);
     expect(g.gate("", 1, T).reason).toBe("allowed");
     expect(g.gate(undefined, 6, T).reason).toBe("over_weight");
     expect(edge.gate({ tagMaxWeights: { "": 0 } }, "").reason).toBe("allowed");
@@ -335,7 +338,7 @@ describe("init(moduleOrBytes)", () => {
   });
 
   it("loads through the default entry after init", async () => {
-    const defaultEntry = await import("../dist/index.js");
+    const defaultEntry = await import("../dist/sdk-edge/src/index.js");
     await defaultEntry.init(bytes);
     expect(defaultEntry.gate({ tagMaxWeights: { free: 0 } }, "free")).toEqual({ allowed: false, reason: "tag_blocked" });
   });

@@ -209,11 +209,11 @@ describe("the policy's ETag", () => {
 });
 
 describe("what the control plane would refuse never reaches it", () => {
-  it("tags longer than 128 characters are counted as __other__ (and still decided on their own entry)", async () => {
+  it("tags longer than 128 characters are counted as __other__ (but decided on their own, absent, entry)", async () => {
     const { gate, errors } = newGate();
     const long = "t".repeat(129);
-    gate.update({ tagMaxWeights: { [long]: 0 } });
-    expect(gate.gate(long).reason).toBe("tag_blocked");
+    gate.update({ tagMaxWeights: { __other__: 0 } });
+    expect(gate.gate(long).reason).toBe("allowed");
     gate.gate("u".repeat(300));
     gate.gate("t".repeat(128));
     gate.gate("__other__"); // a tag named like the overflow tag shares its entry: no duplicate in the pulse

@@ -7,9 +7,9 @@
  */
 import { WaitStateError } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson } from "./http.js";
-import { initialToken, stepToken, tokenUsable, type TokenEvent, type TokenState } from "./protocol/lifecycle.js";
+import { initialToken, stepToken, tokenUsable, type TokenEvent, type TokenState } from "../../protocol/src/lifecycle.js";
 
-export { TOKEN_REFRESH_MARGIN_MS } from "./protocol/lifecycle.js";
+export { TOKEN_REFRESH_MARGIN_MS } from "../../protocol/src/lifecycle.js";
 
 export interface AuthManagerOptions {
   baseUrl: string;

@@ -2,7 +2,7 @@
  * The Node client: `new WaitState(options)` returns at once; the key exchange
  * and the first pulse start in the background. `gate()` answers from memory.
  *
- * Lifecycle (docs/client.md; the decisions are the pure
+ * Lifecycle (docs/design.md, "Client lifecycle"; the decisions are the pure
  * rules of protocol/src/lifecycle.ts, this class only keeps the timers):
  * - bootstrap: until the first sync every call is allowed;
  * - each successful pulse (or policy read) installs the policy and restarts
@@ -21,7 +21,8 @@ import { AuthManager } from "./auth.js";
 import { coarseClock, holdClock, refreshClock, CLOCK_TICK_MS } from "./clock.js";
 import { WaitStateError, type WaitStateErrorCode } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson, type HttpAnswer } from "./http.js";
-import { parsePolicy, PolicyCache, type Policy } from "./policy.js";
+import { killSwitchPolicy } from "../../protocol/src/policy.js";
+import { parsePolicy, PolicyCache, type Policy, type PolicyParseResult } from "./policy.js";
 import {
   DEFAULT_PULSE_INTERVAL_MS,
   DEFAULT_SAFE_MODE_MAX_RPS,
@@ -29,8 +30,8 @@ import {
   MAX_ID_LENGTH,
   SAFE_MODE_STRATEGIES,
   type SafeModeStrategy,
-} from "./protocol/constants.js";
-import { LocalGate, type GateResult } from "./protocol/gate.js";
+} from "../../protocol/src/constants.js";
+import { LocalGate, type GateResult } from "../../protocol/src/gate.js";
 import {
   classifyPollAnswer,
   classifyPulseAnswer,
@@ -43,7 +44,7 @@ import {
   type LifecycleEvent,
   type LifecycleState,
   type PulseOutcome,
-} from "./protocol/lifecycle.js";
+} from "../../protocol/src/lifecycle.js";
 import { createSignedHeaders } from "./signing.js";
 import { buildPulses, MAX_SDK_TAGS, TelemetryCollector, type PreparedPulse } from "./telemetry.js";
 
@@ -450,7 +451,7 @@ export class WaitState {
       return "retry";
     }
     const { answer } = outcome;
-    const parsed = parsePolicy(safeJson(answer.text));
+    const parsed = this.readPolicy(answer, "pulse");
     const result = classifyPulseAnswer(answer.status, answer.headers.has(COUNTED_HEADER), parsed.ok);
     switch (result) {
       case "policy":
@@ -521,7 +522,7 @@ export class WaitState {
     if (this.stopped) return;
     if (!outcome.ok) return this.fail("POLICY_FETCH_FAILED", `policy read failed (${outcome.reason})`);
     const { answer } = outcome;
-    const parsed = parsePolicy(safeJson(answer.text));
+    const parsed = this.readPolicy(answer, "poll");
     const result = classifyPollAnswer(answer.status, parsed.ok);
     switch (result) {
       case "not_modified":
@@ -541,6 +542,26 @@ export class WaitState {
 
   private invalidPolicy(why: string, answer: HttpAnswer, source: "pulse" | "poll"): void {
     this.fail("INVALID_POLICY", `ignored a policy from the ${source} that fails the schema (${why}); the last good policy stays`, answer.status);
+  }
+
+  /**
+   * Parses an answer's policy. One that fails the schema but carries the kill
+   * switch is still obeyed, as a kill-only policy (protocol/vectors/README.md,
+   * "policy.json"), and reported.
+   */
+  private readPolicy(answer: HttpAnswer, source: "pulse" | "poll"): PolicyParseResult {
+    if (answer.status < 200 || answer.status >= 300) return parsePolicy(safeJson(answer.text));
+    const body = safeJson(answer.text);
+    const parsed = parsePolicy(body);
+    if (parsed.ok) return parsed;
+    const kill = killSwitchPolicy(body);
+    if (kill === null) return parsed;
+    this.fail(
+      "INVALID_POLICY",
+      `a policy from the ${source} fails the schema (${parsed.message}) but carries the kill switch, which is honoured: every call is denied (kill_signal) until a valid policy arrives`,
+      answer.status,
+    );
+    return { ok: true, policy: kill };
   }
 
   /** A valid policy arrived: the rules say whether it is installed (with which lease) or only confirms the one in force. */

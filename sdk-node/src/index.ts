@@ -8,7 +8,7 @@
  */
 export { WaitState, DEFAULT_BASE_URL, type WaitStateOptions, type WaitStateStatus } from "./client.js";
 export { WaitStateError, type WaitStateErrorCode } from "./errors.js";
-export { gate, RESULTS, type GatePolicy, type GateResult } from "./protocol/gate.js";
+export { gate, RESULTS, type GatePolicy, type GateResult } from "../../protocol/src/gate.js";
 export { PolicyCache, parsePolicy, type Policy, type PolicyParseResult } from "./policy.js";
 export {
   TelemetryCollector,
@@ -20,5 +20,5 @@ export {
 } from "./telemetry.js";
 export { signPulse, createSignedHeaders, type SignedHeaders } from "./signing.js";
 export { AuthManager, TOKEN_REFRESH_MARGIN_MS, type AuthManagerOptions } from "./auth.js";
-export { LatencyHistogram, type HistogramEncoding } from "./protocol/histogram.js";
-export type { GateReason, PolicyStatus, SafeModeStrategy } from "./protocol/constants.js";
+export { LatencyHistogram, type HistogramEncoding } from "../../protocol/src/histogram.js";
+export type { GateReason, PolicyStatus, SafeModeStrategy } from "../../protocol/src/constants.js";

@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import { PULSE_HEADERS } from "./protocol/constants.js";
+import { PULSE_HEADERS } from "../../protocol/src/constants.js";
 
 /**
  * The pulse signature: hex HMAC-SHA256 over `body + "." + timestamp` with the

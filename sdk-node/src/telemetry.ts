@@ -10,9 +10,9 @@ import {
   MAX_PULSE_BODY_BYTES,
   MAX_TAG_NAME_LENGTH,
   isValidCustomMetricName,
-} from "./protocol/constants.js";
-import { OVERFLOW_TAG, normalizeTag, type TakenCounts } from "./protocol/gate.js";
-import { LatencyHistogram, type HistogramEncoding } from "./protocol/histogram.js";
+} from "../../protocol/src/constants.js";
+import { OVERFLOW_TAG, normalizeTag, type TakenCounts } from "../../protocol/src/gate.js";
+import { LatencyHistogram, type HistogramEncoding } from "../../protocol/src/histogram.js";
 
 /**
  * Distinct tags the gate and the collector each track with their own entry.

@@ -16,6 +16,7 @@ import {
   parsePolicy,
   signPulse,
 } from "../src/index.js";
+import { POLICY_CASES, brokenPolicyCase, policyMismatch, type PolicyOutcome } from "../../protocol/test/vectors.js";
 import { startControlPlane, type FakeControlPlane } from "./support/control-plane.js";
 import { eventually } from "./support/client.js";
 
@@ -87,6 +88,22 @@ describe("parsePolicy agrees with the protocol's PolicySchema", () => {
     expect(mine.ok).toBe(theirs.success);
     if (mine.ok && theirs.success) expect(mine.policy).toEqual(theirs.data);
     if (!mine.ok) expect(mine.message).toMatch(/: /);
+  });
+});
+
+describe("parsePolicy: policy.json vectors", () => {
+  const run = (input: unknown): PolicyOutcome => {
+    const parsed = parsePolicy(input);
+    return parsed.ok ? { valid: true, policy: parsed.policy } : { valid: false, path: parsed.path };
+  };
+  it.each(POLICY_CASES.map((c) => [c.name, c] as const))("%s", (_name, c) => {
+    expect(policyMismatch(c, run(c.input))).toBeNull();
+  });
+  it("fails on deliberately broken vectors", () => {
+    for (const c of POLICY_CASES) {
+      expect(policyMismatch(brokenPolicyCase(c), run(c.input)), c.name).not.toBeNull();
+      expect(policyMismatch(brokenPolicyCase(c, true), run(c.input)), c.name).not.toBeNull();
+    }
   });
 });
 

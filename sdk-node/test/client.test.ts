@@ -165,6 +165,38 @@ describe("gate and lifecycle", () => {
     expect(cp.countedBounced()).toBe(perTag.get("free")!.bounced);
   });
 
+  it("tags named like Object.prototype members are ordinary tags: policy entries, gate, pulses and telemetry", async () => {
+    const { ws } = client();
+    await ws.ready(2000);
+    // As the control plane sends it: JSON, where "__proto__" is an own key.
+    cp.setPolicy({ globalMaxWeight: 0, tagMaxWeights: JSON.parse('{"__proto__": 0, "toString": 0, "valueOf": null, "constructor": 5}') as Record<string, number | null> });
+    await eventually(() => ws.gate("__proto__").reason === "tag_blocked", 2000);
+    const tags = ws.policy!.tagMaxWeights;
+    expect(Object.getPrototypeOf(tags)).toBeNull();
+    expect(Object.keys(tags).sort()).toEqual(["__proto__", "constructor", "toString", "valueOf"]);
+    expect(tags.hasOwnProperty).toBeUndefined();
+    expect(ws.gate("toString")).toEqual({ allowed: false, reason: "tag_blocked" });
+    expect(ws.gate("valueOf", 1e6)).toEqual({ allowed: true, reason: "allowed" });
+    expect(ws.gate("constructor", 6)).toEqual({ allowed: false, reason: "over_weight" });
+    expect(ws.gate("hasOwnProperty")).toEqual({ allowed: false, reason: "global_block" });
+    ws.reportLatency(12, "__proto__");
+    ws.reportError("constructor");
+    ws.report("depth", 3, "toString");
+    await ws.shutdown();
+    const seen = new Map<string, { count: number; errors: number; custom?: unknown }>();
+    for (const p of cp.pulses) {
+      for (const t of (p.body.tagMetrics as Array<{ tag: string; count: number; errors: number; customMetrics?: unknown }>) ?? []) {
+        const prev = seen.get(t.tag);
+        seen.set(t.tag, { count: (prev?.count ?? 0) + t.count, errors: (prev?.errors ?? 0) + t.errors, custom: t.customMetrics ?? prev?.custom });
+      }
+    }
+    expect(seen.get("toString")).toMatchObject({ count: 1, custom: { depth: { min: 3, max: 3, sum: 3, count: 1 } } });
+    expect(seen.get("valueOf")?.count).toBe(1);
+    expect(seen.get("constructor")).toMatchObject({ count: 1, errors: 1 });
+    expect(seen.get("hasOwnProperty")?.count).toBe(1);
+    expect(seen.get("__proto__")!.count).toBeGreaterThanOrEqual(1);
+  });
+
   it("ts strictly increases per instance and every pulse is signed (the server verifies and counts each)", async () => {
     client();
     await cp.nextPulses(6, 3000);
@@ -222,6 +254,24 @@ describe("gate and lifecycle", () => {
     expect(errors.find((e) => e.code === "INVALID_POLICY")!.message).toMatch(/globalMaxWeight|pulseInterval/);
     expect(ws.gate("free").reason).toBe("tag_blocked");
     expect(ws.policy?.tagMaxWeights).toEqual({ free: 0 });
+  });
+
+  it("a policy it cannot install (4097 tags) still honours the kill switch, says so, and a valid policy lifts it", async () => {
+    const { ws, errors } = client();
+    await ws.ready(2000);
+    expect(ws.gate("free")).toEqual({ allowed: true, reason: "allowed" });
+    const tooMany = Object.fromEntries(Array.from({ length: 4097 }, (_, i) => [`t${i}`, null]));
+    cp.setPolicy({ tagMaxWeights: tooMany, killSignal: true });
+    await eventually(() => ws.gate("free").reason === "kill_signal", 3000, "kill_signal");
+    for (const tag of ["t1", "__proto__", "toString", undefined]) expect(ws.gate(tag)).toEqual({ allowed: false, reason: "kill_signal" });
+    const reports = errors.filter((e) => e.code === "INVALID_POLICY");
+    expect(reports.length).toBeGreaterThan(0);
+    expect(reports[0]!.message).toMatch(/tagMaxWeights: at most 4096 tag entries.*carries the kill switch, which is honoured/);
+    expect(ws.policy?.killSignal).toBe(true);
+    expect(ws.status().safeMode).toBe(false);
+    cp.setPolicy({ tagMaxWeights: { free: 0 }, killSignal: false });
+    await eventually(() => ws.gate("pro").reason === "allowed", 3000, "kill switch lifted");
+    expect(ws.gate("free")).toEqual({ allowed: false, reason: "tag_blocked" });
   });
 });
 

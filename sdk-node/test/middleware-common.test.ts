@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { WaitStateError } from "../src/errors.js";
-import { GATE_REASONS } from "../src/protocol/constants.js";
+import { GATE_REASONS } from "../../protocol/src/constants.js";
 import { denialBody, denialResponse, parseWeight, resolveOptions, type GateClient } from "../src/middleware/common.js";
 import { createMiddleware as expressMiddleware } from "../src/middleware/express.js";
 import { createPlugin as fastifyPlugin } from "../src/middleware/fastify.js";

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { WaitStateOptions } from "../client.js";
-import { MAX_ID_LENGTH, SAFE_MODE_STRATEGIES, type SafeModeStrategy } from "../protocol/constants.js";
+import { MAX_ID_LENGTH, SAFE_MODE_STRATEGIES, type SafeModeStrategy } from "../../../protocol/src/constants.js";
 import { DEFAULT_HOST, DEFAULT_PORT } from "./server.js";
 
 /** What the agent reads; every other variable is ignored. */

@@ -5,7 +5,7 @@
  * one client, so one pulse carries the telemetry of every caller on the node.
  */
 import type { WaitState } from "../client.js";
-import { isValidCustomMetricName, RESERVED_METRIC_NAMES } from "../protocol/constants.js";
+import { isValidCustomMetricName, RESERVED_METRIC_NAMES } from "../../../protocol/src/constants.js";
 
 /** The part of the `WaitState` client the agent calls. None of these throws. */
 export type AgentClient = Pick<WaitState, "gate" | "reportLatency" | "reportError" | "report" | "status">;

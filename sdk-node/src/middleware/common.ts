@@ -6,8 +6,8 @@
  * so the SDK keeps zero runtime dependencies.
  */
 import { WaitStateError } from "../errors.js";
-import type { GateReason } from "../protocol/constants.js";
-import type { GateResult } from "../protocol/gate.js";
+import type { GateReason } from "../../../protocol/src/constants.js";
+import type { GateResult } from "../../../protocol/src/gate.js";
 
 export type { GateReason, GateResult };
 

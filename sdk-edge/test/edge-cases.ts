@@ -148,6 +148,9 @@ export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (
       });
       expect(many.map((m) => m.encode().hi)).toEqual(Array.from({ length: 20 }, (_, i) => i));
       expect(h.count).toBe(3);
+    });
+  });
+
   describe(`${label}: policy.json through validatePolicy and EdgeGate.update`, () => {
     // The verdict and path from validatePolicy ("path: why"); a valid policy as EdgeGate.update installs it.
     const run = (input: unknown): PolicyOutcome => {

@@ -28,7 +28,7 @@ export interface Env {
 export interface ManagementVariables {
   orgId: string;
   /** The management token that authenticated the request (set by managementAuth with `orgId`). */
-  managementToken?: { id: string; name: string };
+  managementToken?: { id: string; name: string; role: "admin" | "editor" | "viewer"; siteIds: string[] | null };
   /**
    * Who is acting, for the audit log. Optional: when nothing set it, the audit
    * log names the request's management token (a dashboard session may set

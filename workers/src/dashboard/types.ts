@@ -8,7 +8,17 @@ export interface Organization {
   id: string;
   name: string;
   plan: "hobby" | "pro" | "enterprise";
+  suspended: boolean;
   createdAt: number;
+}
+
+/** What the session's token may do (`access` of `GET /v1/organizations`). */
+export interface Access {
+  tokenId: string;
+  tokenName: string;
+  role: "admin" | "editor" | "viewer";
+  /** null: every site. */
+  siteIds: string[] | null;
 }
 
 export interface Timing {

@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { ApiError, errorBody } from "./errors.js";
+import { registerAdmin } from "./routes/v1_admin.js";
 import { registerApiKeys } from "./routes/v1_api_keys.js";
 import { registerAuditLog } from "./routes/v1_audit_log.js";
 import { registerAuthToken } from "./routes/v1_auth_token.js";
@@ -30,6 +31,7 @@ app.get("/healthz", openTo("public"), (c) => c.json({ ok: true, service: "waitst
 // First: it marks the API calls dashboard sessions make (audit actor) before any route runs.
 registerDashboard(app);
 registerOrganizations(app);
+registerAdmin(app);
 registerManagementTokens(app);
 registerApiKeys(app);
 registerAuthToken(app);

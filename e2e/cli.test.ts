@@ -169,9 +169,13 @@ describe("waitstate CLI against wrangler dev", () => {
 
   it("orgs and usage: tables and --json; flags and env override the saved login", async () => {
     const orgs = await ok(["orgs"]);
-    expect(tableRow(orgs, "ID")).toEqual(["ID", "NAME", "PLAN", "CREATED"]);
+    expect(tableRow(orgs, "ID")).toEqual(["ID", "NAME", "PLAN", "CREATED", "ROLE", "SITES"]);
     expect(tableRow(orgs, tenant.orgId).slice(0, 3)).toEqual([tenant.orgId, "CLI E2E", "enterprise"]);
-    expect(await okJson(["orgs"])).toEqual({ organizations: [expect.objectContaining({ id: tenant.orgId, name: "CLI E2E", plan: "enterprise" })] });
+    expect(tableRow(orgs, tenant.orgId).slice(-2)).toEqual(["admin", "all"]);
+    expect(await okJson(["orgs"])).toEqual({
+      organizations: [expect.objectContaining({ id: tenant.orgId, name: "CLI E2E", plan: "enterprise", suspended: false })],
+      access: expect.objectContaining({ role: "admin", siteIds: null }),
+    });
 
     const usage = await ok(["usage"]);
     expect(usage).toContain("Plan enterprise: unlimited gate calls a month.");

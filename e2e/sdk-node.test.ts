@@ -102,6 +102,7 @@ describe("@waitstate/sdk against wrangler dev", () => {
       expect(audit.entries.map((e) => [e.kind, e.actor.type])).toEqual([
         ["org.suspended", "admin"],
         ["org.plan_changed", "admin"],
+        ["org.created", "admin"],
       ]);
     } finally {
       await ws.shutdown();

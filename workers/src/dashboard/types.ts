@@ -3,6 +3,7 @@
  * Only the fields the pages use; the API stays the source of truth.
  */
 import type { Policy } from "@waitstate/protocol";
+import type { Role } from "../middleware/access.js";
 
 export interface Organization {
   id: string;
@@ -16,7 +17,7 @@ export interface Organization {
 export interface Access {
   tokenId: string;
   tokenName: string;
-  role: "admin" | "editor" | "viewer";
+  role: Role;
   /** null: every site. */
   siteIds: string[] | null;
 }

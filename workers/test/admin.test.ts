@@ -5,11 +5,14 @@
  * resuming makes it normal again; each is audited as the ADMIN_TOKEN holder.
  */
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { PLAN_LIMITS, PolicySchema, decide, newGateState } from "@waitstate/protocol";
 import { SUSPENSION_RETRY_AFTER_SECONDS, policyKey } from "@waitstate/durable-objects";
 import { ADMIN, call, expectError } from "./helpers.js";
 import { orgWithKey, seedPulse, sendPulse } from "./pulse-helpers.js";
+
+// Each test makes dozens of requests through workerd: room for a loaded machine (speed is the bench's business).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 const patch = (orgId: string, body: unknown, token = ADMIN) => call("PATCH", `/v1/admin/organizations/${orgId}`, { token, body });
 

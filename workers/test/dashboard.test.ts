@@ -762,7 +762,7 @@ describe("dashboard: roles", () => {
     expect((await call("GET", "/v1/sites/prod", { token: admin })).json.killSwitch).toBe(false);
     expect(await rulesOf(admin)).toEqual([]);
     expect((await call("GET", "/v1/api-keys", { token: admin })).json.apiKeys).toEqual([]);
-  });
+  }, 30_000); // many pages and posts: room for a loaded machine
 
   it("an editor changes rules and the kill switch but not keys; a site-scoped editor sees only its sites", async () => {
     const { token: admin } = await createOrg("Editor Dash Co");
@@ -782,5 +782,5 @@ describe("dashboard: roles", () => {
     const tags = await request("/dashboard/tags", { cookie: editor.cookie });
     expect(tags.status).toBe(200);
     expect(tags.html).not.toContain('method="post" action="/dashboard/tags"');
-  });
+  }, 30_000);
 });

@@ -7,12 +7,15 @@
  * the one these declarations generate.
  */
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../src/index.js";
 import { Hono } from "hono";
 import { ROLES, accessOf, allow, roleCovers, type Access, type Role } from "../src/middleware/access.js";
 import rolesDoc from "../../docs/roles.md?raw";
 import { call, createOrg, expectError } from "./helpers.js";
+
+// Each test makes dozens of requests through workerd: room for a loaded machine (speed is the bench's business).
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 interface DeclaredRoute {
   method: string;

@@ -169,9 +169,13 @@ describe("waitstate CLI against wrangler dev", () => {
 
   it("orgs and usage: tables and --json; flags and env override the saved login", async () => {
     const orgs = await ok(["orgs"]);
-    expect(tableRow(orgs, "ID")).toEqual(["ID", "NAME", "PLAN", "CREATED"]);
+    expect(tableRow(orgs, "ID")).toEqual(["ID", "NAME", "PLAN", "CREATED", "ROLE", "SITES"]);
     expect(tableRow(orgs, tenant.orgId).slice(0, 3)).toEqual([tenant.orgId, "CLI E2E", "enterprise"]);
-    expect(await okJson(["orgs"])).toEqual({ organizations: [expect.objectContaining({ id: tenant.orgId, name: "CLI E2E", plan: "enterprise" })] });
+    expect(tableRow(orgs, tenant.orgId).slice(-2)).toEqual(["admin", "all"]);
+    expect(await okJson(["orgs"])).toEqual({
+      organizations: [expect.objectContaining({ id: tenant.orgId, name: "CLI E2E", plan: "enterprise", suspended: false })],
+      access: expect.objectContaining({ role: "admin", siteIds: null }),
+    });
 
     const usage = await ok(["usage"]);
     expect(usage).toContain("Plan enterprise: unlimited gate calls a month.");
@@ -229,7 +233,7 @@ describe("waitstate CLI against wrangler dev", () => {
   });
 
   it("tokens create (shown once), list marks this login's, revoke (asks first); the last active one stays", async () => {
-    const created = await ws(["tokens", "create", "--name", "ci deploys"]);
+    const created = await ws(["tokens", "create", "--name", "ci deploys", "--role", "admin"]);
     expect(created.code, created.stderr).toBe(0);
     const id = /^id\s+(mt_\S+)$/m.exec(created.stdout)?.[1];
     const secret = /^token\s+(ws_mgmt_\S+)$/m.exec(created.stdout)?.[1];
@@ -239,13 +243,20 @@ describe("waitstate CLI against wrangler dev", () => {
     const missingName = await ws(["tokens", "create"]);
     expect(missingName.code).toBe(1);
     expect(missingName.stderr).toContain("--name");
+    expect(missingName.stderr).toContain("--role");
+    const scoped = await okJson<{ role: string; siteIds: string[] }>(["tokens", "create", "--name", "checkout on-call", "--role", "editor", "--site", "checkout, checkout-eu"]);
+    expect(scoped).toMatchObject({ role: "editor", siteIds: ["checkout", "checkout-eu"] });
+    const scopedAdmin = await ws(["tokens", "create", "--name", "x", "--role", "admin", "--site", "checkout"]);
+    expect(scopedAdmin.code).toBe(1);
+    expect(scopedAdmin.stderr).toContain("--site");
 
     // the new token works for the CLI too (flags override the saved login)
     const asNew = await okJson<{ managementTokens: Array<{ id: string; current: boolean }> }>(["tokens", "--token", secret!]);
     expect(asNew.managementTokens.find((t) => t.current)?.id).toBe(id);
 
     const list = await ok(["tokens", "list"]);
-    expect(tableRow(list, "ID")).toEqual(["ID", "NAME", "CREATED", "REVOKED", "STATE"]);
+    expect(tableRow(list, "ID")).toEqual(["ID", "NAME", "ROLE", "SITES", "CREATED", "REVOKED", "STATE"]);
+    expect(tableRow(list, id!).slice(2, 4)).toEqual(["admin", "all"]);
     expect(tableRow(list, id!).at(-1)).toBe("active");
     expect(list).toMatch(/active \(this login\)/);
     expect(list).not.toContain("ws_mgmt_");
@@ -260,7 +271,7 @@ describe("waitstate CLI against wrangler dev", () => {
     const mine = (await okJson<{ managementTokens: Array<{ id: string; current: boolean }> }>(["tokens"])).managementTokens.find((t) => t.current)!;
     const last = await ws(["tokens", "revoke", mine.id, "--yes"]);
     expect(last.code).toBe(1);
-    expect(last.stderr).toContain("last active management token");
+    expect(last.stderr).toContain("last active admin token");
   });
 
   it("tags add, list, edit by name, rm", async () => {

@@ -1,8 +1,9 @@
 /**
  * @waitstate/sdk against the real control plane (wrangler dev, local D1/KV/DO):
  * the key exchange, signed pulses accepted, and a reflex rule's policy change
- * reaching gate() — then its removal. (The usage ledger across a restart is
- * the closed-loop suite's.)
+ * reaching gate() — then its removal; the operator's plan change and
+ * suspension reaching the client. (The usage ledger across a restart is the
+ * closed-loop suite's.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WaitState, type WaitStateError } from "../sdk-node/src/index.js";
@@ -66,5 +67,46 @@ describe("@waitstate/sdk against wrangler dev", () => {
     }
     expect(errors).toEqual([]);
     expect(calls).toBeGreaterThan(2);
+  });
+
+  it("follows the operator's plan change, then stands down (failing open) when the organization is suspended", async () => {
+    const plans = await cp.tenant("Plans E2E", "enterprise");
+    const errors: WaitStateError[] = [];
+    const ws = new WaitState({
+      publishKey: plans.publishKey,
+      secretKey: plans.secretKey,
+      baseUrl: cp.url,
+      siteId: "plans-e2e",
+      instanceId: "node-plans",
+      onError: (e) => errors.push(e),
+    });
+    try {
+      expect(await ws.ready(15_000)).toBe(true);
+      expect(ws.status()).toMatchObject({ policyStatus: "ok", pulseIntervalMs: 1000 });
+      expect(ws.policy?.leaseDurationSeconds).toBe(60);
+
+      await cp.api("PATCH", `/v1/admin/organizations/${plans.orgId}`, cp.adminToken, { plan: "pro" });
+      await eventually(() => ws.status().pulseIntervalMs === 2000, 15_000, "the pro plan's pulse interval");
+      expect(ws.policy?.leaseDurationSeconds).toBe(120);
+
+      await cp.api("PATCH", `/v1/admin/organizations/${plans.orgId}`, cp.adminToken, { suspended: true });
+      await eventually(() => ws.status().policyStatus === "suspended", 15_000, "the suspended policy");
+      const status = ws.status();
+      // stands down for retryAfterSeconds (300 s), with no safe mode meanwhile, and fails open
+      expect(status.suspendedUntil).toBeGreaterThan(Date.now() + 250_000);
+      expect(status.safeMode).toBe(false);
+      expect(ws.policy?.retryAfterSeconds).toBe(300);
+      expect(ws.gate("free", 1_000_000)).toEqual({ allowed: true, reason: "suspended" });
+
+      const audit = await cp.api<{ entries: Array<{ kind: string; actor: { type: string } }> }>("GET", "/v1/audit-log?kind=org.*", plans.managementToken);
+      expect(audit.entries.map((e) => [e.kind, e.actor.type])).toEqual([
+        ["org.suspended", "admin"],
+        ["org.plan_changed", "admin"],
+        ["org.created", "admin"],
+      ]);
+    } finally {
+      await ws.shutdown();
+    }
+    expect(errors).toEqual([]);
   });
 });

@@ -122,6 +122,8 @@ interface Identity {
 
 interface SiteConfig {
   plan: Plan;
+  /** The operator suspended the organization: every policy says `suspended`. */
+  suspended: boolean;
   rules: EngineRule[];
   /** What the rules read from the window (derived from `rules` once per load). */
   needs: WindowNeeds;
@@ -134,6 +136,14 @@ interface SiteConfig {
   month: string;
   loadedAt: number;
 }
+
+/**
+ * `retryAfterSeconds` of an operator's suspension: how long SDKs stand down
+ * (failing open, not pulsing) before they ask again. It bounds how long a
+ * resumed organization waits for its SDKs to come back, against one pulse per
+ * instance per interval while suspended: 5 minutes, like a capped org's pulses.
+ */
+export const SUSPENSION_RETRY_AFTER_SECONDS = 300;
 
 /** Configuration is re-read at least this often even without a reload call. */
 const CONFIG_MAX_AGE_MS = 5 * 60_000;
@@ -518,7 +528,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const { orgId, siteId } = this.identity!;
     const db = this.env.DB;
     const [org, rules, tags, site, usage] = await db.batch([
-      db.prepare("SELECT plan FROM organizations WHERE id = ?").bind(orgId),
+      db.prepare("SELECT plan, suspended_at FROM organizations WHERE id = ?").bind(orgId),
       db
         .prepare(
           `SELECT id, tag_name, metric, metric_tag, operator, threshold, action, action_value, enabled, priority, cooldown_seconds
@@ -531,7 +541,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
         .bind(orgId, siteId),
       db.prepare("SELECT calls FROM usage_monthly WHERE org_id = ? AND month = ?").bind(orgId, month),
     ]);
-    const orgRow = org!.results[0] as { plan: string } | undefined;
+    const orgRow = org!.results[0] as { plan: string; suspended_at: number | null } | undefined;
     if (orgRow === undefined) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
     const tagConfig: Record<string, TagConfig> = {};
     for (const row of tags!.results as Array<{ name: string; max_weight: number; priority: number }>) {
@@ -542,6 +552,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const siteRow = site!.results[0] as SiteRow | undefined;
     const config: SiteConfig = {
       plan,
+      suspended: orgRow.suspended_at !== null,
       rules: engineRules,
       needs: windowNeeds(engineRules),
       tags: tagConfig,
@@ -603,9 +614,10 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       globalMaxWeight: outcome.globalMaxWeight,
       tagMaxWeights: outcome.tagMaxWeights,
       killSignal: config.kill,
-      status: capExceeded ? "cap_exceeded" : "ok",
-      pulseInterval: capExceeded ? CAP_EXCEEDED_PULSE_INTERVAL_MS : config.timing.pulseIntervalMs,
+      status: config.suspended ? "suspended" : capExceeded ? "cap_exceeded" : "ok",
+      pulseInterval: capExceeded && !config.suspended ? CAP_EXCEEDED_PULSE_INTERVAL_MS : config.timing.pulseIntervalMs,
       leaseDurationSeconds: config.timing.leaseDurationSeconds,
+      ...(config.suspended ? { retryAfterSeconds: SUSPENSION_RETRY_AFTER_SECONDS } : {}),
     };
     const { version: _v, issuedAt: _i, ...previous } = this.current ?? { version: 0 };
     if (this.current !== null && sameBody(previous as PolicyBody, body)) return this.current;

@@ -8,6 +8,9 @@
 /** Every kind the audit log records. Management changes first, then automatic actions (actor `system`). */
 export const AUDIT_KINDS = [
   "org.created",
+  "org.plan_changed",
+  "org.suspended",
+  "org.resumed",
   "key.created",
   "key.rotated",
   "key.revoked",
@@ -43,9 +46,11 @@ export interface AuditActor {
   type: ActorType;
   id: string | null;
   name: string | null;
+  /** The role of the acting management token or session (`admin`, `editor`, `viewer`); null for `system` and `admin`. */
+  role?: string | null;
 }
 
-export const SYSTEM_ACTOR: AuditActor = Object.freeze({ type: "system", id: null, name: null }) as AuditActor;
+export const SYSTEM_ACTOR: AuditActor = Object.freeze({ type: "system", id: null, name: null, role: null }) as AuditActor;
 
 /** One audit entry as the API lists it (`GET /v1/audit-log`). */
 export interface AuditEntry {
@@ -93,10 +98,10 @@ const json = (value: unknown): string | null => (value === null || value === und
 export function auditInsert(db: D1Database, orgId: string, entry: AuditEntry): D1PreparedStatement {
   return db
     .prepare(
-      `INSERT INTO audit_log (id, org_id, at, site_id, actor_type, actor_id, actor_name, kind, target, before, after, details)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      `INSERT INTO audit_log (id, org_id, at, site_id, actor_type, actor_id, actor_name, actor_role, kind, target, before, after, details)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     )
-    .bind(entry.id, orgId, entry.at, entry.siteId, entry.actor.type, entry.actor.id, entry.actor.name, entry.kind, entry.target, json(entry.before), json(entry.after), json(entry.details));
+    .bind(entry.id, orgId, entry.at, entry.siteId, entry.actor.type, entry.actor.id, entry.actor.name, entry.actor.role ?? null, entry.kind, entry.target, json(entry.before), json(entry.after), json(entry.details));
 }
 
 // ------------------------------------------------------------ event patterns

@@ -1,5 +1,5 @@
 /** @waitstate/durable-objects: the SiteAggregator, the WebhookDispatcher and what the Worker needs to talk to them. */
-export { SiteAggregator, aggregatorName, policyKey, trimCustomMetrics } from "./aggregator.js";
+export { SUSPENSION_RETRY_AFTER_SECONDS, SiteAggregator, aggregatorName, policyKey, trimCustomMetrics } from "./aggregator.js";
 export type { AggregatorEnv, AggregatorFailure, CachedPolicy, IngestRequest, IngestResult, PolicyResult, StoredEvent } from "./aggregator.js";
 export { insertSiteWithinCap, siteCapMessage } from "./sites.js";
 export { SITE_ROLLUP_TAG, flushMinutes, monthOf, nextRollupAt, rollupMinutes } from "./rollup.js";

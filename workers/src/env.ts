@@ -1,4 +1,5 @@
 import type { AuditActor, SiteAggregator, WebhookDispatcher } from "@waitstate/durable-objects";
+import type { Role } from "./middleware/access.js";
 
 /** The Worker's bindings (wrangler.toml, .dev.vars / `wrangler secret put`). */
 export interface Env {
@@ -27,8 +28,8 @@ export interface Env {
 /** What the management-auth middleware puts on the context. */
 export interface ManagementVariables {
   orgId: string;
-  /** The management token that authenticated the request (set by managementAuth with `orgId`). */
-  managementToken?: { id: string; name: string };
+  /** The management token that authenticated the request (set by managementAuth with `orgId`); `siteIds` null is every site. */
+  managementToken?: { id: string; name: string; role: Role; siteIds: string[] | null };
   /**
    * Who is acting, for the audit log. Optional: when nothing set it, the audit
    * log names the request's management token (a dashboard session may set

@@ -4,6 +4,7 @@
  */
 import { Hono } from "hono";
 import { ApiError, errorBody } from "./errors.js";
+import { registerAdmin } from "./routes/v1_admin.js";
 import { registerApiKeys } from "./routes/v1_api_keys.js";
 import { registerAuditLog } from "./routes/v1_audit_log.js";
 import { registerAuthToken } from "./routes/v1_auth_token.js";
@@ -18,6 +19,7 @@ import { registerTelemetry } from "./routes/v1_telemetry.js";
 import { registerUsage } from "./routes/v1_usage.js";
 import { registerDashboard } from "./dashboard/index.js";
 import { registerWebhooks } from "./routes/v1_webhooks.js";
+import { openTo } from "./middleware/access.js";
 import type { AppEnv } from "./env.js";
 
 export type { Env } from "./env.js";
@@ -25,10 +27,11 @@ export { SiteAggregator, WebhookDispatcher } from "@waitstate/durable-objects";
 
 const app = new Hono<AppEnv>();
 
-app.get("/healthz", (c) => c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }));
+app.get("/healthz", openTo("public"), (c) => c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }));
 // First: it marks the API calls dashboard sessions make (audit actor) before any route runs.
 registerDashboard(app);
 registerOrganizations(app);
+registerAdmin(app);
 registerManagementTokens(app);
 registerApiKeys(app);
 registerAuthToken(app);

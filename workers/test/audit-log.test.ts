@@ -45,7 +45,7 @@ describe("management changes are recorded with actor, target, before and after",
     const { org, token } = await createOrg("Audit Org Co");
     const { entries: list } = await entries(token);
     expect(list).toEqual([
-      expect.objectContaining({ kind: "org.created", target: org.id, siteId: null, actor: { type: "admin", id: null, name: "ADMIN_TOKEN" }, before: null, after: expect.objectContaining({ id: org.id, name: "Audit Org Co" }) }),
+      expect.objectContaining({ kind: "org.created", target: org.id, siteId: null, actor: { type: "admin", id: null, name: "ADMIN_TOKEN", role: null }, before: null, after: expect.objectContaining({ id: org.id, name: "Audit Org Co" }) }),
     ]);
     expect(list[0]!.id).toMatch(/^aud_[A-Za-z0-9_-]+$/);
   });
@@ -53,7 +53,7 @@ describe("management changes are recorded with actor, target, before and after",
   it("tags, rules, keys, sites and the kill switch, each by the management token", async () => {
     const { org, token } = await createOrg("Audit Changes Co");
     const mt = await tokenRow(org.id);
-    const actor = { type: "token", id: mt!.id, name: mt!.name };
+    const actor = { type: "token", id: mt!.id, name: mt!.name, role: "admin" };
 
     const tag = (await call("POST", "/v1/tags", { token, body: { name: "free", maxWeight: 4 } })).json;
     await call("PATCH", `/v1/tags/${tag.id}`, { token, body: { maxWeight: 2 } });

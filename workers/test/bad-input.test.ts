@@ -21,6 +21,13 @@ interface Endpoint {
 const ENDPOINTS: Endpoint[] = [
   { method: "POST", path: "/v1/organizations", auth: "admin", body: true },
   { method: "GET", path: "/v1/organizations", auth: "management", body: false },
+  { method: "GET", path: "/v1/admin/organizations/{org}", auth: "admin", body: false },
+  { method: "GET", path: "/v1/admin/organizations/{bad}", auth: "admin", body: false },
+  { method: "PATCH", path: "/v1/admin/organizations/{org}", auth: "admin", body: true },
+  { method: "PATCH", path: "/v1/admin/organizations/{bad}", auth: "admin", body: true },
+  { method: "GET", path: "/v1/management-tokens", auth: "management", body: false },
+  { method: "POST", path: "/v1/management-tokens", auth: "management", body: true },
+  { method: "DELETE", path: "/v1/management-tokens/{bad}", auth: "management", body: false },
   { method: "POST", path: "/v1/auth/token", auth: "none", body: true },
   { method: "GET", path: "/v1/policy/{org}", auth: "jwt", body: false },
   { method: "GET", path: "/v1/api-keys", auth: "management", body: false },
@@ -58,7 +65,7 @@ const BAD_BODIES: Array<[string, string, boolean]> = [
   ["a JSON array", "[]", true],
   ["JSON null", "null", true],
   ["a bare string", '"hello"', true],
-  ["wrong types", JSON.stringify({ name: 42, plan: 7, maxWeight: "ten", priority: "high", enabled: "yes", metric: 5, threshold: "x", tagName: 3, publishKey: 1, secretKey: [] }), true],
+  ["wrong types", JSON.stringify({ name: 42, plan: 7, suspended: "yes", role: 3, siteIds: "prod", maxWeight: "ten", priority: "high", enabled: "yes", metric: 5, threshold: "x", tagName: 3, publishKey: 1, secretKey: [] }), true],
   ["oversized fields", JSON.stringify({ name: "x".repeat(5000), tagName: "t".repeat(5000), metric: "m".repeat(5000), publishKey: "p".repeat(5000), enabled: true }), true],
   ["an oversized body", JSON.stringify({ name: "x".repeat(70_000) }), true],
   ["missing fields", "{}", false],
@@ -149,6 +156,13 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
       seedPulse({ metrics: "fast" }),
     ];
     for (const body of extreme) expectTyped(await sendPulse(keys, body), `pulse ${JSON.stringify(body).slice(0, 80)}`);
+  });
+
+  it("after the sweep the organization is as it was: not suspended, same plan, one management token", async () => {
+    const org = await call("GET", `/v1/admin/organizations/${keys.orgId}`, { token: ADMIN });
+    expect(org.json).toMatchObject({ id: keys.orgId, suspended: false });
+    expect(org.json.plan).toBe((await call("GET", "/v1/organizations", { token: keys.token })).json.organizations[0].plan);
+    expect((await call("GET", "/v1/management-tokens", { token: keys.token })).json.managementTokens).toHaveLength(1);
   });
 
   it("unknown routes and methods are typed too", async () => {

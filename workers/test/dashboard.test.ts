@@ -717,3 +717,70 @@ describe("why the policy says what it says", () => {
     expect(capped[1]!.limit).toBe(3);
   });
 });
+
+describe("dashboard: roles", () => {
+  async function tokenWith(admin: string, body: Record<string, unknown>) {
+    const res = await call("POST", "/v1/management-tokens", { token: admin, body });
+    expect(res.status, res.text).toBe(201);
+    return res.json.token as string;
+  }
+
+  it("a viewer sees the pages without forms, sections or buttons it cannot use, and a forced post is 403 with nothing changed", async () => {
+    const { token: admin } = await createOrg("Viewer Dash Co");
+    await createSite(admin, "prod");
+    const viewer = await login(await tokenWith(admin, { name: "wallboard", role: "viewer" }));
+
+    const sites = await request("/dashboard/sites", { cookie: viewer.cookie });
+    expect(sites.status).toBe(200);
+    expect(sites.html).toContain(">viewer<");
+    expect(sites.html).not.toContain('method="post" action="/dashboard/sites"');
+    expect(sites.html).not.toContain('href="/dashboard/keys"');
+    expect(sites.html).not.toContain('href="/dashboard/webhooks"');
+    const site = await request("/dashboard/sites/prod", { cookie: viewer.cookie });
+    expect(site.status).toBe(200);
+    expect(site.html).not.toContain('data-action="kill"');
+    expect(site.html).not.toContain("/dashboard/sites/prod/delete");
+    expect(site.html).not.toContain('id="timing"');
+    const rules = await request("/dashboard/rules", { cookie: viewer.cookie });
+    expect(rules.html).not.toContain('method="post" action="/dashboard/rules"');
+    const tags = await request("/dashboard/tags", { cookie: viewer.cookie });
+    expect(tags.html).not.toContain('method="post" action="/dashboard/tags"');
+
+    for (const [path, form] of [
+      ["/dashboard/sites/prod/kill", { enabled: "true", confirm: "prod" }],
+      ["/dashboard/rules", ruleForm()],
+      ["/dashboard/tags", { name: "gold" }],
+      ["/dashboard/keys", { name: "sneaky" }],
+      ["/dashboard/sites/prod/delete", { confirm: "prod" }],
+    ] as const) {
+      const res = await post(viewer, path, form);
+      expect(res.status, `${path}: ${res.html.slice(0, 200)}`).toBe(403);
+      expect(res.html).toContain("viewer");
+    }
+    expect((await request("/dashboard/keys", { cookie: viewer.cookie })).status).toBe(403);
+    expect((await request("/dashboard/sites/prod/kill?on=1", { cookie: viewer.cookie })).status).toBe(403);
+    expect((await call("GET", "/v1/sites/prod", { token: admin })).json.killSwitch).toBe(false);
+    expect(await rulesOf(admin)).toEqual([]);
+    expect((await call("GET", "/v1/api-keys", { token: admin })).json.apiKeys).toEqual([]);
+  }, 30_000); // many pages and posts: room for a loaded machine
+
+  it("an editor changes rules and the kill switch but not keys; a site-scoped editor sees only its sites", async () => {
+    const { token: admin } = await createOrg("Editor Dash Co");
+    await createSite(admin, "prod");
+    await createSite(admin, "other");
+    const editor = await login(await tokenWith(admin, { name: "prod on-call", role: "editor", siteIds: ["prod"] }));
+    const sites = await request("/dashboard/sites", { cookie: editor.cookie });
+    expect(sites.html).toContain('href="/dashboard/sites/prod"');
+    expect(sites.html).not.toContain('href="/dashboard/sites/other"');
+    expect(sites.html).not.toContain('href="/dashboard/keys"');
+    expect((await request("/dashboard/sites/other", { cookie: editor.cookie })).status).toBe(404);
+    const kill = await post(editor, "/dashboard/sites/prod/kill", { enabled: "true", confirm: "prod" });
+    expect(kill.status, kill.html.slice(0, 300)).toBe(303);
+    expect((await call("GET", "/v1/sites/prod", { token: admin })).json.killSwitch).toBe(true);
+    expect((await post(editor, "/dashboard/keys", { name: "sneaky" })).status).toBe(403);
+    // tags belong to every site: the scoped editor reads them without the form
+    const tags = await request("/dashboard/tags", { cookie: editor.cookie });
+    expect(tags.status).toBe(200);
+    expect(tags.html).not.toContain('method="post" action="/dashboard/tags"');
+  }, 30_000);
+});

@@ -28,7 +28,7 @@ describe("/v1/management-tokens", () => {
     expect(initial).toMatchObject({ name: "initial", revokedAt: null, current: true });
     expect(initial!.id).toMatch(/^mt_/);
 
-    const res = await call("POST", "/v1/management-tokens", { token, body: { name: "  ci deploys  " } });
+    const res = await call("POST", "/v1/management-tokens", { token, body: { name: "  ci deploys  ", role: "admin" } });
     expect(res.status, res.text).toBe(201);
     const created = res.json as TokenView & { token: string };
     expect(created).toMatchObject({ name: "ci deploys", revokedAt: null, current: false });
@@ -52,7 +52,7 @@ describe("/v1/management-tokens", () => {
 
   it("revokes a token: refused on its very next request; revoking again changes nothing", async () => {
     const { token } = await createOrg("Revoke Co");
-    const leaked = (await call("POST", "/v1/management-tokens", { token, body: { name: "leaked laptop" } })).json as TokenView & { token: string };
+    const leaked = (await call("POST", "/v1/management-tokens", { token, body: { name: "leaked laptop", role: "admin" } })).json as TokenView & { token: string };
     expect((await call("GET", "/v1/sites", { token: leaked.token })).status).toBe(200);
 
     const res = await call("DELETE", `/v1/management-tokens/${leaked.id}`, { token });
@@ -76,10 +76,10 @@ describe("/v1/management-tokens", () => {
     const { token } = await createOrg("Last Token Co");
     const [initial] = await list(token);
     const last = expectError(await call("DELETE", `/v1/management-tokens/${initial!.id}`, { token }), 409, "CONFLICT");
-    expect(last.message).toContain("last active management token");
+    expect(last.message).toContain("last active admin token");
     expect((await call("GET", "/v1/sites", { token })).status).toBe(200);
 
-    const successor = (await call("POST", "/v1/management-tokens", { token, body: { name: "successor" } })).json as TokenView & { token: string };
+    const successor = (await call("POST", "/v1/management-tokens", { token, body: { name: "successor", role: "admin" } })).json as TokenView & { token: string };
     const self = await call("DELETE", `/v1/management-tokens/${initial!.id}`, { token });
     expect(self.status, self.text).toBe(200);
     expect(self.json).toMatchObject({ id: initial!.id, current: true, revokedAt: expect.any(Number) });
@@ -97,15 +97,15 @@ describe("/v1/management-tokens", () => {
 
   it("validates the name, caps active tokens at 25 and counts revoked ones out", async () => {
     const { token } = await createOrg("Cap Co");
-    for (const body of [{}, { name: "" }, { name: "   " }, { name: "x".repeat(101) }, { name: 7 }]) {
+    for (const body of [{}, { name: "", role: "admin" }, { name: "   ", role: "admin" }, { name: "x".repeat(101), role: "admin" }, { name: 7, role: "admin" }]) {
       expectError(await call("POST", "/v1/management-tokens", { token, body }), 400, "VALIDATION_FAILED");
     }
     const made: Array<TokenView & { token: string }> = [];
-    for (let i = 0; i < 24; i++) made.push((await call("POST", "/v1/management-tokens", { token, body: { name: `t${i}` } })).json as TokenView & { token: string });
-    const over = expectError(await call("POST", "/v1/management-tokens", { token, body: { name: "one too many" } }), 403, "PLAN_LIMIT_REACHED");
+    for (let i = 0; i < 24; i++) made.push((await call("POST", "/v1/management-tokens", { token, body: { name: `t${i}`, role: "admin" } })).json as TokenView & { token: string });
+    const over = expectError(await call("POST", "/v1/management-tokens", { token, body: { name: "one too many", role: "admin" } }), 403, "PLAN_LIMIT_REACHED");
     expect(over.message).toContain("25 active management tokens");
     expect((await call("DELETE", `/v1/management-tokens/${made[0]!.id}`, { token })).status).toBe(200);
-    expect((await call("POST", "/v1/management-tokens", { token, body: { name: "fits again" } })).status).toBe(201);
+    expect((await call("POST", "/v1/management-tokens", { token, body: { name: "fits again", role: "admin" } })).status).toBe(201);
     expect((await list(token)).filter((t) => t.revokedAt === null)).toHaveLength(25);
   });
 
@@ -113,7 +113,7 @@ describe("/v1/management-tokens", () => {
     const a = await createOrg("Org A Tokens");
     const b = await createOrg("Org B Tokens");
     expectError(await call("GET", "/v1/management-tokens"), 401, "UNAUTHORIZED");
-    expectError(await call("POST", "/v1/management-tokens", { token: "ws_mgmt_nope", body: { name: "x" } }), 401, "INVALID_TOKEN");
+    expectError(await call("POST", "/v1/management-tokens", { token: "ws_mgmt_nope", body: { name: "x", role: "admin" } }), 401, "INVALID_TOKEN");
     const [bToken] = await list(b.token);
     expectError(await call("DELETE", `/v1/management-tokens/${bToken!.id}`, { token: a.token }), 404, "NOT_FOUND");
     expectError(await call("DELETE", "/v1/management-tokens/not-an-id", { token: a.token }), 404, "NOT_FOUND");

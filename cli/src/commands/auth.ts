@@ -73,13 +73,14 @@ const logout: CommandSpec = {
 
 const orgs: CommandSpec = {
   path: ["orgs"],
-  summary: "the organization the token belongs to",
+  summary: "the organization the token belongs to, and what the token may do there",
   async run(ctx) {
-    const body = await ctx.api().get<{ organizations: Org[] }>("/v1/organizations");
+    const body = await ctx.api().get<{ organizations: Org[]; access?: { role: string; siteIds: string[] | null } }>("/v1/organizations");
     if (ctx.json) return ctx.out.printJson(body);
+    const access = body.access;
     ctx.out.table(
-      [{ header: "ID" }, { header: "NAME" }, { header: "PLAN" }, { header: "CREATED" }],
-      body.organizations.map((o) => [o.id, o.name, o.plan, fmtTime(o.createdAt)]),
+      [{ header: "ID" }, { header: "NAME" }, { header: "PLAN" }, { header: "CREATED" }, { header: "ROLE" }, { header: "SITES" }],
+      body.organizations.map((o) => [o.id, o.name, o.plan, fmtTime(o.createdAt), access?.role ?? "", access === undefined ? "" : access.siteIds === null ? "all" : access.siteIds.join(",")]),
     );
   },
 };

@@ -6,6 +6,9 @@ import { fmtTime } from "../output.js";
 interface Token {
   id: string;
   name: string;
+  role: "admin" | "editor" | "viewer";
+  /** null: every site. */
+  siteIds: string[] | null;
   createdAt: number;
   revokedAt: number | null;
   /** The token this CLI is logged in with. */
@@ -19,10 +22,12 @@ const list: CommandSpec = {
     const body = await ctx.api().get<{ managementTokens: Token[] }>("/v1/management-tokens");
     if (ctx.json) return ctx.out.printJson(body);
     ctx.out.table(
-      [{ header: "ID" }, { header: "NAME" }, { header: "CREATED" }, { header: "REVOKED" }, { header: "STATE" }],
+      [{ header: "ID" }, { header: "NAME" }, { header: "ROLE" }, { header: "SITES" }, { header: "CREATED" }, { header: "REVOKED" }, { header: "STATE" }],
       body.managementTokens.map((t) => [
         t.id,
         t.name,
+        t.role,
+        t.siteIds === null ? "all" : t.siteIds.join(","),
         fmtTime(t.createdAt),
         fmtTime(t.revokedAt),
         t.revokedAt !== null ? ctx.out.red("revoked") : t.current ? ctx.out.green("active (this login)") : ctx.out.green("active"),
@@ -34,14 +39,26 @@ const list: CommandSpec = {
 const create: CommandSpec = {
   path: ["tokens", "create"],
   summary: "create a management token (shown once)",
-  options: { name: { type: "string", value: "<name>", description: "what the token is for, e.g. \"ci deploys\" (required)" } },
-  examples: ['waitstate tokens create --name "ci deploys"'],
+  description:
+    "Roles: viewer reads; editor also changes rules, tags, site timing and the kill switch; admin also manages tokens, keys and webhooks (docs/roles.md). --site limits an editor or viewer to those sites.",
+  options: {
+    name: { type: "string", value: "<name>", description: "what the token is for, e.g. \"ci deploys\" (required)" },
+    role: { type: "string", value: "<role>", description: "admin, editor or viewer (required)" },
+    site: { type: "string", value: "<ids>", description: "limit the token to these sites, comma-separated (editor and viewer only; default: every site)" },
+  },
+  examples: ['waitstate tokens create --name "wallboard" --role viewer', 'waitstate tokens create --name "checkout on-call" --role editor --site checkout,checkout-eu'],
   async run(ctx) {
-    const token = await ctx.api().post<Token & { token: string }>("/v1/management-tokens", ctx.has("name") ? { name: ctx.str("name") } : {}, { name: "--name" });
+    const body: Record<string, unknown> = {};
+    if (ctx.has("name")) body.name = ctx.str("name");
+    if (ctx.has("role")) body.role = ctx.str("role");
+    if (ctx.has("site")) body.siteIds = (ctx.str("site") ?? "").split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+    const token = await ctx.api().post<Token & { token: string }>("/v1/management-tokens", body, { name: "--name", role: "--role", siteIds: "--site" });
     if (ctx.json) return ctx.out.printJson(token);
     ctx.out.kv([
       ["id", token.id],
       ["name", token.name],
+      ["role", token.role],
+      ["sites", token.siteIds === null ? "all" : token.siteIds.join(", ")],
       ["token", ctx.out.bold(token.token)],
     ]);
     ctx.out.note("Store the token now: it is not shown again.");
@@ -50,7 +67,7 @@ const create: CommandSpec = {
 
 const revoke: CommandSpec = {
   path: ["tokens", "revoke"],
-  summary: "revoke a management token; it is refused from its next request (the last active one cannot be revoked)",
+  summary: "revoke a management token; it is refused from its next request (the last active admin token cannot be revoked)",
   args: [{ name: "token-id", description: "the token's id (mt_…)" }],
   options: { yes: YES_OPTION },
   async run(ctx) {

@@ -41,7 +41,8 @@ import {
   type SessionKeys,
 } from "./session.js";
 import { MessagePage } from "./ui/layout.js";
-import type { Organization } from "./types.js";
+import type { Access, Organization } from "./types.js";
+import { roleCovers, type Role } from "../middleware/access.js";
 
 let cachedKeys: { secret: string; keys: Promise<SessionKeys> } | null = null;
 
@@ -77,6 +78,20 @@ function executionCtxOf(c: DashContext): ExecutionContext | undefined {
 
 /** The management routes a dashboard session calls; its changes are audited as the session's. */
 const AUDITED_API_PATHS = ["/v1/organizations/*", "/v1/sites/*", "/v1/reflex-rules/*", "/v1/tags/*", "/v1/api-keys/*", "/v1/webhooks/*"] as const;
+
+/**
+ * The least role a dashboard request needs: keys, webhooks and deleting a site
+ * are an admin's; any other change, and the pages that only confirm one, an
+ * editor's; reading, a viewer's. Logging out is anyone's.
+ */
+export function dashboardNeeds(method: string, path: string): Role {
+  const rest = path.replace(/^\/dashboard/, "");
+  if (/^\/(keys|webhooks)(\/|$)/.test(rest) || /^\/sites\/[^/]+\/delete$/.test(rest)) return "admin";
+  if (rest === "/logout") return "viewer";
+  if (method !== "GET" && method !== "HEAD") return "editor";
+  if (/^\/sites\/[^/]+\/kill$/.test(rest) || /^\/rules\/[^/]+\/edit$/.test(rest)) return "editor";
+  return "viewer";
+}
 
 function sessionActor(session: Pick<Session, "tokenId" | "tokenName">): AuditActor {
   return { type: "session", id: session.tokenId, name: session.tokenName };
@@ -217,7 +232,7 @@ export function registerDashboard(app: Hono<AppEnv>) {
     }
     const api = apiFor(c, session.token, sessionActor(session));
     // The token is checked on every request: revoking it ends the session at once.
-    const orgs = await api.get<{ organizations: Organization[] }>("/v1/organizations");
+    const orgs = await api.get<{ organizations: Organization[]; access: Access }>("/v1/organizations");
     if (!orgs.ok || !orgs.data.organizations[0]) {
       if (orgs.ok || orgs.status === 401 || orgs.status === 404) {
         clearCookie(c, SESSION_COOKIE);
@@ -228,6 +243,7 @@ export function registerDashboard(app: Hono<AppEnv>) {
     c.set("keys", keys);
     c.set("session", session);
     c.set("org", orgs.data.organizations[0]);
+    c.set("access", orgs.data.access);
     c.set("api", api);
     c.set("csrf", await csrfToken(keys, session));
     if (c.req.method !== "GET" && c.req.method !== "HEAD") {
@@ -237,6 +253,11 @@ export function registerDashboard(app: Hono<AppEnv>) {
         return forbidden(c, "This form is missing its CSRF token or it does not belong to your session. Reload the page and try again.");
       }
       c.set("form", form);
+    }
+    // The API refuses too; refusing here as well means a forced form post never half-runs a page's work.
+    const needed = dashboardNeeds(c.req.method, new URL(c.req.url).pathname);
+    if (!roleCovers(c.var.access.role, needed)) {
+      return forbidden(c, `Your token's role is ${c.var.access.role}; this needs the ${needed} role. Ask an admin of your organization.`);
     }
     await next();
   });

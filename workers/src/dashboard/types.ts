@@ -3,12 +3,23 @@
  * Only the fields the pages use; the API stays the source of truth.
  */
 import type { Policy } from "@waitstate/protocol";
+import type { Role } from "../middleware/access.js";
 
 export interface Organization {
   id: string;
   name: string;
   plan: "hobby" | "pro" | "enterprise";
+  suspended: boolean;
   createdAt: number;
+}
+
+/** What the session's token may do (`access` of `GET /v1/organizations`). */
+export interface Access {
+  tokenId: string;
+  tokenName: string;
+  role: Role;
+  /** null: every site. */
+  siteIds: string[] | null;
 }
 
 export interface Timing {

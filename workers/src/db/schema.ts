@@ -17,9 +17,15 @@ export const organizations = sqliteTable("organizations", {
   name: text("name").notNull(),
   plan: text("plan", { enum: ["hobby", "pro", "enterprise"] }).notNull(),
   createdAt: createdAt(),
+  /** Set while the operator (ADMIN_TOKEN) has the organization suspended: every site's policy says `suspended`. */
+  suspendedAt: integer("suspended_at", { mode: "number" }),
 });
 
-/** Management bearer tokens, stored only as SHA-256 hashes. */
+/**
+ * Management bearer tokens, stored only as SHA-256 hashes. `role` is what the
+ * token may do (docs/roles.md); `siteIds` (JSON array) limits it to those
+ * sites, null meaning every site. Tokens from before roles are `admin`.
+ */
 export const managementTokens = sqliteTable(
   "management_tokens",
   {
@@ -29,6 +35,8 @@ export const managementTokens = sqliteTable(
       .references(() => organizations.id, { onDelete: "cascade" }),
     tokenHash: text("token_hash").notNull(),
     name: text("name").notNull(),
+    role: text("role", { enum: ["admin", "editor", "viewer"] }).notNull().default("admin"),
+    siteIds: text("site_ids"),
     createdAt: createdAt(),
     revokedAt: integer("revoked_at", { mode: "number" }),
   },
@@ -212,6 +220,8 @@ export const auditLog = sqliteTable(
     actorType: text("actor_type", { enum: ["token", "session", "system", "admin"] }).notNull(),
     actorId: text("actor_id"),
     actorName: text("actor_name"),
+    /** The role of the acting token or session (null for `system` and `admin`). */
+    actorRole: text("actor_role"),
     kind: text("kind").notNull(),
     target: text("target"),
     before: text("before"),

@@ -11,7 +11,7 @@ import type { AppEnv, Env } from "../env.js";
 
 export type { AuditActor, AuditEntry, AuditKind } from "@waitstate/durable-objects";
 
-export const ADMIN_ACTOR: AuditActor = Object.freeze({ type: "admin", id: null, name: "ADMIN_TOKEN" }) as AuditActor;
+export const ADMIN_ACTOR: AuditActor = Object.freeze({ type: "admin", id: null, name: "ADMIN_TOKEN", role: null }) as AuditActor;
 
 /** What a route says about a change; the id, time and actor are filled in. */
 export interface AuditChange {
@@ -30,9 +30,10 @@ export interface AuditChange {
  */
 export function actorOf(c: Context<AppEnv>): AuditActor {
   const set = c.get("actor");
-  if (set !== undefined) return set;
   const token = c.get("managementToken");
-  return { type: "token", id: token?.id ?? null, name: token?.name ?? null };
+  // A session acts with its token's role as the token has it now (a role is never changed, but read, not remembered).
+  if (set !== undefined) return { ...set, role: set.role ?? token?.role ?? null };
+  return { type: "token", id: token?.id ?? null, name: token?.name ?? null, role: token?.role ?? null };
 }
 
 /** A full entry for `change`, made now. */

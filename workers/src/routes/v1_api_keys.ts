@@ -9,7 +9,7 @@ import { readJson } from "../lib/body.js";
 import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
 import { forgetKey } from "../lib/keys.js";
 import { encryptionKey } from "../lib/secrets.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
 const CreateKey = z.object({ name: z.string().trim().min(1).max(100).default("default") });
@@ -47,12 +47,12 @@ async function ownKey(env: Env, orgId: string, rawId: string): Promise<KeyRow> {
 
 /** `GET/POST /v1/api-keys`, `DELETE /v1/api-keys/:id`, `POST /v1/api-keys/:id/rotate`. */
 export function registerApiKeys(app: Hono<AppEnv>) {
-  app.get("/v1/api-keys", managementAuth, async (c) => {
+  app.get("/v1/api-keys", allow("admin", "org-wide"), async (c) => {
     const rows = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.orgId, c.var.orgId)).orderBy(desc(apiKeys.createdAt));
     return c.json({ apiKeys: rows.map(keyView) });
   });
 
-  app.post("/v1/api-keys", managementAuth, async (c) => {
+  app.post("/v1/api-keys", allow("admin", "org-wide"), async (c) => {
     const body = await readJson(c, CreateKey);
     const { row, secretKey } = await newKey(c.env, c.var.orgId, body.name);
     const db = drizzle(c.env.DB);
@@ -63,7 +63,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     return c.json({ ...view, secretKey }, 201);
   });
 
-  app.delete("/v1/api-keys/:id", managementAuth, async (c) => {
+  app.delete("/v1/api-keys/:id", allow("admin", "org-wide"), async (c) => {
     const key = await ownKey(c.env, c.var.orgId, c.req.param("id"));
     // Revoking a revoked key changes nothing and records nothing.
     const revoked =
@@ -81,7 +81,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     return c.json(view);
   });
 
-  app.post("/v1/api-keys/:id/rotate", managementAuth, async (c) => {
+  app.post("/v1/api-keys/:id/rotate", allow("admin", "org-wide"), async (c) => {
     const old = await ownKey(c.env, c.var.orgId, c.req.param("id"));
     if (old.revokedAt !== null) throw new ApiError("CONFLICT", "This key is revoked; create a new one instead");
     const { row, secretKey } = await newKey(c.env, c.var.orgId, old.name);

@@ -7,7 +7,8 @@ import { AUDIT_KINDS, patternKnown, type AuditEntry, type AuditKind } from "@wai
 import { auditLog } from "../db/schema.js";
 import { validate } from "../lib/body.js";
 import { CursorParam, decodeCursor, encodeCursor, intParam, limitParam } from "../lib/paging.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow, siteScope } from "../middleware/access.js";
+import { siteCondition } from "./v1_telemetry.js";
 import type { AppEnv } from "../env.js";
 
 /** A kind (`rule.updated`) or a prefix ending in `.*` (`rule.*`) that selects at least one known kind. */
@@ -45,7 +46,7 @@ function entryView(row: AuditRow): AuditEntry {
     id: row.id,
     at: row.at,
     siteId: row.siteId,
-    actor: { type: row.actorType, id: row.actorId, name: row.actorName },
+    actor: { type: row.actorType, id: row.actorId, name: row.actorName, role: row.actorRole },
     kind: row.kind as AuditKind,
     target: row.target,
     before: parsed(row.before),
@@ -67,7 +68,7 @@ function kindCondition(kind: string) {
  * epoch ms, inclusive; `nextCursor` (null on the last page) fetches the next page.
  */
 export function registerAuditLog(app: Hono<AppEnv>) {
-  app.get("/v1/audit-log", managementAuth, async (c) => {
+  app.get("/v1/audit-log", allow("viewer", "scoped"), async (c) => {
     const q = validate(AuditQuery, c.req.query());
     const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
     const a = auditLog;
@@ -78,6 +79,8 @@ export function registerAuditLog(app: Hono<AppEnv>) {
         and(
           eq(a.orgId, c.var.orgId),
           q.siteId === undefined ? undefined : eq(a.siteId, q.siteId),
+          // A site-scoped token reads its sites' entries; organization-wide ones (siteId null) are not its sites'.
+          siteCondition(siteScope(c))(a.siteId),
           q.kind === undefined ? undefined : kindCondition(q.kind),
           q.from === undefined ? undefined : gte(a.at, q.from),
           q.to === undefined ? undefined : lte(a.at, q.to),

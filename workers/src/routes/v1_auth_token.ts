@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../errors.js";
 import { readJson } from "../lib/body.js";
+import { openTo } from "../middleware/access.js";
 import { timingSafeEqual } from "../lib/crypto.js";
 import { readKeyPair } from "../lib/keys.js";
 import { encryptionSecret } from "../lib/secrets.js";
@@ -15,7 +16,7 @@ const TokenRequest = z.object({
 
 /** `POST /v1/auth/token`: the SDK's key pair → a short-lived JWT scoped to its org. */
 export function registerAuthToken(app: Hono<AppEnv>) {
-  app.post("/v1/auth/token", async (c) => {
+  app.post("/v1/auth/token", openTo("sdk-key"), async (c) => {
     const body = await readJson(c, TokenRequest);
     const encryption = encryptionSecret(c.env);
     const key = await readKeyPair(c.env, body.publishKey);

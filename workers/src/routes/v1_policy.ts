@@ -4,6 +4,7 @@ import { IdentifierSchema, PolicySchema } from "@waitstate/protocol";
 import { policyKey, type CachedPolicy } from "@waitstate/durable-objects";
 import { ApiError } from "../errors.js";
 import { aggregator } from "../lib/aggregators.js";
+import { openTo } from "../middleware/access.js";
 import { bearerToken } from "../lib/body.js";
 import { verifySdkToken } from "../lib/jwt.js";
 import { encryptionSecret } from "../lib/secrets.js";
@@ -28,7 +29,7 @@ async function currentPolicy(env: Env, orgId: string, siteId: string): Promise<C
  * `If-None-Match` make an unchanged policy a 304 with no body.
  */
 export function registerPolicy(app: Hono<AppEnv>) {
-  app.get("/v1/policy/:orgId", async (c) => {
+  app.get("/v1/policy/:orgId", openTo("sdk-jwt"), async (c) => {
     const claims = await verifySdkToken(encryptionSecret(c.env), bearerToken(c));
     const orgId = c.req.param("orgId");
     if (claims.org !== orgId) throw new ApiError("FORBIDDEN", "This token belongs to another organization");

@@ -3,6 +3,7 @@ import { MAX_PULSE_BODY_BYTES, MAX_TIMESTAMP_SKEW_MS, PULSE_HEADERS, PulseSchema
 import { ApiError } from "../errors.js";
 import { validate } from "../lib/body.js";
 import { aggregator } from "../lib/aggregators.js";
+import { openTo } from "../middleware/access.js";
 import { pulseKey } from "../lib/keys.js";
 import { readCapped } from "../lib/stream.js";
 import type { AppEnv } from "../env.js";
@@ -25,7 +26,7 @@ function hexToBytes(hex: string): Uint8Array<ArrayBuffer> {
  * The SiteAggregator for `orgId:siteId` merges it and answers with the policy.
  */
 export function registerPulse(app: Hono<AppEnv>) {
-  app.post("/v1/pulse", async (c) => {
+  app.post("/v1/pulse", openTo("sdk-key"), async (c) => {
     const now = Date.now();
     const publishKey = c.req.header(PULSE_HEADERS.publishKey);
     const timestamp = c.req.header(PULSE_HEADERS.timestamp);

@@ -1,4 +1,4 @@
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { and, asc, countDistinct, eq, ne, not, notInArray, sql, type SQL } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
@@ -9,7 +9,7 @@ import { reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
 import { readJson, validate } from "../lib/body.js";
 import { randomId } from "../lib/crypto.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow, canSeeSite, requireSiteInScope } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
 /** What an operator may set on a rule: the protocol's rule fields plus its scope. */
@@ -98,12 +98,15 @@ function ruleColumns(rule: RuleBody) {
   };
 }
 
-/** Another org's rule id answers exactly like an unknown one: 404. */
-async function ownRule(env: Env, orgId: string, rawId: string): Promise<RuleRow> {
+/** Whether the request's token may see a rule: every-site rules apply to its sites too, so a site-scoped token sees them. */
+const ruleVisible = (c: Context<AppEnv>, row: Pick<RuleRow, "siteId">) => row.siteId === null || canSeeSite(c, row.siteId);
+
+/** Another org's rule id, or a rule of a site outside the token's list, answers exactly like an unknown one: 404. */
+async function ownRule(c: Context<AppEnv>, rawId: string): Promise<RuleRow> {
   const id = RuleId.safeParse(rawId);
   if (!id.success) throw new ApiError("NOT_FOUND", "No such reflex rule");
-  const [row] = await drizzle(env.DB).select().from(reflexRules).where(and(eq(reflexRules.id, id.data), eq(reflexRules.orgId, orgId)));
-  if (!row) throw new ApiError("NOT_FOUND", "No such reflex rule");
+  const [row] = await drizzle(c.env.DB).select().from(reflexRules).where(and(eq(reflexRules.id, id.data), eq(reflexRules.orgId, c.var.orgId)));
+  if (!row || !ruleVisible(c, row)) throw new ApiError("NOT_FOUND", "No such reflex rule");
   return row;
 }
 
@@ -181,18 +184,19 @@ async function reload(env: Env, orgId: string, scopes: Array<string | null>): Pr
  * reloads the aggregators it concerns so the next policy reflects it.
  */
 export function registerReflexRules(app: Hono<AppEnv>) {
-  app.get("/v1/reflex-rules", managementAuth, async (c) => {
+  app.get("/v1/reflex-rules", allow("viewer", "scoped"), async (c) => {
     const { siteId } = validate(ListQuery, c.req.query());
     const rows = await drizzle(c.env.DB)
       .select()
       .from(reflexRules)
       .where(and(eq(reflexRules.orgId, c.var.orgId), siteId === undefined ? undefined : eq(reflexRules.siteId, siteId)))
       .orderBy(asc(reflexRules.priority), asc(reflexRules.createdAt), asc(reflexRules.id));
-    return c.json({ reflexRules: rows.map(ruleView) });
+    return c.json({ reflexRules: rows.filter((row) => ruleVisible(c, row)).map(ruleView) });
   });
 
-  app.post("/v1/reflex-rules", managementAuth, async (c) => {
+  app.post("/v1/reflex-rules", allow("editor", "scoped"), async (c) => {
     const rule = await readJson(c, RuleBody);
+    requireSiteInScope(c, rule.siteId, "create a rule");
     const orgId = c.var.orgId;
     const id = randomId("rule_");
     const db = drizzle(c.env.DB);
@@ -212,11 +216,13 @@ export function registerReflexRules(app: Hono<AppEnv>) {
     return c.json(view, 201);
   });
 
-  app.patch("/v1/reflex-rules/:id", managementAuth, async (c) => {
-    const current = await ownRule(c.env, c.var.orgId, c.req.param("id"));
+  app.patch("/v1/reflex-rules/:id", allow("editor", "scoped"), async (c) => {
+    const current = await ownRule(c, c.req.param("id"));
     const patch = await readJson(c, RulePatch);
     const { id: _id, createdAt: _c, updatedAt: _u, ...stored } = ruleView(current);
     const rule = validate(RuleBody, { ...stored, ...patch });
+    requireSiteInScope(c, current.siteId, "change a rule");
+    requireSiteInScope(c, rule.siteId, "move a rule");
     // Only a change of metric or metricTag can add a name to a tag's set; an org over its cap (after a downgrade) can still edit or disable its rules.
     const addsMetric = rule.metric !== current.metric || (rule.metricTag ?? null) !== current.metricTag;
     const cap = addsMetric ? await capFor(c.env, c.var.orgId, current.id, rule) : null;
@@ -227,7 +233,7 @@ export function registerReflexRules(app: Hono<AppEnv>) {
       .returning();
     if (!updated) {
       // Deleted meanwhile (ownRule answers 404), or the cap refused it.
-      await ownRule(c.env, c.var.orgId, current.id);
+      await ownRule(c, current.id);
       throw cap === null ? new ApiError("NOT_FOUND", "No such reflex rule") : await capError(c.env, cap);
     }
     await reload(c.env, c.var.orgId, [current.siteId, updated.siteId]);
@@ -236,8 +242,9 @@ export function registerReflexRules(app: Hono<AppEnv>) {
     return c.json(view);
   });
 
-  app.delete("/v1/reflex-rules/:id", managementAuth, async (c) => {
-    const rule = await ownRule(c.env, c.var.orgId, c.req.param("id"));
+  app.delete("/v1/reflex-rules/:id", allow("editor", "scoped"), async (c) => {
+    const rule = await ownRule(c, c.req.param("id"));
+    requireSiteInScope(c, rule.siteId, "delete a rule");
     await drizzle(c.env.DB).delete(reflexRules).where(and(eq(reflexRules.id, rule.id), eq(reflexRules.orgId, c.var.orgId)));
     await reload(c.env, c.var.orgId, [rule.siteId]);
     await audit(c, { kind: "rule.deleted", siteId: rule.siteId, target: rule.id, before: ruleView(rule) });

@@ -1,4 +1,4 @@
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { and, asc, eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
@@ -9,7 +9,7 @@ import { ApiError } from "../errors.js";
 import { aggregator, reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
 import { readJson } from "../lib/body.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow, canSeeSite, requireSiteInScope } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
 const SetKill = z.object({ enabled: z.boolean() });
@@ -52,10 +52,12 @@ function mergeSettings(plan: Plan, current: ReturnType<typeof overridesOf>, patc
   return merged;
 }
 
-/** Another org's site answers exactly like an unknown one: 404. */
-async function ownSite(env: Env, orgId: string, rawId: string): Promise<SiteRow> {
+/** Another org's site, or one outside the token's site list, answers exactly like an unknown one: 404. */
+async function ownSite(c: Context<AppEnv>, rawId: string): Promise<SiteRow> {
+  const { env } = c;
+  const orgId = c.var.orgId;
   const siteId = IdentifierSchema.safeParse(rawId);
-  if (!siteId.success) throw new ApiError("NOT_FOUND", "No such site");
+  if (!siteId.success || !canSeeSite(c, siteId.data)) throw new ApiError("NOT_FOUND", "No such site");
   const [row] = await drizzle(env.DB).select().from(sites).where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId.data)));
   if (!row) throw new ApiError("NOT_FOUND", "No such site");
   return row;
@@ -67,16 +69,17 @@ async function ownSite(env: Env, orgId: string, rawId: string): Promise<SiteRow>
  * of it to set their timing; `:id` is the siteId the SDK sends.
  */
 export function registerSites(app: Hono<AppEnv>) {
-  app.get("/v1/sites", managementAuth, async (c) => {
+  app.get("/v1/sites", allow("viewer", "scoped"), async (c) => {
     const plan = await planOf(c.env, c.var.orgId);
     const rows = await drizzle(c.env.DB).select().from(sites).where(eq(sites.orgId, c.var.orgId)).orderBy(asc(sites.siteId));
-    return c.json({ sites: rows.map((row) => siteView(row, plan)) });
+    return c.json({ sites: rows.filter((row) => canSeeSite(c, row.siteId)).map((row) => siteView(row, plan)) });
   });
 
   /** Creates a site before its first pulse (within the plan's site cap), optionally with its timing. */
-  app.post("/v1/sites", managementAuth, async (c) => {
+  app.post("/v1/sites", allow("editor", "scoped"), async (c) => {
     const orgId = c.var.orgId;
     const { siteId, ...patch } = await readJson(c, CreateSite);
+    requireSiteInScope(c, siteId, "create a site");
     const plan = await planOf(c.env, orgId);
     const settings = mergeSettings(plan, NO_TIMING_OVERRIDES, patch);
     const cap = PLAN_LIMITS[plan].sites;
@@ -86,19 +89,19 @@ export function registerSites(app: Hono<AppEnv>) {
       if (existing) throw new ApiError("CONFLICT", `Site "${siteId}" already exists; PATCH /v1/sites/${siteId} changes its settings`);
       throw new ApiError("PLAN_LIMIT_REACHED", siteCapMessage(plan, cap));
     }
-    const view = siteView(await ownSite(c.env, orgId, siteId), plan);
+    const view = siteView(await ownSite(c, siteId), plan);
     await audit(c, { kind: "site.created", siteId, target: siteId, after: view, details: { via: "api" } });
     return c.json(view, 201);
   });
 
-  app.get("/v1/sites/:id", managementAuth, async (c) => {
-    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+  app.get("/v1/sites/:id", allow("viewer", "scoped"), async (c) => {
+    const site = await ownSite(c, c.req.param("id"));
     return c.json(siteView(site, await planOf(c.env, site.orgId)));
   });
 
   /** Changes the site's timing; the aggregator applies it to its next policy at once. */
-  app.patch("/v1/sites/:id", managementAuth, async (c) => {
-    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+  app.patch("/v1/sites/:id", allow("editor", "scoped"), async (c) => {
+    const site = await ownSite(c, c.req.param("id"));
     const patch = await readJson(c, SiteSettingsSchema);
     const plan = await planOf(c.env, site.orgId);
     const settings = mergeSettings(plan, overridesOf(site), patch);
@@ -115,8 +118,8 @@ export function registerSites(app: Hono<AppEnv>) {
   });
 
   /** The live view: current policy, timing, the window the rules read (calls, errors, p50/p95/p99 per tag), rule states, recent events. */
-  app.get("/v1/sites/:id/status", managementAuth, async (c) => {
-    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+  app.get("/v1/sites/:id/status", allow("viewer", "scoped"), async (c) => {
+    const site = await ownSite(c, c.req.param("id"));
     const result = await aggregator(c.env, site.orgId, site.siteId).status(site.orgId, site.siteId);
     if (!result.ok) throw new ApiError(result.code, result.message);
     return c.json({ siteId: site.siteId, ...result.status });
@@ -127,8 +130,8 @@ export function registerSites(app: Hono<AppEnv>) {
    * state and its cached policy. Site-scoped reflex rules are configuration and
    * stay; they apply again if the site comes back. A later pulse re-creates the site.
    */
-  app.delete("/v1/sites/:id", managementAuth, async (c) => {
-    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+  app.delete("/v1/sites/:id", allow("admin", "org-wide"), async (c) => {
+    const site = await ownSite(c, c.req.param("id"));
     const { orgId, siteId } = site;
     const db = drizzle(c.env.DB);
     await db.batch([
@@ -145,8 +148,8 @@ export function registerSites(app: Hono<AppEnv>) {
   });
 
   /** The emergency kill switch: every gate call of the site is denied with `kill_signal` (docs/design.md#decision-order). */
-  app.post("/v1/sites/:id/kill", managementAuth, async (c) => {
-    const site = await ownSite(c.env, c.var.orgId, c.req.param("id"));
+  app.post("/v1/sites/:id/kill", allow("editor", "scoped"), async (c) => {
+    const site = await ownSite(c, c.req.param("id"));
     const { enabled } = await readJson(c, SetKill);
     // D1 first: the aggregator re-reads the switch from D1 whenever it reloads its configuration.
     const updated = await drizzle(c.env.DB)

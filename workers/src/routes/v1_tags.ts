@@ -9,7 +9,7 @@ import { reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
 import { readJson } from "../lib/body.js";
 import { randomId } from "../lib/crypto.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
 /** A throttle multiplies this baseline (docs/design.md#actions-block-and-throttle); JSON has no Infinity, zod refuses NaN. */
@@ -48,12 +48,12 @@ async function ownTag(env: Env, orgId: string, rawId: string): Promise<TagRow> {
  * change reloads the org's aggregators so the next policy uses it.
  */
 export function registerTags(app: Hono<AppEnv>) {
-  app.get("/v1/tags", managementAuth, async (c) => {
+  app.get("/v1/tags", allow("viewer", "scoped"), async (c) => {
     const rows = await drizzle(c.env.DB).select().from(tags).where(eq(tags.orgId, c.var.orgId)).orderBy(asc(tags.name));
     return c.json({ tags: rows.map(tagView) });
   });
 
-  app.post("/v1/tags", managementAuth, async (c) => {
+  app.post("/v1/tags", allow("editor", "org-wide"), async (c) => {
     const body = await readJson(c, CreateTag);
     const db = drizzle(c.env.DB);
     // The unique (org, name) index decides, so a tag the aggregator auto-creates at the same moment cannot slip in twice.
@@ -71,7 +71,7 @@ export function registerTags(app: Hono<AppEnv>) {
     return c.json(tagView(created), 201);
   });
 
-  app.patch("/v1/tags/:id", managementAuth, async (c) => {
+  app.patch("/v1/tags/:id", allow("editor", "org-wide"), async (c) => {
     const tag = await ownTag(c.env, c.var.orgId, c.req.param("id"));
     const patch = await readJson(c, UpdateTag);
     const [updated] = await drizzle(c.env.DB)
@@ -86,7 +86,7 @@ export function registerTags(app: Hono<AppEnv>) {
   });
 
   // A deleted tag falls back to the defaults; if pulses still carry it, the aggregator re-creates it as autoCreated.
-  app.delete("/v1/tags/:id", managementAuth, async (c) => {
+  app.delete("/v1/tags/:id", allow("editor", "org-wide"), async (c) => {
     const tag = await ownTag(c.env, c.var.orgId, c.req.param("id"));
     await drizzle(c.env.DB).delete(tags).where(and(eq(tags.id, tag.id), eq(tags.orgId, c.var.orgId)));
     await reloadSites(c.env, c.var.orgId);

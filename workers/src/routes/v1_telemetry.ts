@@ -1,11 +1,11 @@
 import type { Hono } from "hono";
-import { and, asc, desc, eq, gte, lte, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, inArray, lte, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { IdentifierSchema, TagNameSchema } from "@waitstate/protocol";
 import { reflexEvents, telemetryRollups } from "../db/schema.js";
 import { validate } from "../lib/body.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow, siteScope } from "../middleware/access.js";
 import type { AppEnv } from "../env.js";
 
 const MINUTE_MS = 60_000;
@@ -47,6 +47,11 @@ const EventsQuery = z.object({
   limit: limitParam(100, 1000),
 });
 
+/** A site-scoped token's reads stop at its sites (undefined: no condition, every site). */
+export function siteCondition(scope: readonly string[] | null) {
+  return (column: Parameters<typeof inArray>[0]) => (scope === null ? undefined : inArray(column, [...scope]));
+}
+
 /**
  * `GET /v1/telemetry`: per-minute rollups (calls, bounced, errors, fleet-wide
  * p50/p95/p99) per site and tag, oldest first; the tag `__site__` carries each
@@ -54,8 +59,9 @@ const EventsQuery = z.object({
  * Both are written by the aggregators' minute alarm.
  */
 export function registerTelemetry(app: Hono<AppEnv>) {
-  app.get("/v1/telemetry", managementAuth, async (c) => {
+  app.get("/v1/telemetry", allow("viewer", "scoped"), async (c) => {
     const { siteId, tag, from, to, limit } = validate(TelemetryQuery, c.req.query());
+    const scopeOf = siteCondition(siteScope(c));
     const t = telemetryRollups;
     const rollups = await drizzle(c.env.DB)
       .select({ siteId: t.siteId, tag: t.tag, minute: t.minute, calls: t.calls, bounced: t.bounced, errors: t.errors, p50: t.p50, p95: t.p95, p99: t.p99 })
@@ -64,6 +70,7 @@ export function registerTelemetry(app: Hono<AppEnv>) {
         and(
           eq(t.orgId, c.var.orgId),
           siteId === undefined ? undefined : eq(t.siteId, siteId),
+          scopeOf(t.siteId),
           tag === undefined ? undefined : eq(t.tag, tag),
           gte(t.minute, from),
           lte(t.minute, to),
@@ -74,8 +81,9 @@ export function registerTelemetry(app: Hono<AppEnv>) {
     return c.json({ rollups });
   });
 
-  app.get("/v1/reflex-events", managementAuth, async (c) => {
+  app.get("/v1/reflex-events", allow("viewer", "scoped"), async (c) => {
     const { siteId, limit } = validate(EventsQuery, c.req.query());
+    const scopeOf = siteCondition(siteScope(c));
     const e = reflexEvents;
     const events = await drizzle(c.env.DB)
       .select({
@@ -92,7 +100,7 @@ export function registerTelemetry(app: Hono<AppEnv>) {
         threshold: e.threshold,
       })
       .from(e)
-      .where(and(eq(e.orgId, c.var.orgId), siteId === undefined ? undefined : eq(e.siteId, siteId)))
+      .where(and(eq(e.orgId, c.var.orgId), siteId === undefined ? undefined : eq(e.siteId, siteId), scopeOf(e.siteId)))
       // seq is text ("epoch-n") and sorts wrongly as a number; rows of one instant keep their insertion order by rowid.
       .orderBy(desc(e.at), desc(sql`rowid`))
       .limit(limit);

@@ -6,7 +6,7 @@ import { PLAN_LIMITS } from "@waitstate/protocol";
 import { organizations, usageMonthly } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { validate } from "../lib/body.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow } from "../middleware/access.js";
 import type { AppEnv } from "../env.js";
 
 /** Months are UTC calendar months, as the ledger keys them. */
@@ -18,7 +18,7 @@ const UsageQuery = z.object({ month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/,
  * aggregators' minute rollups, so the current month lags by about a minute.
  */
 export function registerUsage(app: Hono<AppEnv>) {
-  app.get("/v1/usage", managementAuth, async (c) => {
+  app.get("/v1/usage", allow("viewer", "scoped"), async (c) => {
     const { month } = validate(UsageQuery, c.req.query());
     const db = drizzle(c.env.DB);
     const [[org], rows] = await db.batch([

@@ -11,7 +11,7 @@ import { encryptSecret, randomId } from "../lib/crypto.js";
 import { decodeCursor, encodeCursor, CursorParam, limitParam } from "../lib/paging.js";
 import { encryptionKey } from "../lib/secrets.js";
 import { EventsSchema, MAX_WEBHOOKS_PER_ORG, WebhookUrlSchema, newWebhookSecret } from "../lib/webhooks.js";
-import { managementAuth } from "../middleware/management-auth.js";
+import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
 const CreateWebhook = z.object({
@@ -73,12 +73,12 @@ async function ownWebhook(env: Env, orgId: string, rawId: string): Promise<Webho
  * the secret is shown once, at creation.
  */
 export function registerWebhooks(app: Hono<AppEnv>) {
-  app.get("/v1/webhooks", managementAuth, async (c) => {
+  app.get("/v1/webhooks", allow("admin", "org-wide"), async (c) => {
     const rows = await drizzle(c.env.DB).select().from(webhooks).where(eq(webhooks.orgId, c.var.orgId)).orderBy(desc(webhooks.createdAt), desc(webhooks.id));
     return c.json({ webhooks: rows.map(webhookView) });
   });
 
-  app.post("/v1/webhooks", managementAuth, async (c) => {
+  app.post("/v1/webhooks", allow("admin", "org-wide"), async (c) => {
     const body = await readJson(c, CreateWebhook);
     const orgId = c.var.orgId;
     const secret = newWebhookSecret();
@@ -100,12 +100,12 @@ export function registerWebhooks(app: Hono<AppEnv>) {
     return c.json({ ...view, secret }, 201);
   });
 
-  app.get("/v1/webhooks/:id", managementAuth, async (c) => {
+  app.get("/v1/webhooks/:id", allow("admin", "org-wide"), async (c) => {
     return c.json(webhookView(await ownWebhook(c.env, c.var.orgId, c.req.param("id"))));
   });
 
   /** Changes take effect for the next attempt of pending deliveries too (they are sent to the URL of the moment). */
-  app.patch("/v1/webhooks/:id", managementAuth, async (c) => {
+  app.patch("/v1/webhooks/:id", allow("admin", "org-wide"), async (c) => {
     const current = await ownWebhook(c.env, c.var.orgId, c.req.param("id"));
     const patch = await readJson(c, UpdateWebhook);
     const [updated] = await drizzle(c.env.DB)
@@ -124,7 +124,7 @@ export function registerWebhooks(app: Hono<AppEnv>) {
     return c.json(view);
   });
 
-  app.delete("/v1/webhooks/:id", managementAuth, async (c) => {
+  app.delete("/v1/webhooks/:id", allow("admin", "org-wide"), async (c) => {
     const hook = await ownWebhook(c.env, c.var.orgId, c.req.param("id"));
     await drizzle(c.env.DB).delete(webhooks).where(and(eq(webhooks.id, hook.id), eq(webhooks.orgId, c.var.orgId)));
     try {
@@ -139,7 +139,7 @@ export function registerWebhooks(app: Hono<AppEnv>) {
   });
 
   /** The webhook's deliveries, newest first, with cursor pagination. */
-  app.get("/v1/webhooks/:id/deliveries", managementAuth, async (c) => {
+  app.get("/v1/webhooks/:id/deliveries", allow("admin", "org-wide"), async (c) => {
     const hook = await ownWebhook(c.env, c.var.orgId, c.req.param("id"));
     const { limit, cursor } = validate(DeliveriesQuery, c.req.query());
     const after = cursor === undefined ? undefined : decodeCursor(cursor);

@@ -11,7 +11,7 @@ import { checkbox, fieldErrors, num, numOrNull, text, type FieldErrors } from ".
 import type { Rule, Site, Tag } from "../types.js";
 import { fmtAgo, ruleAction, ruleCondition } from "../ui/format.js";
 import { Badge, Card, CsrfField, Field, Flash, Layout, TableWrap } from "../ui/layout.js";
-import { doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
+import { can, doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
 
 const RULE_FIELDS = ["siteId", "tagName", "metric", "metricTag", "operator", "threshold", "action", "actionValue", "enabled", "priority", "cooldownSeconds"] as const;
 const MAX_PRIORITY = 1_000_000;
@@ -145,7 +145,7 @@ function rulesPath(siteId: string | null | undefined): string {
   return `/dashboard/rules${query({ siteId })}`;
 }
 
-function RuleRow(props: { rule: Rule; csrf: string; first: boolean; last: boolean; siteFilter: string | null }) {
+function RuleRow(props: { rule: Rule; csrf: string; first: boolean; last: boolean; siteFilter: string | null; editable: boolean }) {
   const { rule: r, csrf } = props;
   const base = `/dashboard/rules/${seg(r.id)}`;
   const back = props.siteFilter ? <input type="hidden" name="siteId" value={props.siteFilter} /> : null;
@@ -160,7 +160,8 @@ function RuleRow(props: { rule: Rule; csrf: string; first: boolean; last: boolea
       <td class="num">{r.cooldownSeconds} s</td>
       <td>{r.enabled ? <Badge tone="ok">enabled</Badge> : <Badge tone="muted">disabled</Badge>}</td>
       <td>
-        <div class="actions">
+        {props.editable ? null : <span class="muted small">read only</span>}
+        <div class="actions" hidden={!props.editable}>
           <form method="post" action={`${base}/toggle`} class="inline">
             <CsrfField token={csrf} />
             {back}
@@ -250,7 +251,7 @@ async function rulesPage(c: DashContext, create?: { form: FormFields; errors: Fi
               </thead>
               <tbody>
                 {list.map((r, i) => (
-                  <RuleRow rule={r} csrf={c.var.csrf} first={i === 0} last={i === list.length - 1} siteFilter={siteFilter} />
+                  <RuleRow rule={r} csrf={c.var.csrf} first={i === 0} last={i === list.length - 1} siteFilter={siteFilter} editable={can(c, "editor", r.siteId === null)} />
                 ))}
               </tbody>
             </table>
@@ -261,18 +262,20 @@ async function rulesPage(c: DashContext, create?: { form: FormFields; errors: Fi
           apply in id order.
         </p>
       </Card>
-      <Card title="Create a rule" id="create">
-        <RuleForm
-          csrf={c.var.csrf}
-          action="/dashboard/rules"
-          submit="Create rule"
-          rule={{ priority: nextPriority, cooldownSeconds: DEFAULT_RULE_COOLDOWN_SECONDS, enabled: true, siteId: siteFilter }}
-          form={create?.form}
-          errors={create?.errors}
-          sites={refs.sites}
-          tags={refs.tags}
-        />
-      </Card>
+      {can(c, "editor") ? (
+        <Card title="Create a rule" id="create">
+          <RuleForm
+            csrf={c.var.csrf}
+            action="/dashboard/rules"
+            submit="Create rule"
+            rule={{ priority: nextPriority, cooldownSeconds: DEFAULT_RULE_COOLDOWN_SECONDS, enabled: true, siteId: siteFilter }}
+            form={create?.form}
+            errors={create?.errors}
+            sites={refs.sites}
+            tags={refs.tags}
+          />
+        </Card>
+      ) : null}
     </>
   );
   return render(c, <Layout {...shell(c, "rules", "Reflex rules")}>{body}</Layout>, create ? 400 : 200);

@@ -3,6 +3,7 @@ import type { Child } from "hono/jsx";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ApiResult } from "../api.js";
 import type { DashContext } from "../context.js";
+import { roleCovers, type Role } from "../../middleware/access.js";
 import { Card, CsrfField, Field, Flash, Layout, MessagePage, type LayoutProps, type NavSection } from "../ui/layout.js";
 
 /** Renders a page as a full HTML document. */
@@ -12,9 +13,19 @@ export async function render(c: DashContext, node: Child, status: ContentfulStat
 
 /** The shell's props for a logged-in page. */
 export function shell(c: DashContext, section: NavSection, title: string, refreshSeconds?: number): LayoutProps {
-  const props: LayoutProps = { title, org: c.var.org, csrf: c.var.csrf, section, nonce: c.var.nonce };
+  const props: LayoutProps = { title, org: c.var.org, access: c.var.access, csrf: c.var.csrf, section, nonce: c.var.nonce };
   if (refreshSeconds !== undefined) props.refreshSeconds = refreshSeconds;
   return props;
+}
+
+/**
+ * Whether the session may do what needs `role` (and, with `orgWide`, what
+ * concerns every site, which a site-scoped token may not): pages show a form
+ * or a button only when it would be accepted.
+ */
+export function can(c: DashContext, role: Role, orgWide = false): boolean {
+  const access = c.var.access;
+  return roleCovers(access.role, role) && (!orgWide || access.siteIds === null);
 }
 
 /**

@@ -14,7 +14,7 @@ import { LineChart, chartMinutes, lastMinutes, type ChartSeries } from "../ui/ch
 import { fmtAgo, fmtInt, fmtMs, fmtNum, fmtPct, fmtTime, fmtWeight, ruleAction, ruleCondition } from "../ui/format.js";
 import { Badge, Card, CsrfField, Field, Flash, Layout, Stat, TableWrap } from "../ui/layout.js";
 import { FirstPulse } from "../ui/snippets.js";
-import { ConfirmPage, doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
+import { ConfirmPage, can, doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
 
 /** The tag the aggregator's rollups use for a site's totals. */
 const SITE_ROLLUP_TAG = "__site__";
@@ -179,10 +179,12 @@ async function sitesPage(c: DashContext, createForm?: { form: Record<string, str
           ))}
         </div>
       )}
-      <Card title="Create a site ahead of its first pulse" id="create">
-        <p class="muted small">Only needed to give a site its own timing before it pulses. Sites are otherwise created by their first pulse.</p>
-        <CreateSiteForm csrf={c.var.csrf} form={createForm?.form} errors={createForm?.errors} />
-      </Card>
+      {can(c, "editor") ? (
+        <Card title="Create a site ahead of its first pulse" id="create">
+          <p class="muted small">Only needed to give a site its own timing before it pulses. Sites are otherwise created by their first pulse.</p>
+          <CreateSiteForm csrf={c.var.csrf} form={createForm?.form} errors={createForm?.errors} />
+        </Card>
+      ) : null}
     </>
   );
   return render(c, <Layout {...shell(c, "sites", "Sites", createForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>, createForm ? 400 : 200);
@@ -412,9 +414,11 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
       <section class={`card${site.data.killSwitch ? " kill-on" : ""}`} id="kill">
         <div class="card-head">
           <h2>Kill switch: {site.data.killSwitch ? <Badge tone="bad">ON</Badge> : <Badge tone="ok">off</Badge>}</h2>
-          <a class={`button ${site.data.killSwitch ? "secondary" : "danger"}`} href={killHref} data-action="kill">
-            {site.data.killSwitch ? "Turn kill switch off…" : "Turn kill switch on…"}
-          </a>
+          {can(c, "editor") ? (
+            <a class={`button ${site.data.killSwitch ? "secondary" : "danger"}`} href={killHref} data-action="kill">
+              {site.data.killSwitch ? "Turn kill switch off…" : "Turn kill switch on…"}
+            </a>
+          ) : null}
         </div>
         <p class="muted small">
           {site.data.killSwitch
@@ -446,7 +450,7 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
         id="rules"
         actions={
           <a class="button secondary small" href={`/dashboard/rules${query({ siteId })}`}>
-            Edit rules
+            {can(c, "editor") ? "Edit rules" : "All rules"}
           </a>
         }
       >
@@ -459,15 +463,23 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
           <TagWindow status={s} />
         </Card>
         <Card title="Timing">
-          <TimingForm csrf={c.var.csrf} site={site.data} form={timingForm?.form} errors={timingForm?.errors} />
+          {can(c, "editor") ? (
+            <TimingForm csrf={c.var.csrf} site={site.data} form={timingForm?.form} errors={timingForm?.errors} />
+          ) : (
+            <p class="small">
+              pulse every {fmtInt(site.data.timing.pulseIntervalMs)} ms · window {fmtNum(site.data.timing.windowSeconds)} s · lease {fmtInt(site.data.timing.leaseDurationSeconds)} s
+            </p>
+          )}
         </Card>
       </div>
-      <Card title="Delete this site">
-        <p class="muted small">Forgets its telemetry, events, aggregator state and cached policy. A later pulse creates it again.</p>
-        <a class="button danger-outline" href={`/dashboard/sites/${seg(siteId)}/delete`}>
-          Delete site…
-        </a>
-      </Card>
+      {can(c, "admin") ? (
+        <Card title="Delete this site">
+          <p class="muted small">Forgets its telemetry, events, aggregator state and cached policy. A later pulse creates it again.</p>
+          <a class="button danger-outline" href={`/dashboard/sites/${seg(siteId)}/delete`}>
+            Delete site…
+          </a>
+        </Card>
+      ) : null}
     </>
   );
   return render(c, <Layout {...shell(c, "sites", siteId, timingForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>, timingForm ? 400 : 200);

@@ -7,7 +7,7 @@ import { fieldErrors, num, text, type FieldErrors } from "../forms.js";
 import type { Tag } from "../types.js";
 import { fmtAgo } from "../ui/format.js";
 import { Badge, Card, CsrfField, Field, Flash, Layout, TableWrap } from "../ui/layout.js";
-import { doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
+import { can, doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
 
 const TAG_FIELDS = ["name", "maxWeight", "priority"] as const;
 
@@ -18,7 +18,7 @@ interface RowError {
   errors: FieldErrors;
 }
 
-function TagRow(props: { tag: Tag; csrf: string; error?: RowError | undefined }) {
+function TagRow(props: { tag: Tag; csrf: string; error?: RowError | undefined; editable: boolean }) {
   const { tag } = props;
   const formId = `tag-${tag.id}`;
   const e = props.error?.errors;
@@ -35,14 +35,15 @@ function TagRow(props: { tag: Tag; csrf: string; error?: RowError | undefined })
         ) : null}
       </td>
       <td>
-        <input class="narrow" form={formId} name="maxWeight" inputmode="decimal" aria-label={`Baseline max weight of ${tag.name}`} value={valueOf(form, "maxWeight", tag.maxWeight)} />
+        <input class="narrow" form={formId} name="maxWeight" inputmode="decimal" aria-label={`Baseline max weight of ${tag.name}`} value={valueOf(form, "maxWeight", tag.maxWeight)} readonly={!props.editable} />
       </td>
       <td>
-        <input class="narrow" form={formId} name="priority" inputmode="numeric" aria-label={`Priority of ${tag.name}`} value={valueOf(form, "priority", tag.priority)} />
+        <input class="narrow" form={formId} name="priority" inputmode="numeric" aria-label={`Priority of ${tag.name}`} value={valueOf(form, "priority", tag.priority)} readonly={!props.editable} />
       </td>
       <td class="nowrap small muted">{fmtAgo(tag.createdAt)}</td>
       <td>
-        <div class="actions">
+        {props.editable ? null : <span class="muted small">read only</span>}
+        <div class="actions" hidden={!props.editable}>
           <form method="post" action={`/dashboard/tags/${seg(tag.id)}`} id={formId} class="inline">
             <CsrfField token={props.csrf} />
             <button type="submit" class="secondary small">
@@ -91,7 +92,7 @@ async function tagsPage(c: DashContext, failed?: { create?: { form: FormFields; 
               </thead>
               <tbody>
                 {list.map((t) => (
-                  <TagRow tag={t} csrf={c.var.csrf} error={failed?.row?.id === t.id ? failed.row : undefined} />
+                  <TagRow tag={t} csrf={c.var.csrf} error={failed?.row?.id === t.id ? failed.row : undefined} editable={can(c, "editor", true)} />
                 ))}
               </tbody>
             </table>
@@ -102,26 +103,28 @@ async function tagsPage(c: DashContext, failed?: { create?: { form: FormFields; 
           traffic sheds the lowest priority first, then one more tier per window while it keeps holding.
         </p>
       </Card>
-      <Card title="Configure a tag" id="create">
-        <form method="post" action="/dashboard/tags">
-          <CsrfField token={c.var.csrf} />
-          {create?.errors.general ? <Flash kind="error">{create.errors.general}</Flash> : null}
-          <div class="form-grid">
-            <Field label="Name" name="name" error={e.name}>
-              <input id="f-name" name="name" value={valueOf(create?.form, "name", "")} placeholder="free" autocomplete="off" />
-            </Field>
-            <Field label="Baseline max weight" name="maxWeight" error={e.maxWeight} hint={`Empty: ${DEFAULT_TAG_MAX_WEIGHT}`}>
-              <input id="f-maxWeight" name="maxWeight" inputmode="decimal" value={valueOf(create?.form, "maxWeight", "")} />
-            </Field>
-            <Field label="Priority" name="priority" error={e.priority} hint="Empty: 0">
-              <input id="f-priority" name="priority" inputmode="numeric" value={valueOf(create?.form, "priority", "")} />
-            </Field>
-          </div>
-          <div class="form-actions">
-            <button type="submit">Create tag</button>
-          </div>
-        </form>
-      </Card>
+      {can(c, "editor", true) ? (
+        <Card title="Configure a tag" id="create">
+          <form method="post" action="/dashboard/tags">
+            <CsrfField token={c.var.csrf} />
+            {create?.errors.general ? <Flash kind="error">{create.errors.general}</Flash> : null}
+            <div class="form-grid">
+              <Field label="Name" name="name" error={e.name}>
+                <input id="f-name" name="name" value={valueOf(create?.form, "name", "")} placeholder="free" autocomplete="off" />
+              </Field>
+              <Field label="Baseline max weight" name="maxWeight" error={e.maxWeight} hint={`Empty: ${DEFAULT_TAG_MAX_WEIGHT}`}>
+                <input id="f-maxWeight" name="maxWeight" inputmode="decimal" value={valueOf(create?.form, "maxWeight", "")} />
+              </Field>
+              <Field label="Priority" name="priority" error={e.priority} hint="Empty: 0">
+                <input id="f-priority" name="priority" inputmode="numeric" value={valueOf(create?.form, "priority", "")} />
+              </Field>
+            </div>
+            <div class="form-actions">
+              <button type="submit">Create tag</button>
+            </div>
+          </form>
+        </Card>
+      ) : null}
     </>
   );
   return render(c, <Layout {...shell(c, "tags", "Tags")}>{body}</Layout>, failed ? 400 : 200);

@@ -3,19 +3,20 @@
  * HTML: no external assets, no build step; hono/jsx escapes every value.
  */
 import type { Child, PropsWithChildren } from "hono/jsx";
-import type { Organization } from "../types.js";
+import type { Access, Organization } from "../types.js";
 import { STYLES } from "./styles.js";
 
 export type NavSection = "sites" | "rules" | "tags" | "keys" | "usage" | "audit" | "webhooks" | "none";
 
-const NAV: ReadonlyArray<[NavSection, string, string]> = [
-  ["sites", "Sites", "/dashboard/sites"],
-  ["rules", "Reflex rules", "/dashboard/rules"],
-  ["tags", "Tags", "/dashboard/tags"],
-  ["keys", "API keys", "/dashboard/keys"],
-  ["usage", "Usage", "/dashboard/usage"],
-  ["audit", "Audit log", "/dashboard/audit"],
-  ["webhooks", "Webhooks", "/dashboard/webhooks"],
+/** Sections, with whether only an admin may open them (credentials and webhook URLs). */
+const NAV: ReadonlyArray<[NavSection, string, string, boolean]> = [
+  ["sites", "Sites", "/dashboard/sites", false],
+  ["rules", "Reflex rules", "/dashboard/rules", false],
+  ["tags", "Tags", "/dashboard/tags", false],
+  ["keys", "API keys", "/dashboard/keys", true],
+  ["usage", "Usage", "/dashboard/usage", false],
+  ["audit", "Audit log", "/dashboard/audit", false],
+  ["webhooks", "Webhooks", "/dashboard/webhooks", true],
 ];
 
 // Reloads a live page every few seconds, but never while someone is typing in it or it is hidden;
@@ -30,6 +31,8 @@ export interface LayoutProps {
   title: string;
   /** Absent on the login page. */
   org?: Organization;
+  /** The session token's role and sites; the navigation leaves out what it cannot open. */
+  access?: Access;
   csrf?: string;
   section?: NavSection;
   nonce?: string;
@@ -57,6 +60,12 @@ export function Layout(props: PropsWithChildren<LayoutProps>) {
             <div class="who">
               <span class="org">{props.org.name}</span>
               <span class={`badge plan-${props.org.plan}`}>{props.org.plan}</span>
+              {props.org.suspended ? <span class="badge bad">suspended</span> : null}
+              {props.access ? (
+                <span class="badge role" title={props.access.siteIds === null ? "every site" : `sites: ${props.access.siteIds.join(", ")}`}>
+                  {props.access.siteIds === null ? props.access.role : `${props.access.role} · ${props.access.siteIds.join(", ")}`}
+                </span>
+              ) : null}
               <form method="post" action="/dashboard/logout" class="inline">
                 <CsrfField token={props.csrf ?? ""} />
                 <button type="submit" class="link">
@@ -68,7 +77,7 @@ export function Layout(props: PropsWithChildren<LayoutProps>) {
         </header>
         {props.org ? (
           <nav class="nav" aria-label="Sections">
-            {NAV.map(([key, label, href]) => (
+            {NAV.filter(([, , , adminOnly]) => !adminOnly || props.access?.role === "admin").map(([key, label, href]) => (
               <a href={href} class={props.section === key ? "active" : undefined} aria-current={props.section === key ? "page" : undefined}>
                 {label}
               </a>

@@ -1,0 +1,4 @@
+ALTER TABLE `audit_log` ADD `actor_role` text;--> statement-breakpoint
+ALTER TABLE `management_tokens` ADD `role` text DEFAULT 'admin' NOT NULL;--> statement-breakpoint
+ALTER TABLE `management_tokens` ADD `site_ids` text;--> statement-breakpoint
+ALTER TABLE `organizations` ADD `suspended_at` integer;

@@ -20,7 +20,7 @@ export const POLICY_BOUNDS = Object.freeze({
   retryAfterSeconds: Object.freeze({ min: 1, max: 31 * 86_400 }),
 });
 
-/** A valid policy with its defaults filled in (DESIGN.md, "Policy on the wire"). */
+/** A valid policy with its defaults filled in (docs/protocol.md#the-policy). */
 export interface WirePolicy {
   version: number;
   /** `null` is unlimited. */

@@ -161,7 +161,7 @@ export function registerKeyPages(dash: Hono<DashEnv>) {
     const message = (
       <p>
         A new pair replaces <strong>{key.data.name}</strong> (<code>{key.data.publishKey}</code>). The old pair is revoked at once: SDKs still using it get{" "}
-        <code>KEY_REVOKED</code> (within 30 s everywhere), so deploy the new secret right after.
+        <code>KEY_REVOKED</code> (within 5 s everywhere), so deploy the new secret right after.
       </p>
     );
     return render(

@@ -1,11 +1,14 @@
 /**
  * The JWT lifecycle (seed: "Policy auth"): exchange the key pair for a token
- * at `POST /v1/auth/token`, refresh it 2 minutes before it expires, retry
+ * at `POST /v1/auth/token` with a request signed like a pulse (the secret key
+ * is never sent), refresh it 2 minutes before it expires, retry
  * with capped exponential backoff when the exchange fails. Failures go to
  * `onError`; pulses do not need the token, so they never wait for it.
  */
 import { WaitStateError } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson } from "./http.js";
+import { TOKEN_EXCHANGE_PATH } from "./protocol/constants.js";
+import { createTokenExchangeHeaders } from "./signing.js";
 
 /** Refresh this long before `expiresAt`. */
 export const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000;
@@ -72,10 +75,9 @@ export class AuthManager {
 
   private async exchange(): Promise<boolean> {
     const { baseUrl, publishKey, secretKey } = this.options;
-    const outcome = await httpRequest(`${baseUrl}/v1/auth/token`, {
+    const outcome = await httpRequest(`${baseUrl}${TOKEN_EXCHANGE_PATH}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ publishKey, secretKey }),
+      headers: createTokenExchangeHeaders(publishKey, secretKey),
       timeoutMs: this.options.timeoutMs ?? 10_000,
       signal: this.abort.signal,
     });

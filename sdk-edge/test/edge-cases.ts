@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { EdgeGate as EdgeGateClass, gate as gateFn, sign_pulse as signFn } from "@waitstate/edge";
-import { GATE_CASES, HMAC_CASES, brokenCopy, runGateCase, type GateFactory } from "../../protocol/test/vectors.js";
+import { GATE_CASES, HMAC_CASES, TOKEN_EXCHANGE_VECTORS, brokenCopy, runGateCase, type GateFactory } from "../../protocol/test/vectors.js";
 
 export interface EdgeApi {
   EdgeGate: typeof EdgeGateClass;
@@ -43,6 +43,10 @@ export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (
   describe(`${label}: sign_pulse`, () => {
     it.each(HMAC_CASES.map((c) => [c.name, c] as const))("%s", (_name, c) => {
       expect(api.sign_pulse(c.body, c.timestamp, c.secretKey)).toBe(hmacExpected(c));
+    });
+
+    it.each(TOKEN_EXCHANGE_VECTORS.cases.map((c) => [c.name, c] as const))("token exchange: %s", (_name, c) => {
+      expect(api.sign_pulse(TOKEN_EXCHANGE_VECTORS.prefix + c.body, c.timestamp, c.secretKey)).toBe(c.expect);
     });
 
     it("signs bodies larger than the wasm I/O buffer", () => {

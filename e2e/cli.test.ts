@@ -217,7 +217,7 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(revoked).toContain(`Revoked ${json.id} (cli-json`);
 
     const list = await ok(["keys", "list"]);
-    expect(tableRow(list, "ID")).toEqual(["ID", "NAME", "PUBLISH KEY", "CREATED", "REVOKED", "STATE"]);
+    expect(tableRow(list, "ID")).toEqual(["ID", "NAME", "PUBLISH KEY", "SITE", "CREATED", "REVOKED", "STATE"]);
     expect(tableRow(list, id!).at(-1)).toBe(`rotated → ${rotated.id}`);
     expect(tableRow(list, rotated.id).at(-1)).toBe("active");
     expect(tableRow(list, json.id).at(-1)).toBe("revoked");
@@ -230,6 +230,16 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(again.stderr).toContain("CONFLICT");
     expect(missing.code).toBe(4);
     expect(missing.stderr).toContain("NOT_FOUND: No such API key");
+
+    // Scoped keys, and a rotation that keeps the old key valid for a while.
+    const scoped = await okJson(["keys", "create", "--name", "cli-ci", "--environment", "test", "--site", "staging"]);
+    expect(scoped).toMatchObject({ environment: "test", siteId: "staging", publishKey: expect.stringMatching(/^ws_pub_test_/) });
+    const graced = await okJson(["keys", "rotate", scoped.id, "--grace-seconds", "3600", "--yes"]);
+    expect(graced).toMatchObject({ replaces: scoped.id, environment: "test", siteId: "staging" });
+    expect(graced.oldKeyValidUntil).toBeGreaterThan(Date.now() + 3500_000);
+    expect(tableRow(await ok(["keys", "list"]), scoped.id).at(-1)).toMatch(new RegExp(`^rotated → ${graced.id}, valid until `));
+    const badGrace = await ws(["keys", "rotate", graced.id, "--grace-seconds", "9999999", "--yes"]);
+    expect(badGrace.stderr).toContain("--grace-seconds");
   });
 
   it("tokens create (shown once), list marks this login's, revoke (asks first); the last active one stays", async () => {

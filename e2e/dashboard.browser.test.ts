@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { WaitState, type GateResult } from "../sdk-node/src/index.js";
+import { WaitState, createTokenExchangeHeaders, type GateResult } from "../sdk-node/src/index.js";
 import { startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
 import { WRITE_SCREENSHOTS, horizontalOverflow, launchChromium, screenshot } from "./support/browser.js";
 import { until } from "./support/wait.js";
@@ -215,7 +215,7 @@ describe("dashboard in Chromium against wrangler dev", () => {
       const newPublishKey = ((await page.textContent("[data-new-secret] dd code")) ?? "").trim();
       // the pair works, the old one does not
       const exchange = (publishKey: string, secretKey: string) =>
-        fetch(`${cp.url}/v1/auth/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ publishKey, secretKey }) });
+        fetch(`${cp.url}/v1/auth/token`, { method: "POST", headers: createTokenExchangeHeaders(publishKey, secretKey) });
       expect((await exchange(newPublishKey, secret)).status).toBe(200);
       expect((await exchange(tenant.publishKey, tenant.secretKey)).status).toBe(401);
       await screenshot(page, "keys");

@@ -88,6 +88,15 @@ export const PULSE_HEADERS = Object.freeze({
   signature: "x-waitstate-signature",
 });
 
+/**
+ * The token exchange (`POST /v1/auth/token`) is signed like a pulse, with the
+ * same headers, over a string no pulse can produce: this prefix, then the
+ * request body (empty), then `"." + timestamp`. The secret key never travels.
+ */
+export const TOKEN_EXCHANGE_PATH = "/v1/auth/token";
+export const TOKEN_EXCHANGE_SIGNING_PREFIX = "POST\n/v1/auth/token\n";
+export const MAX_TOKEN_EXCHANGE_BODY_BYTES = 1024;
+
 /** Bounds that keep a single pulse or policy from growing without limit. */
 export const MAX_TAG_NAME_LENGTH = 128;
 export const MAX_TAGS_PER_PULSE = 512;

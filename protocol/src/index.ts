@@ -34,6 +34,9 @@ export {
   RULE_ACTIONS,
   RULE_OPERATORS,
   SAFE_MODE_STRATEGIES,
+  TOKEN_EXCHANGE_PATH,
+  TOKEN_EXCHANGE_SIGNING_PREFIX,
+  MAX_TOKEN_EXCHANGE_BODY_BYTES,
   isValidCustomMetricName,
 } from "./constants.js";
 export type {

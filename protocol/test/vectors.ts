@@ -10,6 +10,7 @@ import histogramText from "../vectors/histogram.json?raw";
 import hmacText from "../vectors/hmac.json?raw";
 import reflexText from "../vectors/reflex.json?raw";
 import policyText from "../vectors/policy.json?raw";
+import tokenExchangeText from "../vectors/token-exchange.json?raw";
 import { LocalGate, decide, newGateState, type GatePolicy, type GateResult } from "../src/gate.js";
 import type { SafeModeStrategy } from "../src/constants.js";
 import { evaluateReflexes, mergeWindow, type EngineRule, type RuleState, type TagConfig, type WindowPulse, type WindowStats } from "../src/reflex.js";
@@ -114,6 +115,12 @@ export function brokenPolicyCase(c: PolicyCase, detail = false): PolicyCase {
 export const HMAC_CASES = (
   JSON.parse(hmacText) as VectorFile<{ name: string; body: string; timestamp: string; secretKey: string; expect: string }>
 ).cases;
+
+/** token-exchange.json: the signature of `POST /v1/auth/token` is the pulse HMAC over `prefix + body`. */
+export const TOKEN_EXCHANGE_VECTORS = JSON.parse(tokenExchangeText) as {
+  prefix: string;
+  cases: Array<{ name: string; body: string; timestamp: string; secretKey: string; signed: string; expect: string }>;
+};
 
 /** A vector weight as a number: the strings stand for what JSON cannot hold. */
 export function vectorNumber(value: number | string): number {

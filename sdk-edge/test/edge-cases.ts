@@ -16,6 +16,7 @@ import {
   HISTOGRAM_CASES,
   HMAC_CASES,
   POLICY_CASES,
+  TOKEN_EXCHANGE_VECTORS,
   brokenCopy,
   brokenPolicyCase,
   closeTo,
@@ -209,6 +210,10 @@ export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (
   describe(`${label}: sign_pulse`, () => {
     it.each(HMAC_CASES.map((c) => [c.name, c] as const))("%s", (_name, c) => {
       expect(api.sign_pulse(c.body, c.timestamp, c.secretKey)).toBe(hmacExpected(c));
+    });
+
+    it.each(TOKEN_EXCHANGE_VECTORS.cases.map((c) => [c.name, c] as const))("token exchange: %s", (_name, c) => {
+      expect(api.sign_pulse(TOKEN_EXCHANGE_VECTORS.prefix + c.body, c.timestamp, c.secretKey)).toBe(c.expect);
     });
 
     it("signs bodies larger than the wasm I/O buffer", () => {

@@ -1,13 +1,16 @@
 /**
- * The JWT lifecycle (docs/protocol.md#the-jwt-exchange): exchange the key pair for a token at
- * `POST /v1/auth/token`, refresh it 2 minutes before it expires, retry with
+ * The JWT lifecycle (docs/protocol.md#the-jwt-exchange): exchange the key pair
+ * for a token at `POST /v1/auth/token` with a request signed like a pulse (the
+ * secret key is never sent), refresh it 2 minutes before it expires, retry with
  * capped exponential backoff when the exchange fails (the rules are
  * `stepToken` in protocol/src/lifecycle.ts). Failures go to `onError`; pulses
  * do not need the token, so they never wait for it.
  */
 import { WaitStateError } from "./errors.js";
 import { describeAnswer, httpRequest, safeJson } from "./http.js";
+import { TOKEN_EXCHANGE_PATH } from "../../protocol/src/constants.js";
 import { initialToken, stepToken, tokenUsable, type TokenEvent, type TokenState } from "../../protocol/src/lifecycle.js";
+import { createTokenExchangeHeaders } from "./signing.js";
 
 export { TOKEN_REFRESH_MARGIN_MS } from "../../protocol/src/lifecycle.js";
 
@@ -75,10 +78,9 @@ export class AuthManager {
 
   private async exchange(): Promise<boolean> {
     const { baseUrl, publishKey, secretKey } = this.options;
-    const outcome = await httpRequest(`${baseUrl}/v1/auth/token`, {
+    const outcome = await httpRequest(`${baseUrl}${TOKEN_EXCHANGE_PATH}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ publishKey, secretKey }),
+      headers: createTokenExchangeHeaders(publishKey, secretKey),
       timeoutMs: this.options.timeoutMs ?? 10_000,
       signal: this.abort.signal,
     });

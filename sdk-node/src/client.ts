@@ -48,7 +48,8 @@ import {
 import { createSignedHeaders } from "./signing.js";
 import { buildPulses, MAX_SDK_TAGS, TelemetryCollector, type PreparedPulse } from "./telemetry.js";
 
-export const DEFAULT_BASE_URL = "https://api.waitstate.io";
+/** Read for the control plane's URL when the `baseUrl` option is not given. There is no default host. */
+export const BASE_URL_ENV = "WAITSTATE_BASE_URL";
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
 export interface WaitStateOptions {
@@ -62,7 +63,11 @@ export interface WaitStateOptions {
   instanceId?: string;
   /** Initial ms between pulses; the server's policy overrides it. @default 5000 */
   pulseInterval?: number;
-  /** The control plane. @default "https://api.waitstate.io" */
+  /**
+   * Your control plane, e.g. `http://127.0.0.1:8787`. Required: when omitted it
+   * is read from `WAITSTATE_BASE_URL`; with neither the constructor throws
+   * INVALID_OPTIONS (there is no hosted default to send your keys to).
+   */
   baseUrl?: string;
   /** What gate() does once the lease has expired. @default "open" */
   safeModeStrategy?: SafeModeStrategy;
@@ -159,19 +164,24 @@ function resolveOptions(options: WaitStateOptions): ResolvedOptions {
     if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw invalid(`${name} must be an integer of ms between ${min} and ${max}`);
     return v;
   };
-  let baseUrl = DEFAULT_BASE_URL;
-  if (options.baseUrl !== undefined) {
-    let url: URL | null = null;
-    try {
-      url = typeof options.baseUrl === "string" ? new URL(options.baseUrl) : null;
-    } catch {
-      url = null;
-    }
-    if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
-      throw invalid(`baseUrl must be an http(s) URL such as http://127.0.0.1:8787, got ${JSON.stringify(options.baseUrl)}`);
-    }
-    baseUrl = url.href.replace(/\/+$/, "");
+  const publishKey = key("publishKey");
+  const secretKey = key("secretKey");
+  const fromEnv = options.baseUrl === undefined ? envBaseUrl() : undefined;
+  const rawUrl = options.baseUrl ?? fromEnv;
+  if (rawUrl === undefined) {
+    throw invalid(`baseUrl is required: pass your control plane's URL (e.g. baseUrl: "http://127.0.0.1:8787" for \`npm start\`) or set ${BASE_URL_ENV}`);
   }
+  let url: URL | null = null;
+  try {
+    url = typeof rawUrl === "string" ? new URL(rawUrl) : null;
+  } catch {
+    url = null;
+  }
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    const source = fromEnv !== undefined ? `${BASE_URL_ENV} (no baseUrl option given)` : "baseUrl";
+    throw invalid(`${source} must be an http(s) URL such as http://127.0.0.1:8787, got ${JSON.stringify(rawUrl)}`);
+  }
+  const baseUrl = url.href.replace(/\/+$/, "");
   const strategy = options.safeModeStrategy ?? "open";
   if (!(SAFE_MODE_STRATEGIES as readonly unknown[]).includes(strategy)) {
     throw invalid(`safeModeStrategy must be one of ${SAFE_MODE_STRATEGIES.join(", ")}, got ${JSON.stringify(strategy)}`);
@@ -180,8 +190,8 @@ function resolveOptions(options: WaitStateOptions): ResolvedOptions {
   if (typeof rps !== "number" || !Number.isFinite(rps) || rps < 0) throw invalid("safeModeMaxRps must be a finite number >= 0");
   if (options.onError !== undefined && typeof options.onError !== "function") throw invalid("onError must be a function");
   return {
-    publishKey: key("publishKey"),
-    secretKey: key("secretKey"),
+    publishKey,
+    secretKey,
     siteId: id("siteId"),
     instanceId: id("instanceId") ?? randomUUID(),
     pulseInterval: int("pulseInterval", 100, 3_600_000, DEFAULT_PULSE_INTERVAL_MS),
@@ -191,6 +201,12 @@ function resolveOptions(options: WaitStateOptions): ResolvedOptions {
     onError: options.onError,
     requestTimeoutMs: int("requestTimeoutMs", 50, 120_000, DEFAULT_REQUEST_TIMEOUT_MS),
   };
+}
+
+/** `WAITSTATE_BASE_URL`, unless unset or blank. */
+function envBaseUrl(): string | undefined {
+  const value = typeof process !== "undefined" ? process.env[BASE_URL_ENV]?.trim() : undefined;
+  return value === undefined || value === "" ? undefined : value;
 }
 
 /** A warning per error code at most once a minute: the default when no onError is given. */
@@ -208,7 +224,11 @@ function consoleReporter(): (error: WaitStateError) => void {
  * WaitState for Node.js.
  *
  * @example
- * const ws = new WaitState({ publishKey: process.env.WAITSTATE_PUBLISH_KEY!, secretKey: process.env.WAITSTATE_SECRET_KEY! });
+ * const ws = new WaitState({
+ *   baseUrl: process.env.WAITSTATE_BASE_URL!, // your control plane
+ *   publishKey: process.env.WAITSTATE_PUBLISH_KEY!,
+ *   secretKey: process.env.WAITSTATE_SECRET_KEY!,
+ * });
  * const decision = ws.gate("free", 1);
  * if (!decision.allowed) return res.status(429).end();
  * const stop = ws.startTimer("free");
@@ -316,13 +336,17 @@ export class WaitState {
     this.telemetry.report(metric, value, tag);
   }
 
-  /** Resolves true once the first policy has arrived, false after `timeoutMs` or at shutdown. Never rejects. */
+  /**
+   * Resolves true once the first policy has arrived, false after `timeoutMs` or
+   * at shutdown. Never rejects. While it waits it keeps the process alive (the
+   * client's own timers do not), so `await ws.ready()` at the top level of a
+   * script resolves false on time rather than letting Node exit silently.
+   */
   ready(timeoutMs = 10_000): Promise<boolean> {
     if (this.life.lastSyncAt !== null) return Promise.resolve(true);
     if (this.stopped) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(false), timeoutMs);
-      timer.unref();
+      const timer = setTimeout(() => done(false), Math.max(0, Math.min(timeoutMs, MAX_TIMER_MS)));
       const done = (synced: boolean) => {
         clearTimeout(timer);
         this.readyWaiters = this.readyWaiters.filter((w) => w !== done);

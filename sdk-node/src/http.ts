@@ -32,10 +32,45 @@ export async function httpRequest(url: string, init: HttpRequest): Promise<HttpO
   } catch (err) {
     const timedOut = deadline.aborted;
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const where = endpoint(url);
     const reason = timedOut
-      ? `no answer within ${init.timeoutMs} ms`
-      : cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+      ? `no answer from ${where} within ${init.timeoutMs} ms`
+      : connectionFailure(cause?.code, where) ?? `${cause?.message ?? (err instanceof Error ? err.message : String(err))} (${where})`;
     return { ok: false, reason, timedOut };
+  }
+}
+
+/** `host:port` of a URL, the port filled in from the scheme: what an operator checks first. */
+export function endpoint(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || (u.protocol === "https:" ? "443" : "80")}`;
+  } catch {
+    return url;
+  }
+}
+
+/** Node's socket error codes, said with the host and port they concern. */
+function connectionFailure(code: string | undefined, where: string): string | null {
+  switch (code) {
+    case undefined:
+      return null;
+    case "ECONNREFUSED":
+      return `connection refused by ${where}`;
+    case "ECONNRESET":
+    case "UND_ERR_SOCKET":
+      return `connection reset by ${where}`;
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return `cannot resolve the host of ${where} (${code})`;
+    case "ETIMEDOUT":
+    case "UND_ERR_CONNECT_TIMEOUT":
+      return `connecting to ${where} timed out`;
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return `${where} is unreachable (${code})`;
+    default:
+      return `${code} from ${where}`;
   }
 }
 

@@ -6,7 +6,7 @@
  * (`@waitstate/sdk/express`, `/fastify`, `/hono`, `/nextjs`); the agent
  * sidecar is the `waitstate-agent` bin.
  */
-export { WaitState, DEFAULT_BASE_URL, type WaitStateOptions, type WaitStateStatus } from "./client.js";
+export { WaitState, BASE_URL_ENV, type WaitStateOptions, type WaitStateStatus } from "./client.js";
 export { WaitStateError, type WaitStateErrorCode } from "./errors.js";
 export { gate, RESULTS, type GatePolicy, type GateResult } from "../../protocol/src/gate.js";
 export { PolicyCache, parsePolicy, type Policy, type PolicyParseResult } from "./policy.js";
@@ -18,7 +18,7 @@ export {
   type TagTelemetry,
   type TelemetryCollectorOptions,
 } from "./telemetry.js";
-export { signPulse, createSignedHeaders, type SignedHeaders } from "./signing.js";
+export { signPulse, createSignedHeaders, signTokenExchange, createTokenExchangeHeaders, type SignedHeaders, type TokenExchangeHeaders } from "./signing.js";
 export { AuthManager, TOKEN_REFRESH_MARGIN_MS, type AuthManagerOptions } from "./auth.js";
 export { LatencyHistogram, type HistogramEncoding } from "../../protocol/src/histogram.js";
 export type { GateReason, PolicyStatus, SafeModeStrategy } from "../../protocol/src/constants.js";

@@ -12,9 +12,11 @@ import {
   WaitStateError,
   buildPulses,
   createSignedHeaders,
+  createTokenExchangeHeaders,
   gate,
   parsePolicy,
   signPulse,
+  signTokenExchange,
 } from "../src/index.js";
 import { POLICY_CASES, brokenPolicyCase, policyMismatch, type PolicyOutcome } from "../../protocol/test/vectors.js";
 import { startControlPlane, type FakeControlPlane } from "./support/control-plane.js";
@@ -125,6 +127,26 @@ describe("signPulse / createSignedHeaders", () => {
   });
 });
 
+const EXCHANGE = JSON.parse(readFileSync(new URL("../../protocol/vectors/token-exchange.json", import.meta.url), "utf8")) as {
+  cases: Array<{ name: string; body: string; timestamp: string; secretKey: string; expect: string }>;
+};
+
+describe("signTokenExchange / createTokenExchangeHeaders", () => {
+  it.each(EXCHANGE.cases.map((c) => [c.name, c]))("token-exchange vector: %s", (_name, c) => {
+    expect(signTokenExchange(c.timestamp, c.secretKey, c.body)).toBe(c.expect);
+  });
+
+  it("carries the publish key, the timestamp and the signature, never the secret", () => {
+    const headers = createTokenExchangeHeaders("pk_1", "sk_1", 1740000060000);
+    expect(headers).toEqual({
+      "x-waitstate-id": "pk_1",
+      "x-waitstate-timestamp": "1740000060000",
+      "x-waitstate-signature": createHmac("sha256", "sk_1").update("POST\n/v1/auth/token\n.1740000060000").digest("hex"),
+    });
+    expect(JSON.stringify(headers)).not.toContain("sk_1");
+  });
+});
+
 describe("AuthManager", () => {
   let cp: FakeControlPlane;
   afterEach(async () => cp?.stop());
@@ -165,6 +187,7 @@ describe("AuthManager", () => {
     expect(await auth.authenticate()).toBe(false);
     auth.stop();
     expect(errors[0]).toMatchObject({ code: "AUTH_FAILED", status: 0 });
+    expect(errors[0]!.message).toContain(`connection refused by 127.0.0.1:${new URL(url).port}`);
   });
 });
 

@@ -108,7 +108,8 @@ describe("waitstate-agent (the bin)", () => {
   it.each([
     ["WAITSTATE_SECRET_KEY", { WAITSTATE_PUBLISH_KEY: "pk_test" }, /^waitstate-agent: WAITSTATE_SECRET_KEY must be set/],
     ["WAITSTATE_PUBLISH_KEY", { WAITSTATE_SECRET_KEY: "sk_test" }, /^waitstate-agent: WAITSTATE_PUBLISH_KEY must be set/],
-    ["PORT", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", PORT: "nine" }, /^waitstate-agent: PORT must be/],
+    ["PORT", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "http://127.0.0.1:1", PORT: "nine" }, /^waitstate-agent: PORT must be/],
+    ["WAITSTATE_BASE_URL (no default host)", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" }, /^waitstate-agent: WAITSTATE_BASE_URL must be set/],
     ["WAITSTATE_BASE_URL", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "localhost" }, /^waitstate-agent: invalid configuration: .*baseUrl must be an http\(s\) URL/],
   ])("exits 1 with a message naming %s when it is missing or bad", async (_name, env, message) => {
     const agent = spawnAgent({ ...env, PORT: (env as Record<string, string>).PORT ?? "0" });

@@ -550,12 +550,16 @@ describe("lifecycle", () => {
 });
 
 describe("configuration from the environment", () => {
-  const keys = { WAITSTATE_PUBLISH_KEY: "pk_live_1", WAITSTATE_SECRET_KEY: "sk_live_1" };
+  const keys = { WAITSTATE_PUBLISH_KEY: "pk_live_1", WAITSTATE_SECRET_KEY: "sk_live_1", WAITSTATE_BASE_URL: "http://cp.internal:8787" };
 
   it("defaults: port 9000 on 127.0.0.1, the instance id from hostname and pid", () => {
     expect(readAgentConfig(keys, "node-a", 1)).toEqual({
       ok: true,
-      config: { client: { publishKey: "pk_live_1", secretKey: "sk_live_1", instanceId: "node-a-1" }, port: 9000, host: "127.0.0.1" },
+      config: {
+        client: { publishKey: "pk_live_1", secretKey: "sk_live_1", baseUrl: "http://cp.internal:8787", instanceId: "node-a-1" },
+        port: 9000,
+        host: "127.0.0.1",
+      },
     });
   });
 
@@ -592,6 +596,8 @@ describe("configuration from the environment", () => {
     ["no keys", {}, /^WAITSTATE_PUBLISH_KEY and WAITSTATE_SECRET_KEY must be set/],
     ["no secret key", { WAITSTATE_PUBLISH_KEY: "pk" }, /^WAITSTATE_SECRET_KEY must be set/],
     ["a blank publish key", { ...keys, WAITSTATE_PUBLISH_KEY: "  " }, /^WAITSTATE_PUBLISH_KEY must be set/],
+    ["no control plane (there is no default host)", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" }, /^WAITSTATE_BASE_URL must be set/],
+    ["a blank control plane", { ...keys, WAITSTATE_BASE_URL: " " }, /^WAITSTATE_BASE_URL must be set/],
     ["an unknown strategy", { ...keys, WAITSTATE_SAFE_MODE_STRATEGY: "closed" }, /^WAITSTATE_SAFE_MODE_STRATEGY must be one of open, fixed_rps, last_policy, got "closed"$/],
     ["a max rps that is not a number", { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "fast" }, /^WAITSTATE_SAFE_MODE_MAX_RPS must be a number >= 0/],
     ["a negative max rps", { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "-1" }, /^WAITSTATE_SAFE_MODE_MAX_RPS/],

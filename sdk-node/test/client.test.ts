@@ -21,8 +21,15 @@ afterEach(async () => {
 });
 
 describe("options", () => {
-  const base = { publishKey: "pk", secretKey: "sk" };
+  const base = { publishKey: "pk", secretKey: "sk", baseUrl: "http://127.0.0.1:1" };
+  beforeEach(() => {
+    vi.stubEnv("WAITSTATE_BASE_URL", undefined);
+  });
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
   const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+    ["no baseUrl and no WAITSTATE_BASE_URL", { publishKey: "pk", secretKey: "sk" }, /baseUrl is required.*WAITSTATE_BASE_URL/],
     ["no publishKey", { secretKey: "sk" }, /publishKey is required/],
     ["empty secretKey", { publishKey: "pk", secretKey: " " }, /secretKey is required/],
     ["siteId with a space", { ...base, siteId: "site prod" }, /siteId must be/],
@@ -48,6 +55,18 @@ describe("options", () => {
     expect(thrown).toBeInstanceOf(WaitStateError);
     expect((thrown as WaitStateError).code).toBe("INVALID_OPTIONS");
     expect((thrown as WaitStateError).message).toMatch(message);
+  });
+
+  it("reads baseUrl from WAITSTATE_BASE_URL when the option is absent; the option wins", async () => {
+    vi.stubEnv("WAITSTATE_BASE_URL", `${cp.url}/`);
+    const fromEnv = new WaitState({ publishKey: cp.publishKey, secretKey: cp.secretKey, onError: () => {} });
+    clients.push({ ws: fromEnv, errors: [] } as unknown as TestClient);
+    expect(await fromEnv.ready(5000)).toBe(true);
+    vi.stubEnv("WAITSTATE_BASE_URL", "not a url");
+    expect(() => new WaitState({ publishKey: "pk", secretKey: "sk" })).toThrow(/WAITSTATE_BASE_URL \(no baseUrl option given\) must be an http\(s\) URL/);
+    const explicit = new WaitState({ publishKey: cp.publishKey, secretKey: cp.secretKey, baseUrl: cp.url, onError: () => {} });
+    clients.push({ ws: explicit, errors: [] } as unknown as TestClient);
+    expect(await explicit.ready(5000)).toBe(true);
   });
 
   it("a missing options object is a WaitStateError too", () => {

@@ -7,7 +7,7 @@ import { exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorBodySchema } from "@waitstate/protocol";
 import { ADMIN, call } from "./helpers.js";
-import { orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
+import { exchangeToken, jwtFor, orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
 
 type Auth = "admin" | "management" | "jwt" | "none";
 interface Endpoint {
@@ -33,7 +33,8 @@ const ENDPOINTS: Endpoint[] = [
   { method: "GET", path: "/v1/api-keys", auth: "management", body: false },
   { method: "POST", path: "/v1/api-keys", auth: "management", body: true },
   { method: "DELETE", path: "/v1/api-keys/{bad}", auth: "management", body: false },
-  { method: "POST", path: "/v1/api-keys/{bad}/rotate", auth: "management", body: false },
+  { method: "POST", path: "/v1/api-keys/{bad}/rotate", auth: "management", body: true },
+  { method: "POST", path: "/v1/api-keys/{key}/rotate", auth: "management", body: true },
   { method: "GET", path: "/v1/tags", auth: "management", body: false },
   { method: "POST", path: "/v1/tags", auth: "management", body: true },
   { method: "PATCH", path: "/v1/tags/{bad}", auth: "management", body: true },
@@ -65,11 +66,11 @@ const BAD_BODIES: Array<[string, string, boolean]> = [
   ["a JSON array", "[]", true],
   ["JSON null", "null", true],
   ["a bare string", '"hello"', true],
-  ["wrong types", JSON.stringify({ name: 42, plan: 7, suspended: "yes", role: 3, siteIds: "prod", maxWeight: "ten", priority: "high", enabled: "yes", metric: 5, threshold: "x", tagName: 3, publishKey: 1, secretKey: [] }), true],
+  ["wrong types", JSON.stringify({ name: 42, plan: 7, suspended: "yes", role: 3, siteIds: "prod", maxWeight: "ten", priority: "high", enabled: "yes", metric: 5, threshold: "x", tagName: 3, publishKey: 1, secretKey: [], environment: "prod", siteId: "../x", gracePeriodSeconds: "1h" }), true],
   ["oversized fields", JSON.stringify({ name: "x".repeat(5000), tagName: "t".repeat(5000), metric: "m".repeat(5000), publishKey: "p".repeat(5000), enabled: true }), true],
   ["an oversized body", JSON.stringify({ name: "x".repeat(70_000) }), true],
   ["missing fields", "{}", false],
-  ["numbers out of range", JSON.stringify({ name: "n", maxWeight: -1, priority: 1e308, threshold: 1e309, cooldownSeconds: -5, actionValue: 7 }), false],
+  ["numbers out of range", JSON.stringify({ name: "n", maxWeight: -1, priority: 1e308, threshold: 1e309, cooldownSeconds: -5, actionValue: 7, gracePeriodSeconds: 1e9, environment: 1 }), false],
   ["a prototype key", '{"__proto__": {"admin": true}, "name": "proto"}', false],
 ];
 
@@ -94,8 +95,9 @@ const BAD_QUERIES = [
 let keys: Keys;
 let jwt: string;
 let hookId: string;
+let spareKeyId: string;
 const tokenFor = (auth: Auth) => (auth === "admin" ? ADMIN : auth === "management" ? keys.token : auth === "jwt" ? jwt : undefined);
-const fill = (p: string) => p.replace("{org}", keys.orgId).replace("{bad}", "nope%20%00").replace("{site}", "prod").replace("{hook}", hookId);
+const fill = (p: string) => p.replace("{org}", keys.orgId).replace("{bad}", "nope%20%00").replace("{site}", "prod").replace("{hook}", hookId).replace("{key}", spareKeyId);
 
 function expectTyped(res: { status: number; json: unknown; text: string }, what: string) {
   expect(res.status, `${what}: ${res.text}`).toBeGreaterThanOrEqual(400);
@@ -107,8 +109,10 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
   beforeAll(async () => {
     keys = await orgWithKey("Sweep Co");
     expect((await sendPulse(keys, seedPulse({ siteId: "prod" }))).status).toBe(200);
-    const res = await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } });
-    jwt = res.json.token;
+    jwt = await jwtFor(keys);
+    const spare = await call("POST", "/v1/api-keys", { token: keys.token, body: { name: "spare" } });
+    expect(spare.status, spare.text).toBe(201);
+    spareKeyId = spare.json.id;
     const hook = await call("POST", "/v1/webhooks", { token: keys.token, body: { url: "https://hooks.example.test/sweep", events: ["kill.*"], enabled: false } });
     expect(hook.status, hook.text).toBe(201);
     hookId = hook.json.id;
@@ -156,7 +160,14 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
       seedPulse({ metrics: "fast" }),
     ];
     for (const body of extreme) expectTyped(await sendPulse(keys, body), `pulse ${JSON.stringify(body).slice(0, 80)}`);
-  });
+  }, 30_000);
+
+  it("POST /v1/auth/token with bad bodies, all correctly signed", async () => {
+    for (const [what, raw] of BAD_BODIES.filter(([, raw]) => raw !== "{}")) {
+      const res = await exchangeToken(keys, { body: raw }); // none of these is an empty body or {}
+      expectTyped(res, `token exchange ${what}`);
+    }
+  }, 30_000);
 
   it("after the sweep the organization is as it was: not suspended, same plan, one management token", async () => {
     const org = await call("GET", `/v1/admin/organizations/${keys.orgId}`, { token: ADMIN });

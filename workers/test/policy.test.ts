@@ -3,13 +3,7 @@ import { describe, expect, it } from "vitest";
 import { policyKey } from "@waitstate/durable-objects";
 import { issueSdkToken } from "../src/lib/jwt.js";
 import { call, expectError } from "./helpers.js";
-import { orgWithKey, seedPulse, sendPulse, stubFor, type Keys } from "./pulse-helpers.js";
-
-async function jwtFor(keys: Keys): Promise<string> {
-  const res = await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } });
-  expect(res.status, res.text).toBe(200);
-  return res.json.token as string;
-}
+import { jwtFor, orgWithKey, seedPulse, sendPulse, stubFor, type Keys } from "./pulse-helpers.js";
 
 async function getPolicy(orgId: string, token: string | undefined, query = "", ifNoneMatch?: string) {
   const headers: Record<string, string> = {};

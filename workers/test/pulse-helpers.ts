@@ -66,14 +66,51 @@ export async function sendPulse(keys: Pick<Keys, "publishKey" | "secretKey">, bo
     },
     body: text,
   });
-  const raw = await res.text();
+  return { ...(await answer(res)), headers: res.headers };
+}
+
+/** Status, text and JSON (undefined when not JSON: the caller's assertion will say so). */
+async function answer(res: Response) {
+  const text = await res.text();
   let json: Record<string, any> | undefined;
   try {
-    json = JSON.parse(raw);
+    json = JSON.parse(text);
   } catch {
     json = undefined;
   }
-  return { status: res.status, json: json as Record<string, any>, text: raw, headers: res.headers };
+  return { status: res.status, json: json as Record<string, any>, text };
+}
+
+export interface ExchangeOptions {
+  body?: string;
+  timestamp?: string;
+  signature?: string;
+  publishKey?: string;
+  /** Omit the signature headers. */
+  unsigned?: boolean;
+}
+
+/**
+ * `POST /v1/auth/token` signed as DESIGN.md says: hex HMAC-SHA256 over
+ * `"POST\n/v1/auth/token\n" + body + "." + timestamp` (the same primitive as `sign`).
+ */
+export async function exchangeToken(keys: Pick<Keys, "publishKey" | "secretKey">, options: ExchangeOptions = {}) {
+  const body = options.body ?? "";
+  const timestamp = options.timestamp ?? String(Date.now());
+  const signature = options.signature ?? (await sign(keys.secretKey, `POST\n/v1/auth/token\n${body}`, timestamp));
+  const headers: Record<string, string> = options.unsigned
+    ? {}
+    : { "x-waitstate-id": options.publishKey ?? keys.publishKey, "x-waitstate-timestamp": timestamp, "x-waitstate-signature": signature };
+  if (body !== "") headers["content-type"] = "application/json";
+  const res = await exports.default.fetch("http://waitstate.test/v1/auth/token", { method: "POST", headers, body: body === "" ? undefined : body });
+  return answer(res);
+}
+
+/** A JWT for the key pair, through the signed exchange. */
+export async function jwtFor(keys: Pick<Keys, "publishKey" | "secretKey">): Promise<string> {
+  const res = await exchangeToken(keys);
+  expect(res.status, res.text).toBe(200);
+  return res.json.token as string;
 }
 
 export function stubFor(orgId: string, siteId: string) {

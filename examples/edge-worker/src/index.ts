@@ -20,10 +20,10 @@
  * `x-waitstate-weight` headers: denied → 429, allowed → `ORIGIN_URL` + path, or a
  * 200 JSON when no origin is set.
  */
-import { EdgeGate, type EdgeError, type EdgePolicy, type GateReason, type GateResult, type SafeModeStrategy } from "@waitstate/edge";
+import { EdgeGate, signPulse, type EdgeError, type EdgePolicy, type GateReason, type GateResult, type SafeModeStrategy } from "@waitstate/edge";
 
 export interface Env {
-  /** The control plane's base URL, e.g. `https://api.waitstate.io` or `http://127.0.0.1:8787`. */
+  /** Your control plane's base URL, e.g. `http://127.0.0.1:8787`. Required: there is no default host. */
   WAITSTATE_URL?: string;
   WAITSTATE_PUBLISH_KEY?: string;
   /** A secret: `wrangler secret put WAITSTATE_SECRET_KEY` (locally `.dev.vars` or `--var`). */
@@ -54,6 +54,9 @@ const MIN_PULSE_INTERVAL_MS = 100;
 const MAX_PULSE_INTERVAL_MS = 3_600_000;
 /** Failures back off exponentially from the interval, up to this (and a quarter of the lease). */
 const MAX_BACKOFF_MS = 30_000;
+/** The token exchange and the string its signature covers before `"." + timestamp` (DESIGN.md, "Pulses and auth"). */
+const TOKEN_EXCHANGE_PATH = "/v1/auth/token";
+const TOKEN_EXCHANGE_SIGNING_PREFIX = "POST\n/v1/auth/token\n";
 /** The JWT is exchanged again this long before it expires. Same as the Node SDK. */
 const TOKEN_REFRESH_MARGIN_MS = 2 * 60_000;
 /** `cap_exceeded`: pulse every 5 minutes; the lease outlasts two of them (as the Node SDK does). */
@@ -402,10 +405,15 @@ class EdgeSync {
     const now = Date.now();
     if (this.token !== null && this.token.expiresAt - now > TOKEN_REFRESH_MARGIN_MS) return this.token;
     try {
-      const res = await fetch(`${settings.baseUrl}/v1/auth/token`, {
+      // Signed like a pulse over `"POST\n/v1/auth/token\n" + body + "." + timestamp` (empty body): the secret never travels.
+      const timestamp = String(now);
+      const res = await fetch(`${settings.baseUrl}${TOKEN_EXCHANGE_PATH}`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ publishKey: settings.publishKey, secretKey: settings.secretKey }),
+        headers: {
+          "x-waitstate-id": settings.publishKey,
+          "x-waitstate-timestamp": timestamp,
+          "x-waitstate-signature": signPulse(TOKEN_EXCHANGE_SIGNING_PREFIX, timestamp, settings.secretKey),
+        },
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
       const text = await res.text();

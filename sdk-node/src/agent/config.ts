@@ -68,6 +68,11 @@ export function readAgentConfig(env: AgentEnv, hostname: string, pid: number): A
   if (publishKey === undefined || secretKey === undefined) {
     return { ok: false, message: `${missing.join(" and ")} must be set (the key pair from your WaitState dashboard)` };
   }
+  // There is no default control plane: the keys go only where the operator says.
+  const baseUrl = value("WAITSTATE_BASE_URL");
+  if (baseUrl === undefined) {
+    return { ok: false, message: "WAITSTATE_BASE_URL must be set (your control plane, e.g. http://127.0.0.1:8787 for `npm start`)" };
+  }
 
   const strategy = value("WAITSTATE_SAFE_MODE_STRATEGY");
   if (strategy !== undefined && !(SAFE_MODE_STRATEGIES as readonly string[]).includes(strategy)) {
@@ -84,7 +89,6 @@ export function readAgentConfig(env: AgentEnv, hostname: string, pid: number): A
     return { ok: false, message: `PORT must be an integer from 0 to 65535, got ${JSON.stringify(portText)}` };
   }
 
-  const baseUrl = value("WAITSTATE_BASE_URL");
   const siteId = value("WAITSTATE_SITE_ID");
   return {
     ok: true,
@@ -93,7 +97,7 @@ export function readAgentConfig(env: AgentEnv, hostname: string, pid: number): A
         publishKey,
         secretKey,
         instanceId: value("WAITSTATE_INSTANCE_ID") ?? defaultInstanceId(hostname, pid),
-        ...(baseUrl !== undefined ? { baseUrl } : {}),
+        baseUrl,
         ...(siteId !== undefined ? { siteId } : {}),
         ...(strategy !== undefined ? { safeModeStrategy: strategy as SafeModeStrategy } : {}),
         ...(rps !== undefined ? { safeModeMaxRps: rps } : {}),

@@ -193,7 +193,7 @@ export class FakeControlPlane {
         res.end("<html>definitely not json");
         return;
       }
-      if (req.method === "POST" && url.pathname === "/v1/auth/token") return this.token(raw, res);
+      if (req.method === "POST" && url.pathname === "/v1/auth/token") return this.token(req, raw, res);
       if (req.method === "POST" && url.pathname === "/v1/pulse") return this.pulse(req, raw, res);
       const policyPath = /^\/v1\/policy\/([^/]+)$/.exec(url.pathname);
       if (req.method === "GET" && policyPath) return this.policyRead(req, res, policyPath[1]!);
@@ -203,18 +203,27 @@ export class FakeControlPlane {
     }
   }
 
-  private token(raw: string, res: ServerResponse): void {
+  /** The signed exchange as the real control plane checks it; a body carrying the secret is refused. */
+  private token(req: IncomingMessage, raw: string, res: ServerResponse): void {
     if (this.tokenStatus !== 200) {
       return send(res, this.tokenStatus, { error: { code: "INVALID_SIGNATURE", message: "injected token failure" } });
     }
-    let body: { publishKey?: unknown; secretKey?: unknown };
-    try {
-      body = JSON.parse(raw) as typeof body;
-    } catch {
-      return send(res, 400, { error: { code: "INVALID_JSON", message: "bad json" } });
+    if (raw.includes("secretKey") || raw.includes(this.secretKey)) {
+      return send(res, 401, { error: { code: "UNSIGNED_TOKEN_EXCHANGE", message: "the secret key was sent" } });
     }
-    if (body.publishKey !== this.publishKey || body.secretKey !== this.secretKey) {
-      return send(res, 401, { error: { code: "INVALID_SIGNATURE", message: "unknown key pair" } });
+    const id = req.headers["x-waitstate-id"];
+    const timestamp = req.headers["x-waitstate-timestamp"];
+    const signature = req.headers["x-waitstate-signature"];
+    if (id !== this.publishKey || typeof timestamp !== "string" || typeof signature !== "string") {
+      return send(res, 401, { error: { code: "UNAUTHORIZED", message: "unsigned or unknown key" } });
+    }
+    if (Math.abs(Date.now() - Number(timestamp)) > 5 * 60_000) {
+      return send(res, 401, { error: { code: "TIMESTAMP_SKEW", message: "timestamp too far off" } });
+    }
+    const expected = createHmac("sha256", this.secretKey).update(`POST\n/v1/auth/token\n${raw}.${timestamp}`).digest();
+    const given = Buffer.from(signature, "hex");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return send(res, 401, { error: { code: "INVALID_SIGNATURE", message: "bad signature" } });
     }
     const token = `jwt_${randomUUID()}`;
     this.tokensIssued.push(token);

@@ -120,9 +120,14 @@ export interface ApiKey {
   id: string;
   name: string;
   publishKey: string;
+  environment: "live" | "test";
+  /** The one site the key may use; null: every site. */
+  siteId: string | null;
   createdAt: number;
   revokedAt: number | null;
   rotatedToId: string | null;
+  /** End of a rotation's grace period. */
+  expiresAt: number | null;
 }
 
 export interface NewApiKey extends ApiKey {

@@ -56,10 +56,16 @@ export const apiKeys = sqliteTable(
     /** base64 of AES-GCM ciphertext; `secretKeyIv` is its base64 nonce. */
     secretKeyCiphertext: text("secret_key_ciphertext").notNull(),
     secretKeyIv: text("secret_key_iv").notNull(),
+    /** `live` or `test`: a label, also shown in the key's prefix (`ws_pub_live_…`). Keys made before it existed are `live`. */
+    environment: text("environment", { enum: ["live", "test"] }).notNull().default("live"),
+    /** The one site this key may pulse and read; null: every site of the org. */
+    siteId: text("site_id"),
     createdAt: createdAt(),
     revokedAt: integer("revoked_at", { mode: "number" }),
     /** Set on the key a rotation replaced. */
     rotatedToId: text("rotated_to_id"),
+    /** A key rotated with a grace period stays valid until then (epoch ms); null: no end. */
+    expiresAt: integer("expires_at", { mode: "number" }),
   },
   (t) => [uniqueIndex("api_keys_publish_key").on(t.publishKey), index("api_keys_org").on(t.orgId)],
 );

@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { and, desc, eq, isNull } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
+import { IdentifierSchema } from "@waitstate/protocol";
 import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
@@ -12,24 +13,50 @@ import { encryptionKey } from "../lib/secrets.js";
 import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
-const CreateKey = z.object({ name: z.string().trim().min(1).max(100).default("default") });
+/** Rotation keeps the old key valid this long unless the request says otherwise: 0, at once (a rotation is often a leak's answer). */
+export const DEFAULT_ROTATION_GRACE_SECONDS = 0;
+/** The longest grace period a rotation may give the old key: 7 days. */
+export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
+
+const CreateKey = z.object({
+  name: z.string().trim().min(1).max(100).default("default"),
+  /** A label shown in the key's prefix (`ws_pub_live_…`, `ws_pub_test_…`). */
+  environment: z.enum(["live", "test"]).default("live"),
+  /** Scope the key to one site: it cannot pulse or read the policy of another. */
+  siteId: IdentifierSchema.optional(),
+});
+const RotateKey = z.object({
+  gracePeriodSeconds: z.int().min(0).max(MAX_ROTATION_GRACE_SECONDS).default(DEFAULT_ROTATION_GRACE_SECONDS),
+});
 const KeyId = z.string().regex(/^key_[A-Za-z0-9_-]{1,64}$/);
 
 type KeyRow = typeof apiKeys.$inferSelect;
 
 function keyView(row: KeyRow) {
-  return { id: row.id, name: row.name, publishKey: row.publishKey, createdAt: row.createdAt, revokedAt: row.revokedAt, rotatedToId: row.rotatedToId };
+  return {
+    id: row.id,
+    name: row.name,
+    publishKey: row.publishKey,
+    environment: row.environment,
+    siteId: row.siteId,
+    createdAt: row.createdAt,
+    revokedAt: row.revokedAt,
+    rotatedToId: row.rotatedToId,
+    expiresAt: row.expiresAt,
+  };
 }
 
 /** A new key pair for the org: the secret is encrypted at rest and returned once. */
-async function newKey(env: Env, orgId: string, name: string) {
-  const secretKey = randomToken("ws_sec_");
+async function newKey(env: Env, orgId: string, scope: { name: string; environment: "live" | "test"; siteId: string | null }) {
+  const secretKey = randomToken(`ws_sec_${scope.environment}_`);
   const sealed = await encryptSecret(await encryptionKey(env), secretKey);
   const row = {
     id: randomId("key_"),
     orgId,
-    name,
-    publishKey: randomToken("ws_pub_", 16),
+    name: scope.name,
+    environment: scope.environment,
+    siteId: scope.siteId,
+    publishKey: randomToken(`ws_pub_${scope.environment}_`, 16),
     secretKeyCiphertext: sealed.ciphertext,
     secretKeyIv: sealed.iv,
   };
@@ -54,7 +81,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
 
   app.post("/v1/api-keys", allow("admin", "org-wide"), async (c) => {
     const body = await readJson(c, CreateKey);
-    const { row, secretKey } = await newKey(c.env, c.var.orgId, body.name);
+    const { row, secretKey } = await newKey(c.env, c.var.orgId, { name: body.name, environment: body.environment, siteId: body.siteId ?? null });
     const db = drizzle(c.env.DB);
     await db.insert(apiKeys).values(row);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
@@ -74,7 +101,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
             .where(and(eq(apiKeys.id, key.id), isNull(apiKeys.revokedAt)))
             .returning({ id: apiKeys.id })
         : [];
-    forgetKey(key.publishKey);
+    forgetKey(key);
     const [after] = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.id, key.id));
     const view = keyView(after!);
     if (revoked.length > 0) await audit(c, { kind: "key.revoked", target: key.id, before: keyView(key), after: view });
@@ -83,17 +110,25 @@ export function registerApiKeys(app: Hono<AppEnv>) {
 
   app.post("/v1/api-keys/:id/rotate", allow("admin", "org-wide"), async (c) => {
     const old = await ownKey(c.env, c.var.orgId, c.req.param("id"));
+    // The body is optional: no body rotates with the default grace period.
+    const hasBody = c.req.raw.body !== null && c.req.header("content-length") !== "0";
+    const { gracePeriodSeconds } = hasBody ? await readJson(c, RotateKey) : RotateKey.parse({});
     if (old.revokedAt !== null) throw new ApiError("CONFLICT", "This key is revoked; create a new one instead");
-    const { row, secretKey } = await newKey(c.env, c.var.orgId, old.name);
+    if (old.rotatedToId !== null) throw new ApiError("CONFLICT", `This key was already rotated to ${old.rotatedToId}; rotate that one instead`);
+    const { row, secretKey } = await newKey(c.env, c.var.orgId, { name: old.name, environment: old.environment, siteId: old.siteId });
+    const now = Date.now();
+    // Without a grace period the old key is revoked at once, as before; with one it expires then.
+    const retire = gracePeriodSeconds === 0 ? { revokedAt: now } : { expiresAt: now + gracePeriodSeconds * 1000 };
     const db = drizzle(c.env.DB);
     await db.batch([
       db.insert(apiKeys).values(row),
-      db.update(apiKeys).set({ revokedAt: Date.now(), rotatedToId: row.id }).where(eq(apiKeys.id, old.id)),
+      db.update(apiKeys).set({ ...retire, rotatedToId: row.id }).where(eq(apiKeys.id, old.id)),
     ]);
-    forgetKey(old.publishKey);
+    forgetKey(old);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
+    const [retired] = await db.select().from(apiKeys).where(eq(apiKeys.id, old.id));
     const view = keyView(created!);
-    await audit(c, { kind: "key.rotated", target: old.id, before: keyView(old), after: view, details: { replacedBy: row.id } });
-    return c.json({ ...view, secretKey, replaces: old.id }, 201);
+    await audit(c, { kind: "key.rotated", target: old.id, before: keyView(old), after: view, details: { replacedBy: row.id, gracePeriodSeconds } });
+    return c.json({ ...view, secretKey, replaces: old.id, oldKeyValidUntil: retired!.expiresAt ?? retired!.revokedAt }, 201);
   });
 }

@@ -7,6 +7,7 @@ import { aggregator } from "../lib/aggregators.js";
 import { openTo } from "../middleware/access.js";
 import { bearerToken } from "../lib/body.js";
 import { verifySdkToken } from "../lib/jwt.js";
+import { keyStatus, siteFor } from "../lib/keys.js";
 import { encryptionSecret } from "../lib/secrets.js";
 import type { AppEnv, Env } from "../env.js";
 
@@ -25,18 +26,25 @@ async function currentPolicy(env: Env, orgId: string, siteId: string): Promise<C
 /**
  * `GET /v1/policy/:orgId?siteId=`: the site's current policy for a bearer JWT
  * from `POST /v1/auth/token`, scoped to its org (another org's → 403). The
- * `siteId` defaults to the org id (one aggregator per org when SDKs name no site). `ETag` and
- * `If-None-Match` make an unchanged policy a 304 with no body.
+ * JWT's key is checked on every read (revoked or past its grace period → 401
+ * KEY_REVOKED, within the key cache's bound), and a site-scoped key reads its
+ * own site only (403). The `siteId` defaults to the key's site, else the org
+ * id (one aggregator per org when SDKs name no site). `ETag` and `If-None-Match` make an
+ * unchanged policy a 304 with no body.
  */
 export function registerPolicy(app: Hono<AppEnv>) {
   app.get("/v1/policy/:orgId", openTo("sdk-jwt"), async (c) => {
     const claims = await verifySdkToken(encryptionSecret(c.env), bearerToken(c));
     const orgId = c.req.param("orgId");
     if (claims.org !== orgId) throw new ApiError("FORBIDDEN", "This token belongs to another organization");
-    const siteParam = c.req.query("siteId") ?? orgId;
-    const site = IdentifierSchema.safeParse(siteParam);
-    if (!site.success) throw new ApiError("VALIDATION_FAILED", `siteId: ${site.error.issues[0]?.message ?? "invalid"}`);
-    const { policy, etag } = await currentPolicy(c.env, orgId, site.data);
+    const key = await keyStatus(c.env, claims.sub);
+    const siteParam = c.req.query("siteId");
+    if (siteParam !== undefined) {
+      const site = IdentifierSchema.safeParse(siteParam);
+      if (!site.success) throw new ApiError("VALIDATION_FAILED", `siteId: ${site.error.issues[0]?.message ?? "invalid"}`);
+    }
+    const siteId = siteFor(key, siteParam);
+    const { policy, etag } = await currentPolicy(c.env, orgId, siteId);
     c.header("etag", etag);
     c.header("cache-control", "no-cache");
     const match = c.req.header("if-none-match");

@@ -50,9 +50,16 @@ function NewSecret(props: { apiKey: NewApiKey; origin: string }) {
   );
 }
 
+/** Usable now: not revoked, and not past a rotation's grace period. */
+function usable(key: ApiKey, now: number): boolean {
+  return key.revokedAt === null && (key.expiresAt === null || key.expiresAt > now);
+}
+
 function KeyState(props: { apiKey: ApiKey }) {
   const key = props.apiKey;
-  if (key.revokedAt === null) return <Badge tone="ok">active</Badge>;
+  if (usable(key, Date.now())) {
+    return key.expiresAt === null ? <Badge tone="ok">active</Badge> : <Badge tone="muted">{`rotated, valid until ${fmtTime(key.expiresAt)}`}</Badge>;
+  }
   return key.rotatedToId ? <Badge tone="muted">rotated</Badge> : <Badge tone="bad">revoked</Badge>;
 }
 
@@ -61,14 +68,16 @@ async function keysPage(c: DashContext, extra?: { created?: NewApiKey; create?: 
   if (!keys.ok) return failurePage(c, keys, "keys");
   const list = keys.data.apiKeys;
   const create = extra?.create;
-  const active = list.filter((k) => k.revokedAt === null);
-  const inactive = list.filter((k) => k.revokedAt !== null);
+  const now = Date.now();
+  const active = list.filter((k) => usable(k, now));
+  const inactive = list.filter((k) => !usable(k, now));
   const rows = (items: ApiKey[]): Child =>
     items.map((k) => (
       <tr data-key={k.id} class={k.revokedAt === null ? undefined : "muted"}>
         <td>{k.name}</td>
         <td>
           <code>{k.publishKey}</code>
+          {k.siteId !== null ? <div class="small muted">{`site ${k.siteId} only`}</div> : null}
         </td>
         <td class="nowrap small">{fmtAgo(k.createdAt)}</td>
         <td>
@@ -76,11 +85,13 @@ async function keysPage(c: DashContext, extra?: { created?: NewApiKey; create?: 
           {k.revokedAt !== null ? <div class="small muted">{fmtTime(k.revokedAt)}</div> : null}
         </td>
         <td>
-          {k.revokedAt === null ? (
+          {usable(k, now) ? (
             <div class="actions">
-              <a class="button secondary small" href={`/dashboard/keys/${seg(k.id)}/rotate`} data-action="rotate">
-                Rotate…
-              </a>
+              {k.rotatedToId === null ? (
+                <a class="button secondary small" href={`/dashboard/keys/${seg(k.id)}/rotate`} data-action="rotate">
+                  Rotate…
+                </a>
+              ) : null}
               <a class="button danger-outline small" href={`/dashboard/keys/${seg(k.id)}/revoke`} data-action="revoke">
                 Revoke…
               </a>
@@ -161,7 +172,7 @@ export function registerKeyPages(dash: Hono<DashEnv>) {
     const message = (
       <p>
         A new pair replaces <strong>{key.data.name}</strong> (<code>{key.data.publishKey}</code>). The old pair is revoked at once: SDKs still using it get{" "}
-        <code>KEY_REVOKED</code> (within 30 s everywhere), so deploy the new secret right after.
+        <code>KEY_REVOKED</code> (within 5 s everywhere), so deploy the new secret right after.
       </p>
     );
     return render(

@@ -9,7 +9,15 @@ import * as edge from "@waitstate/edge";
 import { FAKE_ETAG, FAKE_POLICY, FAKE_SECRET, FakeControlPlane, type Step } from "./fake-control-plane.js";
 
 const cp = new FakeControlPlane();
-const options = { instanceId: "edge-1", siteId: "site-a", publishKey: "pk_fake", secretKey: FAKE_SECRET, timeoutMs: 300 };
+/*
+ * A call that expects an answer waits for it (the test's own timeout is the bound): on a loaded
+ * machine a short timeoutMs cut answers the script counted on, and an abandoned request could reach
+ * the server after the next test's reset and take its first step. Only a call meant to meet a
+ * `hang` has a short deadline, and even that one long enough for its request to reach the server.
+ */
+const options = { instanceId: "edge-1", siteId: "site-a", publishKey: "pk_fake", secretKey: FAKE_SECRET, timeoutMs: 60_000 };
+const HANG_MS = 2_500;
+const hangOptions = { ...options, timeoutMs: HANG_MS };
 
 beforeAll(async () => {
   await cp.start();
@@ -33,7 +41,7 @@ function traffic(gate: edge.EdgeGate, n: number): number {
 
 const parse = (body: string) => JSON.parse(body) as { ts: number; usageDelta: number; metrics: { latency: number; errors: number }; tagMetrics: Array<{ tag: string; count: number; bounced: number }> };
 
-describe("sendPulse delivers every call exactly once", () => {
+describe("sendPulse delivers every call exactly once", { timeout: 60_000 }, () => {
   it("through 500, 401, a hang, a dropped connection, a lost answer and a proxy's page", async () => {
     const { gate, errors } = newGate();
     const script: Step[] = ["ok", "500", "401", "hang", "drop", "count-then-drop", "proxy-page", "ok", "ok", "ok"];
@@ -42,7 +50,7 @@ describe("sendPulse delivers every call exactly once", () => {
     const results: boolean[] = [];
     for (let round = 0; round < 8; round++) {
       calls += traffic(gate, 5 + round);
-      results.push(await gate.sendPulse(cp.url, options));
+      results.push(await gate.sendPulse(cp.url, script[round] === "hang" ? hangOptions : options));
     }
     calls += traffic(gate, 4);
     // A round after an outage re-sends the pending pulse, then sends what was counted meanwhile.
@@ -76,8 +84,8 @@ describe("sendPulse delivers every call exactly once", () => {
       "INVALID_POLICY", // the proxy's page is no policy…
       "PULSE_FAILED", // …and not marked counted: kept
     ]);
-    expect(errors[2]!.message).toMatch(/no answer within 300 ms.*kept/);
-  }, 20_000);
+    expect(errors[2]!.message).toMatch(new RegExp(`no answer within ${HANG_MS} ms.*kept`));
+  });
 
   it("counts an acknowledged pulse whose answer has no valid policy (x-waitstate-counted) and does not re-send it", async () => {
     const { gate, errors } = newGate();
@@ -124,12 +132,11 @@ describe("sendPulse delivers every call exactly once", () => {
     cp.next("hang", "ok");
     const calls = traffic(gate, 3);
     const started = performance.now();
-    expect(await gate.sendPulse(cp.url, { ...options, timeoutMs: 150 })).toBe(false);
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(140);
-    expect(elapsed).toBeLessThan(2_000);
+    // The server never answers: the call ending at all is the deadline at work (no upper bound on a loaded machine).
+    expect(await gate.sendPulse(cp.url, hangOptions)).toBe(false);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(HANG_MS - 10);
     expect(errors.map((e) => e.code)).toEqual(["PULSE_FAILED"]);
-    expect(errors[0]!.message).toMatch(/no answer within 150 ms/);
+    expect(errors[0]!.message).toMatch(new RegExp(`no answer within ${HANG_MS} ms`));
     expect(gate.pendingPulses).toBe(1);
     expect(await gate.sendPulse(cp.url, options)).toBe(true);
     const [hung, resent, fresh] = cp.state.seen;
@@ -144,12 +151,10 @@ describe("sendPulse delivers every call exactly once", () => {
     cp.next("500", "ok", "hang");
     traffic(gate, 2);
     await gate.sendPulse(cp.url, options);
-    const started = performance.now();
     // The re-send is acknowledged, the new pulse hangs: the call still ends at its one deadline, and reports true (a policy came).
-    expect(await gate.sendPulse(cp.url, { ...options, timeoutMs: 200 })).toBe(true);
-    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(await gate.sendPulse(cp.url, hangOptions)).toBe(true);
     expect(gate.pendingPulses).toBe(1);
-    expect(errors.at(-1)!.message).toMatch(/no answer within 200 ms/);
+    expect(errors.at(-1)!.message).toMatch(new RegExp(`no answer within ${HANG_MS} ms`));
     const bad = newGate();
     expect(await bad.gate.sendPulse(cp.url, { ...options, timeoutMs: -1 })).toBe(true);
     expect(bad.errors.map((e) => e.message)).toEqual([expect.stringMatching(/timeoutMs must be a positive number.*using 10000/)]);
@@ -159,7 +164,7 @@ describe("sendPulse delivers every call exactly once", () => {
     const { gate } = newGate();
     cp.next("hang", "ok", "ok");
     const calls = traffic(gate, 5);
-    const first = gate.sendPulse(cp.url, { ...options, timeoutMs: 200, latency: 10, errors: 1 });
+    const first = gate.sendPulse(cp.url, { ...hangOptions, latency: 10, errors: 1 });
     expect(await gate.sendPulse(cp.url, { ...options, latency: 30, errors: 2 })).toBe(false);
     expect(await first).toBe(false);
     expect(cp.state.seen).toHaveLength(1);
@@ -180,7 +185,7 @@ describe("sendPulse delivers every call exactly once", () => {
   });
 });
 
-describe("the policy's ETag", () => {
+describe("the policy's ETag", { timeout: 60_000 }, () => {
   it("comes with the pulse answer's policy", async () => {
     const { gate } = newGate();
     expect(gate.etag).toBeNull();
@@ -208,7 +213,7 @@ describe("the policy's ETag", () => {
   });
 });
 
-describe("what the control plane would refuse never reaches it", () => {
+describe("what the control plane would refuse never reaches it", { timeout: 60_000 }, () => {
   it("tags longer than 128 characters are counted as __other__ (but decided on their own, absent, entry)", async () => {
     const { gate, errors } = newGate();
     const long = "t".repeat(129);

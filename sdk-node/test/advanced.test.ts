@@ -161,11 +161,13 @@ describe("AuthManager", () => {
     expect(auth.expiresAt).toBeGreaterThan(Date.now() + 14 * 60_000);
     auth.invalidate();
     expect(auth.validToken()).toBeNull();
-    await eventually(() => cp.tokensIssued.length === 2, 2000, "a new token");
+    // The fake server records the token before the client has read its answer: wait for the client's own state.
+    await eventually(() => auth.validToken() !== null, 10_000, "the client to hold a new token");
+    expect(cp.tokensIssued).toHaveLength(2);
     expect(auth.validToken()).toBe(cp.tokensIssued[1]);
     auth.stop();
     expect(errors).toEqual([]);
-  });
+  }, 20_000);
 
   it("a wrong secret is AUTH_FAILED with the server's status and code", async () => {
     cp = await startControlPlane();

@@ -54,6 +54,16 @@ async function listening(agent: Agent, timeoutMs = 20_000): Promise<string> {
   }
 }
 
+/** The agent's `/health` once it reports `synced` (polled, since only the agent knows when it read the answer). */
+async function healthOnceSynced(url: string, timeoutMs: number): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const health = (await (await fetch(`${url}/health`)).json()) as { synced?: unknown };
+    if (health.synced === true || Date.now() > deadline) return health;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function startCp(pulseInterval: number): Promise<FakeControlPlane> {
   const cp = await startControlPlane({ pulseInterval });
   controlPlanes.push(cp);
@@ -79,8 +89,8 @@ describe("waitstate-agent (the bin)", () => {
         `waitstate-agent listening on ${url} (instance agent-bin-${signal.toLowerCase()}, control plane ${cp.url})`,
       );
       await cp.waitFor(() => cp.pulses.length >= 1, 10_000, "the first pulse");
-      const health = await fetch(`${url}/health`);
-      expect(await health.json()).toEqual({
+      // The fake server records the pulse before the agent has read its answer: wait for the agent's own state.
+      expect(await healthOnceSynced(url, 10_000)).toEqual({
         status: "ok",
         instanceId: `agent-bin-${signal.toLowerCase()}`,
         synced: true,

@@ -1,18 +1,19 @@
 import type { Hono } from "hono";
-import { and, desc, eq, isNull } from "drizzle-orm";
+import { and, desc, eq, isNull, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
-import { readJson } from "../lib/body.js";
+import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodeCursor, encodeCursor, olderThan, pageOf } from "../lib/paging.js";
 import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
 import { forgetKey } from "../lib/keys.js";
 import { encryptionKey } from "../lib/secrets.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
 
-const CreateKey = z.object({ name: z.string().trim().min(1).max(100).default("default") });
+const CreateKey = z.strictObject({ name: z.string().trim().min(1).max(100).default("default") });
 const KeyId = z.string().regex(/^key_[A-Za-z0-9_-]{1,64}$/);
 
 type KeyRow = typeof apiKeys.$inferSelect;
@@ -47,9 +48,19 @@ async function ownKey(env: Env, orgId: string, rawId: string): Promise<KeyRow> {
 
 /** `GET/POST /v1/api-keys`, `DELETE /v1/api-keys/:id`, `POST /v1/api-keys/:id/rotate`. */
 export function registerApiKeys(app: Hono<AppEnv>) {
+  /** Newest first, in pages of `limit` (default 100); `nextCursor` (null on the last page) fetches the next. */
   app.get("/v1/api-keys", managementAuth, async (c) => {
-    const rows = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.orgId, c.var.orgId)).orderBy(desc(apiKeys.createdAt));
-    return c.json({ apiKeys: rows.map(keyView) });
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const k = apiKeys;
+    const rows = await drizzle(c.env.DB)
+      .select()
+      .from(k)
+      .where(and(eq(k.orgId, c.var.orgId), olderThan(k.createdAt, k.id, after)))
+      .orderBy(desc(k.createdAt), desc(k.id))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));
+    return c.json({ apiKeys: page.map(keyView), nextCursor });
   });
 
   app.post("/v1/api-keys", managementAuth, async (c) => {
@@ -86,10 +97,20 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     if (old.revokedAt !== null) throw new ApiError("CONFLICT", "This key is revoked; create a new one instead");
     const { row, secretKey } = await newKey(c.env, c.var.orgId, old.name);
     const db = drizzle(c.env.DB);
-    await db.batch([
+    // One transaction that claims the old key only if no rotation did yet: of two racing rotations
+    // exactly one claims it; the other's new key is taken back in the same transaction and it answers 409.
+    const [, , lost] = await db.batch([
+      db
+        .update(apiKeys)
+        .set({ revokedAt: Date.now(), rotatedToId: row.id })
+        .where(and(eq(apiKeys.id, old.id), isNull(apiKeys.revokedAt), isNull(apiKeys.rotatedToId))),
       db.insert(apiKeys).values(row),
-      db.update(apiKeys).set({ revokedAt: Date.now(), rotatedToId: row.id }).where(eq(apiKeys.id, old.id)),
+      db
+        .delete(apiKeys)
+        .where(and(eq(apiKeys.id, row.id), sql`NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ${old.id} AND rotated_to_id = ${row.id})`))
+        .returning({ id: apiKeys.id }),
     ]);
+    if (lost.length > 0) throw new ApiError("CONFLICT", "This key was rotated or revoked meanwhile; list the keys to see its replacement");
     forgetKey(old.publishKey);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
     const view = keyView(created!);

@@ -5,7 +5,8 @@ import { z } from "zod";
 import { managementTokens } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
-import { readJson } from "../lib/body.js";
+import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodeCursor, encodeCursor, olderThan, pageOf } from "../lib/paging.js";
 import { randomId, randomToken, sha256Hex } from "../lib/crypto.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
@@ -13,7 +14,7 @@ import type { AppEnv, Env } from "../env.js";
 /** Active (not revoked) management tokens an organization may hold at once. */
 export const MAX_MANAGEMENT_TOKENS_PER_ORG = 25;
 
-const CreateToken = z.object({ name: z.string().trim().min(1).max(100) });
+const CreateToken = z.strictObject({ name: z.string().trim().min(1).max(100) });
 const TokenId = z.string().regex(/^mt_[A-Za-z0-9_-]{1,64}$/);
 
 type TokenRow = typeof managementTokens.$inferSelect;
@@ -44,13 +45,18 @@ async function ownToken(env: Env, orgId: string, rawId: string): Promise<TokenRo
  */
 export function registerManagementTokens(app: Hono<AppEnv>) {
   app.get("/v1/management-tokens", managementAuth, async (c) => {
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const current = c.var.managementToken?.id;
+    const t = managementTokens;
     const rows = await drizzle(c.env.DB)
       .select()
-      .from(managementTokens)
-      .where(eq(managementTokens.orgId, c.var.orgId))
-      .orderBy(desc(managementTokens.createdAt), desc(managementTokens.id));
-    return c.json({ managementTokens: rows.map((row) => tokenView(row, current)) });
+      .from(t)
+      .where(and(eq(t.orgId, c.var.orgId), olderThan(t.createdAt, t.id, after)))
+      .orderBy(desc(t.createdAt), desc(t.id))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));
+    return c.json({ managementTokens: page.map((row) => tokenView(row, current)), nextCursor });
   });
 
   app.post("/v1/management-tokens", managementAuth, async (c) => {

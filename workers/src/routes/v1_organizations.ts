@@ -11,7 +11,7 @@ import { randomId, randomToken, sha256Hex, timingSafeEqual } from "../lib/crypto
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv } from "../env.js";
 
-const CreateOrganization = z.object({
+const CreateOrganization = z.strictObject({
   name: z.string().trim().min(1).max(100),
   plan: PlanSchema.optional(),
 });

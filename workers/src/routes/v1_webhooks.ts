@@ -2,7 +2,7 @@ import type { Hono } from "hono";
 import { and, desc, eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
-import { dispatcherFor } from "@waitstate/durable-objects";
+import { deliveryError, dispatcherFor } from "@waitstate/durable-objects";
 import { webhookDeliveries, webhooks } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
@@ -10,7 +10,7 @@ import { readJson, validate } from "../lib/body.js";
 import { encryptSecret, randomId } from "../lib/crypto.js";
 import { decodeCursor, encodeCursor, CursorParam, ListQuery, limitParam, olderThan, pageOf } from "../lib/paging.js";
 import { encryptionKey } from "../lib/secrets.js";
-import { EventsSchema, MAX_WEBHOOKS_PER_ORG, WebhookUrlSchema, newWebhookSecret } from "../lib/webhooks.js";
+import { EventsSchema, MAX_WEBHOOKS_PER_ORG, WebhookUrlSchema, assertPublicTarget, newWebhookSecret } from "../lib/webhooks.js";
 import { managementAuth } from "../middleware/management-auth.js";
 import type { AppEnv, Env } from "../env.js";
 
@@ -50,7 +50,7 @@ function deliveryView(row: DeliveryRow) {
     status: row.status,
     attempts: row.attempts,
     lastStatusCode: row.lastStatusCode,
-    lastError: row.lastError,
+    lastError: deliveryError(row.lastError),
     nextAttemptAt: row.nextAttemptAt,
     deliveredAt: row.deliveredAt,
     createdAt: row.createdAt,
@@ -90,6 +90,7 @@ export function registerWebhooks(app: Hono<AppEnv>) {
 
   app.post("/v1/webhooks", managementAuth, async (c) => {
     const body = await readJson(c, CreateWebhook);
+    assertPublicTarget(c.env, body.url);
     const orgId = c.var.orgId;
     const secret = newWebhookSecret();
     const sealed = await encryptSecret(await encryptionKey(c.env), secret);
@@ -118,6 +119,7 @@ export function registerWebhooks(app: Hono<AppEnv>) {
   app.patch("/v1/webhooks/:id", managementAuth, async (c) => {
     const current = await ownWebhook(c.env, c.var.orgId, c.req.param("id"));
     const patch = await readJson(c, UpdateWebhook);
+    if (patch.url !== undefined) assertPublicTarget(c.env, patch.url);
     const [updated] = await drizzle(c.env.DB)
       .update(webhooks)
       .set({

@@ -72,7 +72,7 @@ describe("405 with Allow on every route", () => {
         expect((res.headers.get("allow") ?? "").split(/,\s*/).sort(), `${method} ${path}`).toEqual(allowed);
       }
     }
-  });
+  }, 60_000);
 
   it("still answers 404 where no route exists for any method", async () => {
     const res = await exports.default.fetch(`${BASE}/v1/nothing`, { method: "PUT" });
@@ -96,7 +96,7 @@ describe("key rotation races", () => {
       const old = await env.DB.prepare("SELECT rotated_to_id FROM api_keys WHERE id = ?").bind(key.id).first<{ rotated_to_id: string }>();
       expect(old?.rotated_to_id).toBe(winner.json.id);
     }
-  });
+  }, 60_000);
 });
 
 describe("deleting a site", () => {
@@ -137,7 +137,7 @@ describe("rules per plan", () => {
     // Deleting one frees a slot.
     await call("DELETE", `/v1/reflex-rules/${all.json.reflexRules[0].id}`, { token });
     expect((await call("POST", "/v1/reflex-rules", { token, body: rule() })).status).toBe(201);
-  });
+  }, 60_000);
 
   it("states a cap for every plan", () => {
     expect(REFLEX_RULE_CAPS).toEqual({ hobby: 10, pro: 100, enterprise: 1000 });
@@ -189,7 +189,7 @@ describe("cursor pagination of every listing", () => {
     for (const q of ["?limit=0", "?limit=1001", "?cursor=%%%", "?cursor=e30", "?limit=x"]) {
       expectError(await call("GET", `${listing.path}${q}`, { token }), 400, "VALIDATION_FAILED");
     }
-  });
+  }, 60_000);
 
   it("answers /v1/tags at 600 tags in pages, never in one piece", async () => {
     const { org, token } = await createOrg("Many Tags Co");
@@ -207,5 +207,5 @@ describe("cursor pagination of every listing", () => {
       cursor = page.json.nextCursor;
     }
     expect(total).toBe(600);
-  });
+  }, 60_000);
 });

@@ -76,7 +76,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", r));
   impostorUrl = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`;
-  [cp] = await Promise.all([startLocalControlPlane(), buildCli()]);
+  // The webhook commands use 127.0.0.1 URLs, which only an opted-in control plane accepts.
+  [cp] = await Promise.all([startLocalControlPlane({ vars: { WEBHOOKS_ALLOW_PRIVATE_TARGETS: "true" } }), buildCli()]);
   tenant = await cp.tenant("CLI E2E", "enterprise");
 });
 

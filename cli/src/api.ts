@@ -18,6 +18,9 @@ function isErrorBody(value: unknown): value is ApiErrorBody {
   return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && typeof (e as { message?: unknown }).message === "string";
 }
 
+/** Items asked for per page when the CLI reads a whole listing (the API's maximum). */
+const LIST_PAGE_SIZE = 1000;
+
 export interface RequestOptions {
   query?: Record<string, string | number | undefined | null>;
   body?: unknown;
@@ -165,6 +168,21 @@ export class Api {
 
   get<T = unknown>(path: string, query?: RequestOptions["query"]): Promise<T> {
     return this.request<T>("GET", path, query ? { query } : {});
+  }
+
+  /**
+   * Every item of a paginated listing (`{[key]: T[], nextCursor}`), following
+   * the cursors, as `{[key]: T[]}`: the shape the listing had before it was paged.
+   */
+  async getAll<K extends string, T>(path: string, key: K, query: RequestOptions["query"] = {}): Promise<Record<K, T[]>> {
+    const items: T[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: Record<string, unknown> = await this.get<Record<string, unknown>>(path, { ...query, limit: LIST_PAGE_SIZE, cursor });
+      items.push(...((page[key] as T[] | undefined) ?? []));
+      cursor = typeof page.nextCursor === "string" ? page.nextCursor : null;
+    } while (cursor !== null);
+    return { [key]: items } as Record<K, T[]>;
   }
   post<T = unknown>(path: string, body?: unknown, fieldFlags?: Record<string, string>): Promise<T> {
     return this.request<T>("POST", path, { body: body ?? {}, ...(fieldFlags ? { fieldFlags } : {}) });

@@ -338,8 +338,21 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     };
   }
 
-  /** Forgets the site entirely (the management API deleted it). */
+  /**
+   * Forgets the site entirely (the management API deleted it). First writes
+   * what D1 does not have yet (every pulse not rolled up, the current minute's
+   * included, and the audit outbox), so the org's usage ledger loses nothing;
+   * a D1 failure throws and leaves the site as it was.
+   */
   async destroy(): Promise<void> {
+    if (this.identity !== null) {
+      const now = Date.now();
+      const pending = this.sql.exec<{ last_seq: number; cutoff: number }>("SELECT last_seq, cutoff FROM rollup_pending").toArray()[0];
+      if (pending !== undefined) await this.flushPulses(pending.last_seq, pending.cutoff, now);
+      await this.flushPulses(null, Number.MAX_SAFE_INTEGER, now);
+      for (let left = this.auditBacklog(), before = Infinity; left > 0 && left < before; before = left, left = this.auditBacklog()) await this.drainAudit();
+      if (this.auditBacklog() > 0) throw new Error("the site's audit entries could not be handed over; try again");
+    }
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.alarmPending = false;

@@ -9,10 +9,13 @@ export type { ActorType, AuditActor, AuditEntry, AuditKind, WebhookPayload } fro
 export {
   DEFAULT_WEBHOOK_RETRY_BASE_MS,
   DEFAULT_WEBHOOK_TIMEOUT_MS,
+  DELIVERY_ERRORS,
   WEBHOOK_MAX_ATTEMPTS,
   WebhookDispatcher,
+  deliveryError,
   dispatcherFor,
   recordAudit,
   retryDelayMs,
 } from "./webhooks.js";
-export type { AuditEnv, DispatcherEnv } from "./webhooks.js";
+export type { AuditEnv, DeliveryError, DispatcherEnv } from "./webhooks.js";
+export { ALLOW_PRIVATE_TARGETS_VAR, allowsPrivateTargets, targetProblem, webhookTargetProblem } from "./targets.js";

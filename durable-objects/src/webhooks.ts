@@ -15,6 +15,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { auditInsert, kindMatches, openSecret, randomId, signWebhook, webhookBody, type AuditEntry } from "./audit.js";
+import { allowsPrivateTargets, webhookTargetProblem } from "./targets.js";
 
 export interface DispatcherEnv {
   DB: D1Database;
@@ -24,6 +25,8 @@ export interface DispatcherEnv {
   WEBHOOK_RETRY_BASE_MS?: string | number;
   /** How long one attempt waits for the receiver's answer (default 10 000). */
   WEBHOOK_TIMEOUT_MS?: string | number;
+  /** `true` lets webhooks reach loopback and private addresses (a self-hosted network); refused otherwise (targets.ts). */
+  WEBHOOKS_ALLOW_PRIVATE_TARGETS?: string;
 }
 
 /** Attempts per delivery before it is `failed`. */
@@ -40,6 +43,35 @@ const INFRA_RETRY_MS = 5_000;
 const FINISHED_KEPT_MS = 24 * 60 * 60_000;
 const ERROR_MAX_CHARS = 500;
 
+/**
+ * Why a delivery attempt did not succeed, as recorded and listed: coarse on
+ * purpose. The receiver's own words (an error page, a network error naming an
+ * address) are never stored, so the deliveries listing cannot be used to
+ * read or map what answers at a URL.
+ */
+export const DELIVERY_ERRORS = [
+  "connection_failed",
+  "timeout",
+  "http_1xx",
+  "http_3xx",
+  "http_4xx",
+  "http_5xx",
+  "target_refused",
+  "secret_unavailable",
+  "webhook_disabled",
+] as const;
+export type DeliveryError = (typeof DELIVERY_ERRORS)[number];
+
+/** The category of a non-2xx answer. */
+function httpError(status: number): DeliveryError {
+  return status >= 500 ? "http_5xx" : status >= 400 ? "http_4xx" : status >= 300 ? "http_3xx" : "http_1xx";
+}
+
+/** A stored error as listed: a category, or `connection_failed` for text an older version stored. */
+export function deliveryError(stored: string | null): DeliveryError | null {
+  if (stored === null) return null;
+  return (DELIVERY_ERRORS as readonly string[]).includes(stored) ? (stored as DeliveryError) : "connection_failed";
+}
 /**
  * The wait after `failedAttempts` failures: base · 2^(n−1), capped at 60 bases.
  * With the default base (1 minute): 1, 2, 4, 8, 16, 32, 60, 60, 60 minutes, so
@@ -95,14 +127,14 @@ type DeliveryRow = {
 interface Hook {
   url: string;
   enabled: boolean;
-  /** The decrypted secret, or why it could not be opened. */
-  secret: { ok: true; value: string } | { ok: false; error: string };
+  /** The decrypted secret, or none (logged with the reason). */
+  secret: { ok: true; value: string } | { ok: false };
 }
 
 interface Outcome {
   delivered: boolean;
   statusCode: number | null;
-  error: string | null;
+  error: DeliveryError | null;
 }
 
 function positiveInt(value: string | number | undefined, fallback: number): number {
@@ -240,10 +272,15 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
           return;
         }
         if (!hook.enabled) {
-          this.finish(delivery, "failed", { delivered: false, statusCode: null, error: "the webhook was disabled before this was delivered" }, false);
+          this.finish(delivery, "failed", { delivered: false, statusCode: null, error: "webhook_disabled" }, false);
           return;
         }
-        const outcome = hook.secret.ok ? await this.send(hook.url, hook.secret.value, delivery) : { delivered: false, statusCode: null, error: hook.secret.error };
+        // Checked again at every attempt: a row written before the check existed, or under an opt-in since withdrawn, is never sent.
+        if (webhookTargetProblem(hook.url, allowsPrivateTargets(this.env.WEBHOOKS_ALLOW_PRIVATE_TARGETS)) !== null) {
+          this.finish(delivery, "failed", { delivered: false, statusCode: null, error: "target_refused" }, false);
+          return;
+        }
+        const outcome: Outcome = hook.secret.ok ? await this.send(hook.url, hook.secret.value, delivery) : { delivered: false, statusCode: null, error: "secret_unavailable" };
         const attempts = delivery.attempts + 1;
         if (outcome.delivered) this.finish(delivery, "delivered", outcome, true);
         else if (attempts >= WEBHOOK_MAX_ATTEMPTS) this.finish(delivery, "failed", outcome, true);
@@ -296,10 +333,10 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
       });
       await response.body?.cancel().catch(() => undefined);
       const delivered = response.status >= 200 && response.status < 300;
-      return { delivered, statusCode: response.status, error: delivered ? null : `the receiver answered HTTP ${response.status}` };
+      return { delivered, statusCode: response.status, error: delivered ? null : httpError(response.status) };
     } catch (error) {
       const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
-      return { delivered: false, statusCode: null, error: timedOut ? `no answer within ${this.timeoutMs} ms` : errorText(error) };
+      return { delivered: false, statusCode: null, error: timedOut ? "timeout" : "connection_failed" };
     }
   }
 
@@ -316,7 +353,8 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
         if (!this.env.ENCRYPTION_KEY) throw new Error("ENCRYPTION_KEY is not set");
         secret = { ok: true, value: await openSecret(this.env.ENCRYPTION_KEY, { ciphertext: row.secret_ciphertext, iv: row.secret_iv }) };
       } catch (error) {
-        secret = { ok: false, error: `the webhook secret cannot be opened (was ENCRYPTION_KEY changed?): ${errorText(error)}` };
+        console.error(`webhook ${row.id}: its secret cannot be opened (was ENCRYPTION_KEY changed?): ${errorText(error)}`);
+        secret = { ok: false };
       }
       hooks.set(row.id, { url: row.url, enabled: Boolean(row.enabled), secret });
     }

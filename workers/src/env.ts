@@ -23,6 +23,12 @@ export interface Env {
   WEBHOOK_RETRY_BASE_MS?: string;
   /** How long one webhook attempt waits for an answer, ms (default 10000). */
   WEBHOOK_TIMEOUT_MS?: string;
+  /**
+   * `true` lets webhooks target loopback, private, link-local and other
+   * non-public addresses (a self-hosted network whose receivers live there).
+   * Unset, they are refused at creation, update and delivery.
+   */
+  WEBHOOKS_ALLOW_PRIVATE_TARGETS?: string;
 }
 
 /** What the management-auth middleware puts on the context. */

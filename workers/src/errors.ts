@@ -9,6 +9,7 @@ import type { ErrorBody } from "@waitstate/protocol";
 export const ErrorCode = z.enum([
   "INVALID_JSON",
   "VALIDATION_FAILED",
+  "UNKNOWN_FIELD",
   "UNSUPPORTED_MEDIA_TYPE",
   "PAYLOAD_TOO_LARGE",
   "UNAUTHORIZED",
@@ -32,6 +33,7 @@ export type ErrorCode = z.infer<typeof ErrorCode>;
 const STATUS: Readonly<Record<ErrorCode, 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 500 | 503>> = {
   INVALID_JSON: 400,
   VALIDATION_FAILED: 400,
+  UNKNOWN_FIELD: 400,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PAYLOAD_TOO_LARGE: 413,
   UNAUTHORIZED: 401,

@@ -20,6 +20,7 @@ import { registerUsage } from "./routes/v1_usage.js";
 import { registerDashboard } from "./dashboard/index.js";
 import { registerWebhooks } from "./routes/v1_webhooks.js";
 import { openTo } from "./middleware/access.js";
+import { notFoundOrNotAllowed } from "./middleware/method-not-allowed.js";
 import type { AppEnv } from "./env.js";
 
 export type { Env } from "./env.js";
@@ -45,7 +46,7 @@ registerTelemetry(app);
 registerAuditLog(app);
 registerWebhooks(app);
 
-app.notFound((c) => c.json(errorBody("NOT_FOUND", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
+app.notFound(notFoundOrNotAllowed(app));
 
 app.onError((err, c) => {
   if (err instanceof ApiError) return c.json(errorBody(err.code, err.message), err.status);

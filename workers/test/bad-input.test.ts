@@ -40,6 +40,13 @@ const ENDPOINTS: Endpoint[] = [
   { method: "PATCH", path: "/v1/tags/{bad}", auth: "management", body: true },
   { method: "DELETE", path: "/v1/tags/{bad}", auth: "management", body: false },
   { method: "GET", path: "/v1/sites", auth: "management", body: false },
+  { method: "POST", path: "/v1/sites", auth: "management", body: true },
+  { method: "GET", path: "/v1/sites/{site}", auth: "management", body: false },
+  { method: "PATCH", path: "/v1/sites/{site}", auth: "management", body: true },
+  { method: "GET", path: "/v1/sites/{site}/status", auth: "management", body: false },
+  { method: "GET", path: "/v1/management-tokens", auth: "management", body: false },
+  { method: "POST", path: "/v1/management-tokens", auth: "management", body: true },
+  { method: "DELETE", path: "/v1/management-tokens/{bad}", auth: "management", body: false },
   { method: "DELETE", path: "/v1/sites/{bad}", auth: "management", body: false },
   { method: "POST", path: "/v1/sites/{site}/kill", auth: "management", body: true },
   { method: "GET", path: "/v1/reflex-rules", auth: "management", body: false },
@@ -72,6 +79,8 @@ const BAD_BODIES: Array<[string, string, boolean]> = [
   ["missing fields", "{}", false],
   ["numbers out of range", JSON.stringify({ name: "n", maxWeight: -1, priority: 1e308, threshold: 1e309, cooldownSeconds: -5, actionValue: 7, gracePeriodSeconds: 1e9, environment: 1 }), false],
   ["a prototype key", '{"__proto__": {"admin": true}, "name": "proto"}', false],
+  ["a field no endpoint knows", JSON.stringify({ name: "n", siteId: "s", url: "https://hooks.example.test/x", enabled: true, zzUnknownField: 1 }), true],
+  ["a webhook URL on a private address", JSON.stringify({ url: "http://127.1:1/" }), true],
 ];
 
 const BAD_QUERIES = [
@@ -180,5 +189,22 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
     const res = await exports.default.fetch("http://waitstate.test/v1/nothing", { method: "PUT" });
     expect(res.status).toBe(404);
     expect(ErrorBodySchema.parse(await res.json()).error.code).toBe("NOT_FOUND");
-  });
+    // A route that exists under other methods: 405 with Allow (every route: robustness.test.ts).
+    for (const e of ENDPOINTS) {
+      const wrong = await exports.default.fetch(`http://waitstate.test${fill(e.path)}`, { method: "PUT" });
+      expect(wrong.status, `PUT ${e.path}`).toBe(405);
+      expect(ErrorBodySchema.parse(await wrong.json()).error.code).toBe("METHOD_NOT_ALLOWED");
+      expect(wrong.headers.get("allow"), `PUT ${e.path}`).toContain(e.method);
+    }
+  }, 60_000);
+
+  // Strict bodies: an unknown field is named, whatever else the body holds (ids first: a bad id is still a 404).
+  for (const e of ENDPOINTS.filter((x) => x.body && x.auth !== "none" && !x.path.includes("{bad}"))) {
+    it(`${e.method} ${e.path} refuses an unknown field with UNKNOWN_FIELD naming it`, async () => {
+      const res = await call(e.method, fill(e.path), { token: tokenFor(e.auth), body: { zzUnknownField: true } });
+      expectTyped(res, `${e.method} ${e.path}`);
+      expect(res.json.error.code, res.text).toBe("UNKNOWN_FIELD");
+      expect(res.json.error.message).toContain("zzUnknownField");
+    });
+  }
 });

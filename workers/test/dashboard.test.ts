@@ -262,6 +262,18 @@ describe("logging in", () => {
     expect(res.setCookies.join("\n")).toMatch(/ws_session=;.*Max-Age=0.*Path=\/dashboard/);
   });
 
+  it("records session.logout in the audit log, once, with the session as actor", async () => {
+    const { token, session } = await tenant("Logout Audit Co");
+    const res = await post(session, "/dashboard/logout", {});
+    expect(res.status).toBe(303);
+    const entries = (await call("GET", "/v1/audit-log?kind=session.*", { token })).json.entries as Array<{ kind: string; actor: { type: string; name: string | null } }>;
+    expect(entries.map((e) => e.kind)).toEqual(["session.logout", "session.login"]);
+    expect(entries[0]!.actor).toMatchObject({ type: "session", name: "initial" });
+    // A refused logout (no CSRF token) records nothing.
+    await request("/dashboard/logout", { cookie: session.cookie, form: {} });
+    expect((await call("GET", "/v1/audit-log?kind=session.logout", { token })).json.entries).toHaveLength(1);
+  });
+
   it("a revoked management token ends its sessions at once", async () => {
     const { org, token, session } = await tenant("Revoked Co");
     await env.DB.prepare("UPDATE management_tokens SET revoked_at = ? WHERE org_id = ?").bind(Date.now(), org.id).run();

@@ -34,17 +34,17 @@ describe("POST /v1/sites", () => {
   });
 
   it.each([
-    ["a bad siteId", { siteId: "no spaces" }, "siteId"],
-    ["an unknown field", { siteId: "x", pulseInterval: 1000 }, "pulseInterval"],
-    ["a fractional interval", { siteId: "x", pulseIntervalMs: 500.5 }, "pulseIntervalMs"],
-    ["an interval under 250 ms", { siteId: "x", pulseIntervalMs: 100 }, "pulseIntervalMs"],
-    ["a window shorter than the interval", { siteId: "x", pulseIntervalMs: 2000, windowSeconds: 1 }, "windowSeconds"],
-    ["a lease under three intervals", { siteId: "x", pulseIntervalMs: 2000, leaseDurationSeconds: 5 }, "leaseDurationSeconds"],
-    ["a window over 300 s", { siteId: "x", windowSeconds: 301 }, "windowSeconds"],
-  ])("refuses %s: 400 naming the field, nothing created", async (_case, body, field) => {
+    ["a bad siteId", { siteId: "no spaces" }, "siteId", "VALIDATION_FAILED"],
+    ["an unknown field", { siteId: "x", pulseInterval: 1000 }, "pulseInterval", "UNKNOWN_FIELD"],
+    ["a fractional interval", { siteId: "x", pulseIntervalMs: 500.5 }, "pulseIntervalMs", "VALIDATION_FAILED"],
+    ["an interval under 250 ms", { siteId: "x", pulseIntervalMs: 100 }, "pulseIntervalMs", "VALIDATION_FAILED"],
+    ["a window shorter than the interval", { siteId: "x", pulseIntervalMs: 2000, windowSeconds: 1 }, "windowSeconds", "VALIDATION_FAILED"],
+    ["a lease under three intervals", { siteId: "x", pulseIntervalMs: 2000, leaseDurationSeconds: 5 }, "leaseDurationSeconds", "VALIDATION_FAILED"],
+    ["a window over 300 s", { siteId: "x", windowSeconds: 301 }, "windowSeconds", "VALIDATION_FAILED"],
+  ])("refuses %s: 400 naming the field, nothing created", async (_case, body, field, code) => {
     const { token } = await createOrg("Bad Timing Co", "enterprise");
     const res = await call("POST", "/v1/sites", { token, body });
-    expectError(res, 400, "VALIDATION_FAILED");
+    expectError(res, 400, code);
     expect(res.json.error.message).toContain(field);
     expect((await call("GET", "/v1/sites", { token })).json.sites).toEqual([]);
   });

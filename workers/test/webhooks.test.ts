@@ -7,10 +7,11 @@
  * receiver on 127.0.0.1 is exercised end to end in e2e/webhooks.test.ts.
  */
 import { env } from "cloudflare:workers";
+import app from "../src/index.js";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { WEBHOOK_MAX_ATTEMPTS, dispatcherFor, kindMatches, retryDelayMs, signWebhook } from "@waitstate/durable-objects";
-import { call, createOrg, expectError } from "./helpers.js";
+import { BASE, call, createOrg, expectError } from "./helpers.js";
 
 const HOOK_URL = "https://hooks.example.test/waitstate";
 
@@ -177,7 +178,7 @@ describe("webhook routes", () => {
 
   it("caps an org at 20 webhooks", async () => {
     const { token } = await createOrg("Hook Cap Co");
-    for (let i = 0; i < 20; i++) await createHook(token, { url: `http://127.0.0.1:9/${i}`, enabled: false });
+    for (let i = 0; i < 20; i++) await createHook(token, { url: `https://hooks.example.test/${i}`, enabled: false });
     expectError(await call("POST", "/v1/webhooks", { token, body: { url: HOOK_URL } }), 403, "PLAN_LIMIT_REACHED");
   });
 
@@ -203,6 +204,108 @@ describe("webhook routes", () => {
     for (const q of ["?limit=0", "?limit=201", "?limit=x", "?cursor=%%%", "?cursor=e30"]) {
       expectError(await call("GET", `/v1/webhooks/${hook.id}/deliveries${q}`, { token }), 400, "VALIDATION_FAILED");
     }
+  });
+});
+
+describe("webhook targets: no loopback, private or link-local addresses (SSRF)", () => {
+  // Every spelling the URL parser accepts for a host inside the control plane's network.
+  const REFUSED = [
+    "http://127.1:1/",
+    "http://127.0.0.1:8787/v1/organizations",
+    "http://0x7f000001/",
+    "http://0x7F.0.0.1/",
+    "http://2130706433/",
+    "http://0177.0.0.1/",
+    "http://017700000001/",
+    "http://127.0.0.1./",
+    "http://127.255.255.254/",
+    "http://[::1]/",
+    "http://[0:0:0:0:0:0:0:1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:7f00:1]/",
+    "http://[::127.0.0.1]/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2002:c0a8:101::1]/",
+    "http://[::]/",
+    "http://0.0.0.0/",
+    "http://0/",
+    "http://localhost/",
+    "http://LOCALHOST./",
+    "http://api.localhost/",
+    "http://10.0.0.1/",
+    "http://10.255.255.255:9200/",
+    "http://172.16.0.1/",
+    "http://172.31.255.255/",
+    "http://192.168.1.1/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://100.64.0.1/",
+    "http://100.127.255.254/",
+    "http://[fc00::1]/",
+    "http://[fd12:3456:789a::1]/",
+    "http://[fe80::1]/",
+    "http://intranet/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://printer.local/",
+    "http://224.0.0.1/",
+  ];
+  const ACCEPTED = [
+    "https://hooks.example.test/x",
+    "http://8.8.8.8/",
+    "http://100.128.0.1/",
+    "http://172.32.0.1/",
+    "http://192.169.0.1/",
+    "http://[2606:4700:4700::1111]/",
+    "http://[::ffff:8.8.8.8]/",
+  ];
+
+  it("refuses each spelling at creation and update with a typed 400 naming url", async () => {
+    const { token } = await createOrg("Hook SSRF Co");
+    const hook = await createHook(token, { enabled: false });
+    for (const url of REFUSED) {
+      const created = expectError(await call("POST", "/v1/webhooks", { token, body: { url } }), 400, "VALIDATION_FAILED");
+      expect(created.message, url).toMatch(/^url: /);
+      expect(created.message, url).toContain("WEBHOOKS_ALLOW_PRIVATE_TARGETS");
+      expectError(await call("PATCH", `/v1/webhooks/${hook.id}`, { token, body: { url } }), 400, "VALIDATION_FAILED");
+    }
+    expect((await call("GET", "/v1/webhooks", { token })).json.webhooks.map((w: { url: string }) => w.url)).toEqual([HOOK_URL]);
+    for (const url of ACCEPTED) {
+      const res = await call("POST", "/v1/webhooks", { token, body: { url, enabled: false } });
+      expect(res.status, `${url}: ${res.text}`).toBe(201);
+    }
+  }, 60_000);
+
+  it("allows private targets when the operator opts in with WEBHOOKS_ALLOW_PRIVATE_TARGETS=true", async () => {
+    const { token } = await createOrg("Hook Opt-in Co");
+    const post = (bindings: Record<string, string>) =>
+      app.request(
+        `${BASE}/v1/webhooks`,
+        { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ url: "http://127.1:1/", enabled: false }) },
+        { ...env, ...bindings },
+      );
+    expect((await post({ WEBHOOKS_ALLOW_PRIVATE_TARGETS: "false" })).status).toBe(400);
+    expect((await post({ WEBHOOKS_ALLOW_PRIVATE_TARGETS: "yes" })).status).toBe(400);
+    const allowed = await post({ WEBHOOKS_ALLOW_PRIVATE_TARGETS: "true" });
+    expect(allowed.status, await allowed.clone().text()).toBe(201);
+    expect(((await allowed.json()) as { url: string }).url).toBe("http://127.0.0.1:1/");
+  });
+
+  it("refuses again at delivery time: a private URL already stored is never fetched", async () => {
+    const receiver = stubReceiver(() => new Response(null, { status: 200 }));
+    const attempted: string[] = [];
+    receiver.spy.mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
+      attempted.push(new Request(input, init).url);
+      return new Response(null, { status: 200 });
+    });
+    const { org, token } = await createOrg("Hook Stored SSRF Co");
+    const hook = await createHook(token, { events: ["tag.*"] });
+    // As if written before the check existed, or while the opt-in was on.
+    await env.DB.prepare("UPDATE webhooks SET url = 'http://169.254.169.254/latest/meta-data/' WHERE id = ?").bind(hook.id).run();
+    await call("POST", "/v1/tags", { token, body: { name: "t" } });
+    await runDue(org.id);
+    expect(attempted.filter((u) => u.includes("169.254.169.254"))).toEqual([]);
+    const [d] = (await deliveries(token, hook.id)).deliveries;
+    expect(d).toMatchObject({ status: "failed", attempts: 0, lastStatusCode: null, lastError: "target_refused", nextAttemptAt: null });
   });
 });
 
@@ -256,7 +359,7 @@ describe("deliveries", () => {
     const before = Date.now();
     await settle(org.id);
     let [d] = (await deliveries(token, hook.id)).deliveries;
-    expect(d).toMatchObject({ status: "pending", attempts: 1, lastStatusCode: 500, lastError: "the receiver answered HTTP 500" });
+    expect(d).toMatchObject({ status: "pending", attempts: 1, lastStatusCode: 500, lastError: "http_5xx" });
     expect(d!.nextAttemptAt).toBeGreaterThanOrEqual(before + retryDelayMs(1));
     expect(d!.nextAttemptAt).toBeLessThan(Date.now() + retryDelayMs(1) + 1000);
     // not due yet: the alarm sends nothing
@@ -286,7 +389,7 @@ describe("deliveries", () => {
     expect(receiver.sent).toHaveLength(WEBHOOK_MAX_ATTEMPTS);
     const [d] = (await deliveries(token, hook.id)).deliveries;
     expect(d).toMatchObject({ status: "failed", attempts: WEBHOOK_MAX_ATTEMPTS, lastStatusCode: null, nextAttemptAt: null, deliveredAt: null });
-    expect(d!.lastError).toContain("connection refused");
+    expect(d!.lastError).toBe("connection_failed");
   });
 
   it("drops the pending deliveries of a deleted webhook and fails those of a disabled one", async () => {
@@ -302,7 +405,7 @@ describe("deliveries", () => {
     await runDue(org.id);
     expect(receiver.sent).toHaveLength(2);
     const [d] = (await deliveries(token, paused.id)).deliveries;
-    expect(d).toMatchObject({ status: "failed", attempts: 1, lastError: expect.stringContaining("disabled") });
+    expect(d).toMatchObject({ status: "failed", attempts: 1, lastError: "webhook_disabled" });
     const left = await runInDurableObject(dispatcher(org.id), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM deliveries WHERE status = 'pending'").one().n);
     expect(left).toBe(0);
   });
@@ -319,6 +422,36 @@ describe("deliveries", () => {
     expect((await dispatcher(org.id).dispatch(org.id, [{ ...entry, id: "aud_other", kind: "rule.cleared" }])).queued).toBe(0);
     await settle(org.id);
   });
+});
+
+describe("delivery errors are coarse categories", () => {
+  it("lists http_4xx, http_5xx, http_3xx, timeout and connection_failed, never the receiver's words", async () => {
+    const answers: Array<() => Response> = [
+      () => new Response("<h1>Internal admin console: redis 6379 open</h1>", { status: 404, statusText: "Not Found on internal-host-7" }),
+      () => new Response("upstream db-primary.internal:5432 refused", { status: 502, statusText: "Bad Gateway db-primary" }),
+      () => new Response(null, { status: 302, headers: { location: "http://10.0.0.7/" } }),
+      () => {
+        throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
+      },
+      () => {
+        throw new TypeError("Network connection lost to 10.1.2.3:6379");
+      },
+    ];
+    const expected = ["http_4xx", "http_5xx", "http_3xx", "timeout", "connection_failed"];
+    for (const [i, answer] of answers.entries()) {
+      stubReceiver(answer);
+      const { org, token } = await createOrg(`Hook Category Co ${i}`);
+      const hook = await createHook(token, { events: ["tag.*"] });
+      await call("POST", "/v1/tags", { token, body: { name: "t" } });
+      await settle(org.id);
+      const listed = await call("GET", `/v1/webhooks/${hook.id}/deliveries`, { token });
+      expect(listed.json.deliveries[0].lastError, String(i)).toBe(expected[i]);
+      for (const secret of ["redis", "db-primary", "internal-host", "10.0.0.7", "10.1.2.3", "Network connection lost", "Bad Gateway"]) {
+        expect(listed.text, String(i)).not.toContain(secret);
+      }
+      vi.restoreAllMocks();
+    }
+  }, 60_000);
 });
 
 describe("signing, matching and the retry schedule", () => {

@@ -46,7 +46,7 @@ const list: CommandSpec = {
   path: ["keys", "list"],
   summary: "list the organization's SDK key pairs (secrets are never shown again)",
   async run(ctx) {
-    const body = await ctx.api().get<{ apiKeys: Key[] }>("/v1/api-keys");
+    const body = await ctx.api().getAll<"apiKeys", Key>("/v1/api-keys", "apiKeys");
     if (ctx.json) return ctx.out.printJson(body);
     if (body.apiKeys.length === 0) return ctx.out.line("No API keys. Create one: waitstate keys create --name web");
     ctx.out.table(

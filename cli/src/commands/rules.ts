@@ -91,7 +91,7 @@ const list: CommandSpec = {
   options: { site: { type: "string", value: "<site-id>", description: "only the rules scoped to this site" } },
   async run(ctx) {
     const site = ctx.str("site");
-    const body = await ctx.api().get<{ reflexRules: Rule[] }>("/v1/reflex-rules", { siteId: site });
+    const body = await ctx.api().getAll<"reflexRules", Rule>("/v1/reflex-rules", "reflexRules", { siteId: site });
     if (ctx.json) return ctx.out.printJson(body);
     if (body.reflexRules.length === 0) {
       return ctx.out.line("No reflex rules. Add one: waitstate rules add --tag free --metric p95_latency --operator gt --threshold 500 --action block --priority 1");

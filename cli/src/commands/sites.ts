@@ -66,7 +66,7 @@ const list: CommandSpec = {
   path: ["sites", "list"],
   summary: "list sites with their kill switch and timing",
   async run(ctx) {
-    const body = await ctx.api().get<{ sites: Site[] }>("/v1/sites");
+    const body = await ctx.api().getAll<"sites", Site>("/v1/sites", "sites");
     if (ctx.json) return ctx.out.printJson(body);
     if (body.sites.length === 0) {
       return ctx.out.line("No sites yet. A site is created by its first pulse: give an SDK a publishKey/secretKey (waitstate keys create) and a siteId, or: waitstate sites create <site-id>");

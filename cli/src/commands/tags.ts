@@ -30,7 +30,7 @@ function tagBody(ctx: Context): Record<string, number> {
 /** A tag id (tag_…) as given, or the id of the tag with that name. */
 async function resolveTag(ctx: Context, ref: string): Promise<string> {
   if (/^tag_[A-Za-z0-9_-]+$/.test(ref)) return ref;
-  const { tags } = await ctx.api().get<{ tags: Tag[] }>("/v1/tags");
+  const { tags } = await ctx.api().getAll<"tags", Tag>("/v1/tags", "tags");
   const tag = tags.find((t) => t.name === ref);
   if (!tag) throw new CliError(EXIT.NOT_FOUND, `no tag named "${ref}"`, ["List them: waitstate tags list"]);
   return tag.id;
@@ -44,7 +44,7 @@ const list: CommandSpec = {
   path: ["tags", "list"],
   summary: "list tags, including those created by pulses",
   async run(ctx) {
-    const body = await ctx.api().get<{ tags: Tag[] }>("/v1/tags");
+    const body = await ctx.api().getAll<"tags", Tag>("/v1/tags", "tags");
     if (ctx.json) return ctx.out.printJson(body);
     if (body.tags.length === 0) return ctx.out.line("No tags yet. Pulses create them (gate(\"free\")), or: waitstate tags add free --max-weight 10 --priority 0");
     ctx.out.table(

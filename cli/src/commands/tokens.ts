@@ -19,7 +19,7 @@ const list: CommandSpec = {
   path: ["tokens", "list"],
   summary: "list the organization's management tokens (never the tokens themselves)",
   async run(ctx) {
-    const body = await ctx.api().get<{ managementTokens: Token[] }>("/v1/management-tokens");
+    const body = await ctx.api().getAll<"managementTokens", Token>("/v1/management-tokens", "managementTokens");
     if (ctx.json) return ctx.out.printJson(body);
     ctx.out.table(
       [{ header: "ID" }, { header: "NAME" }, { header: "ROLE" }, { header: "SITES" }, { header: "CREATED" }, { header: "REVOKED" }, { header: "STATE" }],

@@ -47,7 +47,7 @@ const list: CommandSpec = {
   path: ["webhooks", "list"],
   summary: "list webhooks",
   async run(ctx) {
-    const body = await ctx.api().get<{ webhooks: Webhook[] }>("/v1/webhooks");
+    const body = await ctx.api().getAll<"webhooks", Webhook>("/v1/webhooks", "webhooks");
     if (ctx.json) return ctx.out.printJson(body);
     if (body.webhooks.length === 0) return ctx.out.line("No webhooks. Add one: waitstate webhooks add https://example.com/hooks/waitstate --events 'rule.*,kill.*'");
     ctx.out.table(

@@ -7,6 +7,9 @@ import type { Hono } from "hono";
 import type { AuditActor } from "../lib/audit.js";
 import type { AppEnv, Env } from "../env.js";
 
+/** Items asked for per page when a page reads a whole listing (the API's maximum). */
+const LIST_PAGE_SIZE = 1000;
+
 export type ApiResult<T> = { ok: true; status: number; data: T } | { ok: false; status: number; code: string; message: string };
 
 // The requests the dashboard makes in process, with the session acting. Outside
@@ -61,6 +64,24 @@ export class DashboardApi {
 
   get<T>(path: string) {
     return this.call<T>("GET", path);
+  }
+  /**
+   * Every item of a paginated listing, following its cursors, in the shape it
+   * had before it was paged (`{[key]: T[]}`); the first failing page is the answer.
+   */
+  async getAll<K extends string, T>(path: string, key: K): Promise<ApiResult<Record<K, T[]>>> {
+    const items: T[] = [];
+    let cursor: string | null = null;
+    do {
+      const url = new URL(path, "http://dashboard.internal");
+      url.searchParams.set("limit", String(LIST_PAGE_SIZE));
+      if (cursor !== null) url.searchParams.set("cursor", cursor);
+      const page: ApiResult<Record<string, unknown>> = await this.get<Record<string, unknown>>(`${url.pathname}${url.search}`);
+      if (!page.ok) return page;
+      items.push(...((page.data[key] as T[] | undefined) ?? []));
+      cursor = typeof page.data.nextCursor === "string" ? page.data.nextCursor : null;
+    } while (cursor !== null);
+    return { ok: true, status: 200, data: { [key]: items } as Record<K, T[]> };
   }
   post<T>(path: string, body: unknown = {}) {
     return this.call<T>("POST", path, body);

@@ -262,7 +262,9 @@ export function registerDashboard(app: Hono<AppEnv>) {
     await next();
   });
 
-  dash.post("/logout", (c) => {
+  dash.post("/logout", async (c) => {
+    // The session is stateless, so this entry is the only trace that it was ended on purpose.
+    await auditAs(c.env, c.var.org.id, sessionActor(c.var.session), [{ kind: "session.logout" }]);
     clearCookie(c, SESSION_COOKIE);
     return c.redirect("/dashboard/login?reason=logged_out", 303);
   });

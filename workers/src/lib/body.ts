@@ -27,11 +27,27 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxBy
   return validate(schema, json);
 }
 
-/** Validates any input (a parsed body, `c.req.query()`), or a 400 VALIDATION_FAILED naming the paths. */
+/**
+ * Validates any input (a parsed body, `c.req.query()`): a 400 UNKNOWN_FIELD
+ * naming the fields a strict schema does not know (a field the server would
+ * drop could change what the caller meant, so it is refused, not ignored),
+ * else a 400 VALIDATION_FAILED naming the paths.
+ *
+ * Strictness is each schema's own property (`z.strictObject`): a route adds a
+ * field by adding it to its schema, nothing here changes.
+ */
 export function validate<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  const parsed = parseWith(schema, input);
-  if (!parsed.ok) throw new ApiError("VALIDATION_FAILED", parsed.message);
-  return parsed.value;
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const unknown = parsed.error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys" ? issue.keys.map((key) => [...issue.path.map(String), key].join(".")) : [],
+  );
+  if (unknown.length > 0) {
+    const names = [...new Set(unknown)].slice(0, 10).map((name) => `"${name}"`);
+    throw new ApiError("UNKNOWN_FIELD", `Unknown field${names.length > 1 ? "s" : ""} ${names.join(", ")}: this endpoint does not accept ${names.length > 1 ? "them" : "it"}; remove ${names.length > 1 ? "them" : "it"} or check the field name`);
+  }
+  const problem = parseWith(schema, input);
+  throw new ApiError("VALIDATION_FAILED", problem.ok ? "The input is invalid" : problem.message);
 }
 
 /** The bearer token of the request, or a 401. */

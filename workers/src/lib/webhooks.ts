@@ -5,7 +5,9 @@
  * tests and docs have one recipe.
  */
 import { z } from "zod";
-import { AUDIT_KINDS, patternKnown } from "@waitstate/durable-objects";
+import { ALLOW_PRIVATE_TARGETS_VAR, AUDIT_KINDS, allowsPrivateTargets, patternKnown, webhookTargetProblem } from "@waitstate/durable-objects";
+import { ApiError } from "../errors.js";
+import type { Env } from "../env.js";
 import { randomToken } from "./crypto.js";
 
 export { kindMatches, signWebhook, webhookBody, retryDelayMs, WEBHOOK_MAX_ATTEMPTS, DEFAULT_WEBHOOK_RETRY_BASE_MS } from "@waitstate/durable-objects";
@@ -62,4 +64,19 @@ export const EventsSchema = z
 /** A new signing secret: `whsec_` + 32 random bytes, base64url. */
 export function newWebhookSecret(): string {
   return randomToken("whsec_", 32);
+}
+
+/**
+ * A 400 naming why `url` may not receive webhooks here (a loopback, private,
+ * link-local… host: targets.ts in @waitstate/durable-objects), unless the
+ * operator opted in for a self-hosted network. The dispatcher checks again
+ * before every delivery.
+ */
+export function assertPublicTarget(env: Env, url: string): void {
+  const problem = webhookTargetProblem(url, allowsPrivateTargets(env.WEBHOOKS_ALLOW_PRIVATE_TARGETS));
+  if (problem === null) return;
+  throw new ApiError(
+    "VALIDATION_FAILED",
+    `url: the host is ${problem}; webhooks go to public addresses only (a self-hosted network can allow private ones with ${ALLOW_PRIVATE_TARGETS_VAR}=true)`,
+  );
 }

@@ -1,12 +1,13 @@
 import type { Hono } from "hono";
-import { and, desc, eq, isNull } from "drizzle-orm";
+import { and, desc, eq, isNull, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { IdentifierSchema } from "@waitstate/protocol";
 import { apiKeys } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
-import { readJson } from "../lib/body.js";
+import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodeCursor, encodeCursor, olderThan, pageOf } from "../lib/paging.js";
 import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
 import { forgetKey } from "../lib/keys.js";
 import { encryptionKey } from "../lib/secrets.js";
@@ -18,14 +19,14 @@ export const DEFAULT_ROTATION_GRACE_SECONDS = 0;
 /** The longest grace period a rotation may give the old key: 7 days. */
 export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
 
-const CreateKey = z.object({
+const CreateKey = z.strictObject({
   name: z.string().trim().min(1).max(100).default("default"),
   /** A label shown in the key's prefix (`ws_pub_live_…`, `ws_pub_test_…`). */
   environment: z.enum(["live", "test"]).default("live"),
   /** Scope the key to one site: it cannot pulse or read the policy of another. */
   siteId: IdentifierSchema.optional(),
 });
-const RotateKey = z.object({
+const RotateKey = z.strictObject({
   gracePeriodSeconds: z.int().min(0).max(MAX_ROTATION_GRACE_SECONDS).default(DEFAULT_ROTATION_GRACE_SECONDS),
 });
 const KeyId = z.string().regex(/^key_[A-Za-z0-9_-]{1,64}$/);
@@ -74,9 +75,19 @@ async function ownKey(env: Env, orgId: string, rawId: string): Promise<KeyRow> {
 
 /** `GET/POST /v1/api-keys`, `DELETE /v1/api-keys/:id`, `POST /v1/api-keys/:id/rotate`. */
 export function registerApiKeys(app: Hono<AppEnv>) {
+  /** Newest first, in pages of `limit` (default 100); `nextCursor` (null on the last page) fetches the next. */
   app.get("/v1/api-keys", allow("admin", "org-wide"), async (c) => {
-    const rows = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.orgId, c.var.orgId)).orderBy(desc(apiKeys.createdAt));
-    return c.json({ apiKeys: rows.map(keyView) });
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const k = apiKeys;
+    const rows = await drizzle(c.env.DB)
+      .select()
+      .from(k)
+      .where(and(eq(k.orgId, c.var.orgId), olderThan(k.createdAt, k.id, after)))
+      .orderBy(desc(k.createdAt), desc(k.id))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));
+    return c.json({ apiKeys: page.map(keyView), nextCursor });
   });
 
   app.post("/v1/api-keys", allow("admin", "org-wide"), async (c) => {
@@ -120,10 +131,20 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     // Without a grace period the old key is revoked at once, as before; with one it expires then.
     const retire = gracePeriodSeconds === 0 ? { revokedAt: now } : { expiresAt: now + gracePeriodSeconds * 1000 };
     const db = drizzle(c.env.DB);
-    await db.batch([
+    // One transaction that claims the old key only if no rotation did yet: of two racing rotations
+    // exactly one claims it; the other's new key is taken back in the same transaction and it answers 409.
+    const [, , lost] = await db.batch([
+      db
+        .update(apiKeys)
+        .set({ ...retire, rotatedToId: row.id })
+        .where(and(eq(apiKeys.id, old.id), isNull(apiKeys.revokedAt), isNull(apiKeys.rotatedToId))),
       db.insert(apiKeys).values(row),
-      db.update(apiKeys).set({ ...retire, rotatedToId: row.id }).where(eq(apiKeys.id, old.id)),
+      db
+        .delete(apiKeys)
+        .where(and(eq(apiKeys.id, row.id), sql`NOT EXISTS (SELECT 1 FROM api_keys WHERE id = ${old.id} AND rotated_to_id = ${row.id})`))
+        .returning({ id: apiKeys.id }),
     ]);
+    if (lost.length > 0) throw new ApiError("CONFLICT", "This key was rotated or revoked meanwhile; list the keys to see its replacement");
     forgetKey(old);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
     const [retired] = await db.select().from(apiKeys).where(eq(apiKeys.id, old.id));

@@ -1,12 +1,12 @@
 import type { Hono } from "hono";
-import { and, desc, eq, gte, lt, lte, or } from "drizzle-orm";
+import { and, desc, eq, gte, lt, lte } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { IdentifierSchema } from "@waitstate/protocol";
 import { AUDIT_KINDS, patternKnown, type AuditEntry, type AuditKind } from "@waitstate/durable-objects";
 import { auditLog } from "../db/schema.js";
 import { validate } from "../lib/body.js";
-import { CursorParam, decodeCursor, encodeCursor, intParam, limitParam } from "../lib/paging.js";
+import { CursorParam, decodeCursor, encodeCursor, intParam, limitParam, olderThan, pageOf } from "../lib/paging.js";
 import { allow, siteScope } from "../middleware/access.js";
 import { siteCondition } from "./v1_telemetry.js";
 import type { AppEnv } from "../env.js";
@@ -84,14 +84,12 @@ export function registerAuditLog(app: Hono<AppEnv>) {
           q.kind === undefined ? undefined : kindCondition(q.kind),
           q.from === undefined ? undefined : gte(a.at, q.from),
           q.to === undefined ? undefined : lte(a.at, q.to),
-          after === undefined ? undefined : or(lt(a.at, after.at), and(eq(a.at, after.at), lt(a.id, after.id))),
+          olderThan(a.at, a.id, after),
         ),
       )
       .orderBy(desc(a.at), desc(a.id))
       .limit(q.limit + 1);
-    const page = rows.slice(0, q.limit);
-    const last = page[page.length - 1];
-    const nextCursor = rows.length > q.limit && last !== undefined ? encodeCursor({ at: last.at, id: last.id }) : null;
+    const { page, nextCursor } = pageOf(rows, q.limit, (last) => encodeCursor({ at: last.at, id: last.id }));
     return c.json({ entries: page.map(entryView), nextCursor });
   });
 }

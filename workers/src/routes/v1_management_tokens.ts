@@ -6,7 +6,8 @@ import { IdentifierSchema } from "@waitstate/protocol";
 import { managementTokens } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
-import { readJson } from "../lib/body.js";
+import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodeCursor, encodeCursor, olderThan, pageOf } from "../lib/paging.js";
 import { randomId, randomToken, sha256Hex } from "../lib/crypto.js";
 import { allow, RoleSchema } from "../middleware/access.js";
 import { parseSiteIds } from "../middleware/management-auth.js";
@@ -25,7 +26,7 @@ export const MAX_TOKEN_SITES = 100;
  * than itself.
  */
 const CreateToken = z
-  .object({
+  .strictObject({
     name: z.string().trim().min(1).max(100),
     role: RoleSchema,
     siteIds: z
@@ -77,13 +78,18 @@ async function ownToken(env: Env, orgId: string, rawId: string): Promise<TokenRo
  */
 export function registerManagementTokens(app: Hono<AppEnv>) {
   app.get("/v1/management-tokens", allow("admin", "org-wide"), async (c) => {
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const current = c.var.managementToken?.id;
+    const t = managementTokens;
     const rows = await drizzle(c.env.DB)
       .select()
-      .from(managementTokens)
-      .where(eq(managementTokens.orgId, c.var.orgId))
-      .orderBy(desc(managementTokens.createdAt), desc(managementTokens.id));
-    return c.json({ managementTokens: rows.map((row) => tokenView(row, current)) });
+      .from(t)
+      .where(and(eq(t.orgId, c.var.orgId), olderThan(t.createdAt, t.id, after)))
+      .orderBy(desc(t.createdAt), desc(t.id))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));
+    return c.json({ managementTokens: page.map((row) => tokenView(row, current)), nextCursor });
   });
 
   app.post("/v1/management-tokens", allow("admin", "org-wide"), async (c) => {

@@ -10,7 +10,7 @@ import { randomId, randomToken, sha256Hex } from "../lib/crypto.js";
 import { allow, operatorOnly } from "../middleware/access.js";
 import type { AppEnv } from "../env.js";
 
-const CreateOrganization = z.object({
+const CreateOrganization = z.strictObject({
   name: z.string().trim().min(1).max(100),
   plan: PlanSchema.optional(),
 });

@@ -8,6 +8,7 @@ import { ApiError } from "../errors.js";
 import { reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
 import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodePosition, encodePosition, pageOf } from "../lib/paging.js";
 import { randomId } from "../lib/crypto.js";
 import { allow, canSeeSite, requireSiteInScope } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
@@ -42,21 +43,29 @@ const RuleBody = z.preprocess(
   ReflexRuleSchema.safeExtend({
     id: z.never({ error: "ids are assigned by the server; PATCH /v1/reflex-rules/:id changes a rule" }).optional(),
     siteId: IdentifierSchema.nullable().default(null),
-  }),
+  }).strict(),
 );
 type RuleBody = z.output<typeof RuleBody>;
 
+/** What GET shows beside RULE_FIELDS: accepted in a patch (so a listed rule can be edited and sent back) and ignored. */
+const READ_ONLY_FIELDS = ["id", "createdAt", "updatedAt"] as const;
+
 /**
  * A partial rule: any of RULE_FIELDS, each checked when the merged rule is
- * validated as a whole. Other keys (a listed rule's id, createdAt) are ignored,
- * so a rule read with GET can be edited and sent back.
+ * validated as a whole; the read-only fields of a listed rule are ignored;
+ * anything else is refused (UNKNOWN_FIELD), never silently dropped.
  */
 const RulePatch = z
-  .record(z.string(), z.unknown())
-  .transform((body) => Object.fromEntries(RULE_FIELDS.filter((field) => field in body).map((field) => [field, body[field]])))
+  .strictObject(
+    Object.fromEntries([...RULE_FIELDS, ...READ_ONLY_FIELDS].map((field) => [field, z.unknown().optional()])) as Record<
+      (typeof RULE_FIELDS)[number] | (typeof READ_ONLY_FIELDS)[number],
+      z.ZodOptional<z.ZodUnknown>
+    >,
+  )
+  .transform((body): Record<string, unknown> => Object.fromEntries(RULE_FIELDS.filter((field) => field in body).map((field) => [field, body[field]])))
   .refine((patch) => Object.keys(patch).length > 0, { message: `send at least one of ${RULE_FIELDS.join(", ")}` });
 
-const ListQuery = z.object({ siteId: IdentifierSchema.optional() });
+const RulesQuery = ListQuery.extend({ siteId: IdentifierSchema.optional() });
 const RuleId = z.string().regex(/^rule_[A-Za-z0-9_-]{1,64}$/);
 
 type RuleRow = typeof reflexRules.$inferSelect;
@@ -108,6 +117,21 @@ async function ownRule(c: Context<AppEnv>, rawId: string): Promise<RuleRow> {
   const [row] = await drizzle(c.env.DB).select().from(reflexRules).where(and(eq(reflexRules.id, id.data), eq(reflexRules.orgId, c.var.orgId)));
   if (!row || !ruleVisible(c, row)) throw new ApiError("NOT_FOUND", "No such reflex rule");
   return row;
+}
+
+// ------------------------------------------------------------ rule cap
+
+/**
+ * Reflex rules an organization may hold, per plan: every pulse evaluates all
+ * of a site's rules and every policy carries their effect, so the count is
+ * bounded like tags and sites are.
+ */
+export const REFLEX_RULE_CAPS: Readonly<Record<Plan, number>> = Object.freeze({ hobby: 10, pro: 100, enterprise: 1000 });
+
+async function planOf(env: Env, orgId: string): Promise<Plan> {
+  const [org] = await drizzle(env.DB).select({ plan: organizations.plan }).from(organizations).where(eq(organizations.id, orgId));
+  if (!org) throw new ApiError("NOT_FOUND", "This organization no longer exists");
+  return org.plan;
 }
 
 // ------------------------------------------------------------ custom-metric cap
@@ -184,14 +208,25 @@ async function reload(env: Env, orgId: string, scopes: Array<string | null>): Pr
  * reloads the aggregators it concerns so the next policy reflects it.
  */
 export function registerReflexRules(app: Hono<AppEnv>) {
+  /** In evaluation order (priority, then age), in pages of `limit` (default 100); `nextCursor` (null on the last page) fetches the next. */
   app.get("/v1/reflex-rules", allow("viewer", "scoped"), async (c) => {
-    const { siteId } = validate(ListQuery, c.req.query());
+    const { siteId, limit, cursor } = validate(RulesQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodePosition(cursor, z.tuple([z.int(), z.int(), z.string()]));
+    const r = reflexRules;
     const rows = await drizzle(c.env.DB)
       .select()
-      .from(reflexRules)
-      .where(and(eq(reflexRules.orgId, c.var.orgId), siteId === undefined ? undefined : eq(reflexRules.siteId, siteId)))
-      .orderBy(asc(reflexRules.priority), asc(reflexRules.createdAt), asc(reflexRules.id));
-    return c.json({ reflexRules: rows.filter((row) => ruleVisible(c, row)).map(ruleView) });
+      .from(r)
+      .where(
+        and(
+          eq(r.orgId, c.var.orgId),
+          siteId === undefined ? undefined : eq(r.siteId, siteId),
+          after === undefined ? undefined : sql`(${r.priority}, ${r.createdAt}, ${r.id}) > (${after[0]}, ${after[1]}, ${after[2]})`,
+        ),
+      )
+      .orderBy(asc(r.priority), asc(r.createdAt), asc(r.id))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodePosition([last.priority, last.createdAt, last.id]));
+    return c.json({ reflexRules: page.filter((row) => ruleVisible(c, row)).map(ruleView), nextCursor });
   });
 
   app.post("/v1/reflex-rules", allow("editor", "scoped"), async (c) => {
@@ -200,15 +235,26 @@ export function registerReflexRules(app: Hono<AppEnv>) {
     const orgId = c.var.orgId;
     const id = randomId("rule_");
     const db = drizzle(c.env.DB);
+    const plan = await planOf(c.env, orgId);
+    const ruleCap = REFLEX_RULE_CAPS[plan];
     const cap = await capFor(c.env, orgId, id, rule);
-    const insert = db.insert(reflexRules).values({ id, orgId, ...ruleColumns(rule) });
-    if (cap === null) {
-      await insert;
-    } else {
-      // One transaction: insert, then take it back if it broke the cap; nobody ever sees the row over the cap.
-      const [, rejected] = await db.batch([insert, db.delete(reflexRules).where(and(eq(reflexRules.id, id), overCap(c.env, cap))).returning({ id: reflexRules.id })]);
-      if (rejected.length > 0) throw await capError(c.env, cap);
+    // One transaction: insert, then take it back if it broke a cap; nobody ever sees the row over a cap,
+    // and of creations racing for the last slot only one keeps its row.
+    const [, overRules, overMetrics] = await db.batch([
+      db.insert(reflexRules).values({ id, orgId, ...ruleColumns(rule) }),
+      db
+        .delete(reflexRules)
+        .where(and(eq(reflexRules.id, id), sql`(SELECT count(*) FROM reflex_rules WHERE org_id = ${orgId}) > ${ruleCap}`))
+        .returning({ id: reflexRules.id }),
+      db
+        .delete(reflexRules)
+        .where(and(eq(reflexRules.id, id), cap === null ? sql`0` : overCap(c.env, cap)))
+        .returning({ id: reflexRules.id }),
+    ]);
+    if (overRules.length > 0) {
+      throw new ApiError("PLAN_LIMIT_REACHED", `The ${plan} plan allows ${ruleCap} reflex rules per organization; delete or edit one instead`);
     }
+    if (overMetrics.length > 0 && cap !== null) throw await capError(c.env, cap);
     const [created] = await db.select().from(reflexRules).where(eq(reflexRules.id, id));
     await reload(c.env, orgId, [rule.siteId]);
     const view = ruleView(created!);

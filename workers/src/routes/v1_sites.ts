@@ -1,5 +1,5 @@
 import type { Context, Hono } from "hono";
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, gt } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { insertSiteWithinCap, policyKey, siteCapMessage } from "@waitstate/durable-objects";
@@ -8,11 +8,12 @@ import { organizations, reflexEvents, sites, telemetryRollups } from "../db/sche
 import { ApiError } from "../errors.js";
 import { aggregator, reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
-import { readJson } from "../lib/body.js";
+import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodePosition, encodePosition, pageOf } from "../lib/paging.js";
 import { allow, canSeeSite, requireSiteInScope } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
-const SetKill = z.object({ enabled: z.boolean() });
+const SetKill = z.strictObject({ enabled: z.boolean() });
 const CreateSite = SiteSettingsSchema.safeExtend({ siteId: IdentifierSchema });
 
 type SiteRow = typeof sites.$inferSelect;
@@ -69,10 +70,19 @@ async function ownSite(c: Context<AppEnv>, rawId: string): Promise<SiteRow> {
  * of it to set their timing; `:id` is the siteId the SDK sends.
  */
 export function registerSites(app: Hono<AppEnv>) {
+  /** By siteId, in pages of `limit` (default 100); `nextCursor` (null on the last page) fetches the next. */
   app.get("/v1/sites", allow("viewer", "scoped"), async (c) => {
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodePosition(cursor, z.tuple([z.string()]));
     const plan = await planOf(c.env, c.var.orgId);
-    const rows = await drizzle(c.env.DB).select().from(sites).where(eq(sites.orgId, c.var.orgId)).orderBy(asc(sites.siteId));
-    return c.json({ sites: rows.filter((row) => canSeeSite(c, row.siteId)).map((row) => siteView(row, plan)) });
+    const rows = await drizzle(c.env.DB)
+      .select()
+      .from(sites)
+      .where(and(eq(sites.orgId, c.var.orgId), after === undefined ? undefined : gt(sites.siteId, after[0])))
+      .orderBy(asc(sites.siteId))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodePosition([last.siteId]));
+    return c.json({ sites: page.filter((row) => canSeeSite(c, row.siteId)).map((row) => siteView(row, plan)), nextCursor });
   });
 
   /** Creates a site before its first pulse (within the plan's site cap), optionally with its timing. */
@@ -127,19 +137,22 @@ export function registerSites(app: Hono<AppEnv>) {
 
   /**
    * Forgets the site: its row, rollups and reflex events in D1, its aggregator's
-   * state and its cached policy. Site-scoped reflex rules are configuration and
+   * state and its cached policy. The org's usage is not the site's to forget:
+   * the aggregator writes the calls it has not rolled up yet to the ledger
+   * before it forgets them. Site-scoped reflex rules are configuration and
    * stay; they apply again if the site comes back. A later pulse re-creates the site.
    */
   app.delete("/v1/sites/:id", allow("admin", "org-wide"), async (c) => {
     const site = await ownSite(c, c.req.param("id"));
     const { orgId, siteId } = site;
+    // The aggregator first: its final rollup writes usage (and rollups, deleted just after) to D1.
+    await aggregator(c.env, orgId, siteId).destroy();
     const db = drizzle(c.env.DB);
     await db.batch([
       db.delete(sites).where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId))),
       db.delete(telemetryRollups).where(and(eq(telemetryRollups.orgId, orgId), eq(telemetryRollups.siteId, siteId))),
       db.delete(reflexEvents).where(and(eq(reflexEvents.orgId, orgId), eq(reflexEvents.siteId, siteId))),
     ]);
-    await aggregator(c.env, orgId, siteId).destroy();
     // After destroy(): the aggregator publishes to KV on every policy change, so deleting the key earlier could be undone.
     await c.env.POLICIES.delete(policyKey(orgId, siteId));
     const view = siteView(site, await planOf(c.env, orgId));

@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, gt } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { DEFAULT_TAG_MAX_WEIGHT, TagNameSchema } from "@waitstate/protocol";
@@ -7,7 +7,8 @@ import { tags } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
-import { readJson } from "../lib/body.js";
+import { readJson, validate } from "../lib/body.js";
+import { ListQuery, decodePosition, encodePosition, pageOf } from "../lib/paging.js";
 import { randomId } from "../lib/crypto.js";
 import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
@@ -16,13 +17,13 @@ import type { AppEnv, Env } from "../env.js";
 const MaxWeight = z.number().nonnegative();
 const Priority = z.int();
 
-const CreateTag = z.object({
+const CreateTag = z.strictObject({
   name: TagNameSchema,
   maxWeight: MaxWeight.default(DEFAULT_TAG_MAX_WEIGHT),
   priority: Priority.default(0),
 });
 const UpdateTag = z
-  .object({ maxWeight: MaxWeight.optional(), priority: Priority.optional() })
+  .strictObject({ maxWeight: MaxWeight.optional(), priority: Priority.optional() })
   .refine((patch) => patch.maxWeight !== undefined || patch.priority !== undefined, { message: "send maxWeight, priority or both" });
 // The aggregator names the tags it creates `tag_` + hex, randomId `tag_` + base64url.
 const TagId = z.string().regex(/^tag_[A-Za-z0-9_-]{1,64}$/);
@@ -48,9 +49,18 @@ async function ownTag(env: Env, orgId: string, rawId: string): Promise<TagRow> {
  * change reloads the org's aggregators so the next policy uses it.
  */
 export function registerTags(app: Hono<AppEnv>) {
+  /** By name, in pages of `limit` (default 100); `nextCursor` (null on the last page) fetches the next. */
   app.get("/v1/tags", allow("viewer", "scoped"), async (c) => {
-    const rows = await drizzle(c.env.DB).select().from(tags).where(eq(tags.orgId, c.var.orgId)).orderBy(asc(tags.name));
-    return c.json({ tags: rows.map(tagView) });
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodePosition(cursor, z.tuple([z.string()]));
+    const rows = await drizzle(c.env.DB)
+      .select()
+      .from(tags)
+      .where(and(eq(tags.orgId, c.var.orgId), after === undefined ? undefined : gt(tags.name, after[0])))
+      .orderBy(asc(tags.name))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodePosition([last.name]));
+    return c.json({ tags: page.map(tagView), nextCursor });
   });
 
   app.post("/v1/tags", allow("editor", "org-wide"), async (c) => {

@@ -1,26 +1,26 @@
 import type { Hono } from "hono";
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
-import { dispatcherFor } from "@waitstate/durable-objects";
+import { deliveryError, dispatcherFor } from "@waitstate/durable-objects";
 import { webhookDeliveries, webhooks } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { audit } from "../lib/audit.js";
 import { readJson, validate } from "../lib/body.js";
 import { encryptSecret, randomId } from "../lib/crypto.js";
-import { decodeCursor, encodeCursor, CursorParam, limitParam } from "../lib/paging.js";
+import { decodeCursor, encodeCursor, CursorParam, ListQuery, limitParam, olderThan, pageOf } from "../lib/paging.js";
 import { encryptionKey } from "../lib/secrets.js";
-import { EventsSchema, MAX_WEBHOOKS_PER_ORG, WebhookUrlSchema, newWebhookSecret } from "../lib/webhooks.js";
+import { EventsSchema, MAX_WEBHOOKS_PER_ORG, WebhookUrlSchema, assertPublicTarget, newWebhookSecret } from "../lib/webhooks.js";
 import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
-const CreateWebhook = z.object({
+const CreateWebhook = z.strictObject({
   url: WebhookUrlSchema,
   events: EventsSchema.default(["*"]),
   enabled: z.boolean().default(true),
 });
 const UpdateWebhook = z
-  .object({ url: WebhookUrlSchema.optional(), events: EventsSchema.optional(), enabled: z.boolean().optional() })
+  .strictObject({ url: WebhookUrlSchema.optional(), events: EventsSchema.optional(), enabled: z.boolean().optional() })
   .refine((patch) => patch.url !== undefined || patch.events !== undefined || patch.enabled !== undefined, { message: "send url, events, enabled or several" });
 const DeliveriesQuery = z.object({ limit: limitParam(50, 200), cursor: CursorParam.optional() });
 const WebhookId = z.string().regex(/^wh_[A-Za-z0-9_-]{1,64}$/);
@@ -50,7 +50,7 @@ function deliveryView(row: DeliveryRow) {
     status: row.status,
     attempts: row.attempts,
     lastStatusCode: row.lastStatusCode,
-    lastError: row.lastError,
+    lastError: deliveryError(row.lastError),
     nextAttemptAt: row.nextAttemptAt,
     deliveredAt: row.deliveredAt,
     createdAt: row.createdAt,
@@ -73,13 +73,24 @@ async function ownWebhook(env: Env, orgId: string, rawId: string): Promise<Webho
  * the secret is shown once, at creation.
  */
 export function registerWebhooks(app: Hono<AppEnv>) {
+  /** Newest first, in pages of `limit` (default 100); `nextCursor` (null on the last page) fetches the next. */
   app.get("/v1/webhooks", allow("admin", "org-wide"), async (c) => {
-    const rows = await drizzle(c.env.DB).select().from(webhooks).where(eq(webhooks.orgId, c.var.orgId)).orderBy(desc(webhooks.createdAt), desc(webhooks.id));
-    return c.json({ webhooks: rows.map(webhookView) });
+    const { limit, cursor } = validate(ListQuery, c.req.query());
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const w = webhooks;
+    const rows = await drizzle(c.env.DB)
+      .select()
+      .from(w)
+      .where(and(eq(w.orgId, c.var.orgId), olderThan(w.createdAt, w.id, after)))
+      .orderBy(desc(w.createdAt), desc(w.id))
+      .limit(limit + 1);
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));
+    return c.json({ webhooks: page.map(webhookView), nextCursor });
   });
 
   app.post("/v1/webhooks", allow("admin", "org-wide"), async (c) => {
     const body = await readJson(c, CreateWebhook);
+    assertPublicTarget(c.env, body.url);
     const orgId = c.var.orgId;
     const secret = newWebhookSecret();
     const sealed = await encryptSecret(await encryptionKey(c.env), secret);
@@ -108,6 +119,7 @@ export function registerWebhooks(app: Hono<AppEnv>) {
   app.patch("/v1/webhooks/:id", allow("admin", "org-wide"), async (c) => {
     const current = await ownWebhook(c.env, c.var.orgId, c.req.param("id"));
     const patch = await readJson(c, UpdateWebhook);
+    if (patch.url !== undefined) assertPublicTarget(c.env, patch.url);
     const [updated] = await drizzle(c.env.DB)
       .update(webhooks)
       .set({
@@ -151,14 +163,12 @@ export function registerWebhooks(app: Hono<AppEnv>) {
         and(
           eq(d.webhookId, hook.id),
           eq(d.orgId, c.var.orgId),
-          after === undefined ? undefined : or(lt(d.createdAt, after.at), and(eq(d.createdAt, after.at), lt(d.id, after.id))),
+          olderThan(d.createdAt, d.id, after),
         ),
       )
       .orderBy(desc(d.createdAt), desc(d.id))
       .limit(limit + 1);
-    const page = rows.slice(0, limit);
-    const last = page[page.length - 1];
-    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor({ at: last.createdAt, id: last.id }) : null;
+    const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));
     return c.json({ deliveries: page.map(deliveryView), nextCursor });
   });
 }

@@ -84,7 +84,7 @@ async function auditPage(c: DashContext) {
   const from = rangeMs === null ? null : Date.now() - rangeMs;
   const [log, sites] = await Promise.all([
     c.var.api.get<{ entries: AuditEntry[]; nextCursor: string | null }>(`/v1/audit-log${query({ siteId, kind, from, limit: PAGE_SIZE, cursor })}`),
-    c.var.api.get<{ sites: Site[] }>("/v1/sites"),
+    c.var.api.getAll<"sites", Site>("/v1/sites", "sites"),
   ]);
   if (routeMissing(log)) {
     return render(

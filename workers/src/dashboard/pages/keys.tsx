@@ -64,7 +64,7 @@ function KeyState(props: { apiKey: ApiKey }) {
 }
 
 async function keysPage(c: DashContext, extra?: { created?: NewApiKey; create?: { form: FormFields; errors: FieldErrors } }) {
-  const keys = await c.var.api.get<{ apiKeys: ApiKey[] }>("/v1/api-keys");
+  const keys = await c.var.api.getAll<"apiKeys", ApiKey>("/v1/api-keys", "apiKeys");
   if (!keys.ok) return failurePage(c, keys, "keys");
   const list = keys.data.apiKeys;
   const create = extra?.create;
@@ -150,7 +150,7 @@ async function keysPage(c: DashContext, extra?: { created?: NewApiKey; create?: 
 }
 
 async function findKey(c: DashContext, id: string) {
-  const keys = await c.var.api.get<{ apiKeys: ApiKey[] }>("/v1/api-keys");
+  const keys = await c.var.api.getAll<"apiKeys", ApiKey>("/v1/api-keys", "apiKeys");
   if (!keys.ok) return keys;
   const key = keys.data.apiKeys.find((k) => k.id === id);
   return key ? { ok: true as const, status: 200, data: key } : { ok: false as const, status: 404, code: "NOT_FOUND", message: "No such API key" };

@@ -137,7 +137,7 @@ function RuleForm(props: RuleFormProps) {
 }
 
 async function loadRefs(c: DashContext) {
-  const [sites, tags] = await Promise.all([c.var.api.get<{ sites: Site[] }>("/v1/sites"), c.var.api.get<{ tags: Tag[] }>("/v1/tags")]);
+  const [sites, tags] = await Promise.all([c.var.api.getAll<"sites", Site>("/v1/sites", "sites"), c.var.api.getAll<"tags", Tag>("/v1/tags", "tags")]);
   return { sites: sites.ok ? sites.data.sites : [], tags: tags.ok ? tags.data.tags : [] };
 }
 
@@ -204,7 +204,7 @@ function RuleRow(props: { rule: Rule; csrf: string; first: boolean; last: boolea
 
 async function rulesPage(c: DashContext, create?: { form: FormFields; errors: FieldErrors }) {
   const siteFilter = c.req.query("siteId") || null;
-  const [rules, refs] = await Promise.all([c.var.api.get<{ reflexRules: Rule[] }>(`/v1/reflex-rules${query({ siteId: siteFilter })}`), loadRefs(c)]);
+  const [rules, refs] = await Promise.all([c.var.api.getAll<"reflexRules", Rule>(`/v1/reflex-rules${query({ siteId: siteFilter })}`, "reflexRules"), loadRefs(c)]);
   if (!rules.ok) return failurePage(c, rules, "rules");
   const list = rules.data.reflexRules;
   const nextPriority = Math.min(MAX_PRIORITY, list.reduce((m, r) => Math.max(m, r.priority), 0) + 1);
@@ -283,7 +283,7 @@ async function rulesPage(c: DashContext, create?: { form: FormFields; errors: Fi
 
 /** One of the org's rules, or the API's 404 (another org's id included). */
 async function findRule(c: DashContext, id: string) {
-  const rules = await c.var.api.get<{ reflexRules: Rule[] }>("/v1/reflex-rules");
+  const rules = await c.var.api.getAll<"reflexRules", Rule>("/v1/reflex-rules", "reflexRules");
   if (!rules.ok) return rules;
   const rule = rules.data.reflexRules.find((r) => r.id === id);
   return rule ? { ok: true as const, status: 200, data: rule } : { ok: false as const, status: 404, code: "NOT_FOUND", message: "No such reflex rule" };
@@ -355,7 +355,7 @@ export function registerRulePages(dash: Hono<DashEnv>) {
   dash.post("/rules/:id/move", async (c) => {
     const siteFilter = text(c.var.form, "siteId");
     const up = c.var.form.direction === "up";
-    const rules = await c.var.api.get<{ reflexRules: Rule[] }>(`/v1/reflex-rules${query({ siteId: siteFilter })}`);
+    const rules = await c.var.api.getAll<"reflexRules", Rule>(`/v1/reflex-rules${query({ siteId: siteFilter })}`, "reflexRules");
     if (!rules.ok) return failurePage(c, rules, "rules");
     const list = rules.data.reflexRules;
     const i = list.findIndex((r) => r.id === c.req.param("id"));

@@ -144,9 +144,9 @@ async function sitesPage(c: DashContext, createForm?: { form: Record<string, str
   const now = Date.now();
   const minutes = lastMinutes(now);
   const [sites, telemetry, keys] = await Promise.all([
-    api.get<{ sites: Site[] }>("/v1/sites"),
+    api.getAll<"sites", Site>("/v1/sites", "sites"),
     api.get<{ rollups: Rollup[] }>(`/v1/telemetry${query({ tag: SITE_ROLLUP_TAG, from: minutes[0], to: now, limit: 10_000 })}`),
-    api.get<{ apiKeys: ApiKey[] }>("/v1/api-keys"),
+    api.getAll<"apiKeys", ApiKey>("/v1/api-keys", "apiKeys"),
   ]);
   if (!sites.ok) return failurePage(c, sites, "sites");
   const list = sites.data.sites;
@@ -393,7 +393,7 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
     api.get<Site>(path),
     api.get<SiteStatus>(`${path}/status`),
     api.get<{ rollups: Rollup[] }>(`/v1/telemetry${query({ siteId, tag: SITE_ROLLUP_TAG, from: hour[0], to: now })}`),
-    api.get<{ tags: Tag[] }>("/v1/tags"),
+    api.getAll<"tags", Tag>("/v1/tags", "tags"),
   ]);
   if (!site.ok) return failurePage(c, site, "sites", { href: "/dashboard/sites", label: "All sites" });
   if (!status.ok) return failurePage(c, status, "sites", { href: "/dashboard/sites", label: "All sites" });

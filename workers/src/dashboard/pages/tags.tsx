@@ -63,7 +63,7 @@ function TagRow(props: { tag: Tag; csrf: string; error?: RowError | undefined; e
 }
 
 async function tagsPage(c: DashContext, failed?: { create?: { form: FormFields; errors: FieldErrors }; row?: RowError }) {
-  const tags = await c.var.api.get<{ tags: Tag[] }>("/v1/tags");
+  const tags = await c.var.api.getAll<"tags", Tag>("/v1/tags", "tags");
   if (!tags.ok) return failurePage(c, tags, "tags");
   const list = tags.data.tags;
   const create = failed?.create;

@@ -24,7 +24,7 @@ function Meter(props: { used: number; limit: number | null; label: string }) {
 
 async function usagePage(c: DashContext) {
   const month = new Date().toISOString().slice(0, 7);
-  const [usage, sites] = await Promise.all([c.var.api.get<Usage>("/v1/usage"), c.var.api.get<{ sites: Site[] }>("/v1/sites")]);
+  const [usage, sites] = await Promise.all([c.var.api.get<Usage>("/v1/usage"), c.var.api.getAll<"sites", Site>("/v1/sites", "sites")]);
   if (!usage.ok) return failurePage(c, usage, "usage");
   const plan = usage.data.plan;
   const limits = PLAN_LIMITS[plan];

@@ -63,7 +63,7 @@ const notAvailable = (c: DashContext) =>
   );
 
 async function webhooksPage(c: DashContext, extra?: { created?: NewWebhook; create?: { form: FormFields; errors: FieldErrors } }) {
-  const hooks = await c.var.api.get<{ webhooks: Webhook[] }>("/v1/webhooks");
+  const hooks = await c.var.api.getAll<"webhooks", Webhook>("/v1/webhooks", "webhooks");
   if (routeMissing(hooks)) return notAvailable(c);
   if (!hooks.ok) return failurePage(c, hooks, "webhooks");
   const list = hooks.data.webhooks;
@@ -153,7 +153,7 @@ async function webhooksPage(c: DashContext, extra?: { created?: NewWebhook; crea
 
 async function webhookPage(c: DashContext, id: string, edit?: { form: FormFields; errors: FieldErrors }) {
   const [hooks, deliveries] = await Promise.all([
-    c.var.api.get<{ webhooks: Webhook[] }>("/v1/webhooks"),
+    c.var.api.getAll<"webhooks", Webhook>("/v1/webhooks", "webhooks"),
     c.var.api.get<{ deliveries: Delivery[]; nextCursor: string | null }>(`/v1/webhooks/${seg(id)}/deliveries${query({ limit: 50, cursor: c.req.query("cursor") })}`),
   ]);
   if (routeMissing(hooks)) return notAvailable(c);

@@ -18,6 +18,8 @@ import {
   SITE_TIMING_BOUNDS,
   WindowAccumulator,
   evaluateReflexes,
+  nameRecord,
+  own,
   readMetric,
   siteTiming,
   timingProblem,
@@ -159,7 +161,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private identity: Identity | null = null;
   private config: SiteConfig | null = null;
   private current: Policy | null = null;
-  private ruleStates: Record<string, RuleState> = {};
+  private ruleStates = nameRecord<RuleState>();
   /** Rules whose action is in the current policy (the first active rule per target), from the last evaluation. */
   private applied = new Set<string>();
   /** Rules as they were when their state was saved: a rule deleted while active is reported with its own fields. */
@@ -310,7 +312,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
         rules: [...rules]
           .sort((a, b) => a.priority - b.priority)
           .map((rule) => {
-            const state = this.ruleStates[rule.id];
+            const state = own(this.ruleStates, rule.id);
             const source = rule.metricTag === null || rule.metricTag === undefined ? stats.site : stats.tags.get(rule.metricTag);
             return {
               ...rule,
@@ -336,7 +338,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.identity = null;
     this.config = null;
     this.current = null;
-    this.ruleStates = {};
+    this.ruleStates = nameRecord<RuleState>();
     this.ruleSnapshots.clear();
     this.instances.clear();
     this.unflushedCalls = 0;
@@ -533,7 +535,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     ]);
     const orgRow = org!.results[0] as { plan: string } | undefined;
     if (orgRow === undefined) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
-    const tagConfig: Record<string, TagConfig> = {};
+    const tagConfig = nameRecord<TagConfig>();
     for (const row of tags!.results as Array<{ name: string; max_weight: number; priority: number }>) {
       tagConfig[row.name] = { maxWeight: row.max_weight, priority: row.priority };
     }
@@ -601,7 +603,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     if (transitions.length > 0) this.audit(transitions);
     const body: PolicyBody = {
       globalMaxWeight: outcome.globalMaxWeight,
-      tagMaxWeights: outcome.tagMaxWeights,
+      // An ordinary object with own keys (`__proto__` included): RPC cannot clone one without a prototype.
+      tagMaxWeights: Object.fromEntries(Object.entries(outcome.tagMaxWeights)),
       killSignal: config.kill,
       status: capExceeded ? "cap_exceeded" : "ok",
       pulseInterval: capExceeded ? CAP_EXCEEDED_PULSE_INTERVAL_MS : config.timing.pulseIntervalMs,
@@ -619,7 +622,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private saveRuleStates(states: Record<string, RuleState>, rules: readonly EngineRule[]): void {
     const byId = new Map(rules.map((r) => [r.id, r]));
     for (const [id, state] of Object.entries(states)) {
-      if (JSON.stringify(this.ruleStates[id]) === JSON.stringify(state)) continue;
+      if (JSON.stringify(own(this.ruleStates, id)) === JSON.stringify(state)) continue;
       const rule = byId.get(id)!;
       this.ruleSnapshots.set(id, rule);
       this.sql.exec(

@@ -71,7 +71,7 @@ export {
   bucketRepresentative,
 } from "./histogram.js";
 export type { HistogramDecodeResult, HistogramEncoding } from "./histogram.js";
-export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "./reflex.js";
+export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, nameRecord, own, readMetric, windowNeeds } from "./reflex.js";
 export type {
   CustomAggregate,
   EngineRule,

@@ -12,7 +12,6 @@ import { DurableObject } from "cloudflare:workers";
 import {
   CAP_EXCEEDED_PULSE_INTERVAL_MS,
   DEFAULT_WINDOW_SECONDS,
-  MAX_TAGS_PER_POLICY,
   PLANS,
   PLAN_LIMITS,
   SITE_TIMING_BOUNDS,
@@ -37,8 +36,10 @@ import {
   type WindowNeeds,
 } from "@waitstate/protocol";
 import { SYSTEM_ACTOR, auditId, type AuditEntry } from "./audit.js";
+import { enforceable, type PolicyBody } from "./policy.js";
 import { flushBatches, minuteOf, monthOf, nextRollupAt, writeFlush, type StoredPulse } from "./rollup.js";
 import { insertSiteWithinCap, siteCapMessage } from "./sites.js";
+import { insertTagWithinCap } from "./tags.js";
 import { recordAudit, type WebhookDispatcher } from "./webhooks.js";
 
 export interface AggregatorEnv {
@@ -150,8 +151,6 @@ const INSTANCE_MEMORY_MS = 24 * 60 * 60_000;
 /** Fire/clear events kept in the object after they reached D1. */
 const EVENTS_KEPT = 200;
 
-type PolicyBody = Omit<Policy, "version" | "issuedAt">;
-
 function sameBody(a: PolicyBody, b: PolicyBody): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -178,6 +177,12 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   /** In-flight registration and configuration read, shared by the requests that need them at once. */
   private registering: Promise<{ ok: true } | AggregatorFailure> | null = null;
   private configLoading: Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> | null = null;
+  /** The last evaluation's body before the schema check, as JSON: an unchanged evaluation skips the check. */
+  private lastEvaluated: string | null = null;
+  /** Why the policy in force had to be folded to pass the schema (null: it passed as evaluated). */
+  private foldProblem: string | null = null;
+  /** Tags this configuration tried to create and could not (cap reached, or another site made them): not retried until the next load. */
+  private tagsTried = new Set<string>();
   /** Whether an alarm is known to be scheduled (saves a storage read per pulse). */
   private alarmPending = false;
   /** The background hand-off of audit entries to D1 and the webhook dispatcher, one at a time. */
@@ -339,6 +344,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.config = null;
     this.current = null;
     this.ruleStates = nameRecord<RuleState>();
+    this.lastEvaluated = null;
+    this.foldProblem = null;
     this.ruleSnapshots.clear();
     this.instances.clear();
     this.unflushedCalls = 0;
@@ -554,27 +561,36 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       loadedAt: now,
     };
     this.config = config;
+    this.tagsTried.clear();
     if (this.windowSeconds !== config.timing.windowSeconds) this.rebuildWindow(now, config.timing.windowSeconds);
     return { ok: true, value: config };
   }
 
-  /** Tags are created on first sight in a pulse (up to the policy's tag bound). */
+  /**
+   * Tags are created on first sight in a pulse, within the plan's tag cap
+   * (checked in each insert, so the API and other sites cannot push the org
+   * past it). A tag past the cap is not created: its calls still count in
+   * usage and in the site's numbers, and it follows the global limit like any
+   * tag without an entry. Nothing the pulse carries is dropped.
+   */
   private async createSeenTags(pulse: Pulse, config: SiteConfig): Promise<void> {
-    const fresh = pulse.tagMetrics.map((t) => t.tag).filter((tag) => !(tag in config.tags));
+    const fresh = pulse.tagMetrics.map((t) => t.tag).filter((tag) => !(tag in config.tags) && !this.tagsTried.has(tag));
     if (fresh.length === 0) return;
-    const room = Math.max(0, MAX_TAGS_PER_POLICY - Object.keys(config.tags).length);
-    const created = fresh.slice(0, room);
-    for (const tag of created) config.tags[tag] = {};
-    if (created.length === 0) return;
+    const cap = PLAN_LIMITS[config.plan].tags;
+    const room = Math.max(0, cap - Object.keys(config.tags).length);
+    for (const tag of fresh) this.tagsTried.add(tag);
+    const candidates = fresh.slice(0, room);
+    if (candidates.length === 0) return;
     const { orgId } = this.identity!;
     const db = this.env.DB;
-    await db.batch(
-      created.map((tag) =>
-        db
-          .prepare("INSERT INTO tags (id, org_id, name, auto_created) VALUES (?, ?, ?, 1) ON CONFLICT (org_id, name) DO NOTHING")
-          .bind(`tag_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`, orgId, tag),
+    const results = await db.batch(
+      candidates.map((name) =>
+        insertTagWithinCap(db, orgId, { id: `tag_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`, name, autoCreated: true }, cap),
       ),
     );
+    candidates.forEach((tag, i) => {
+      if (results[i]!.meta.changes > 0) config.tags[tag] = {};
+    });
   }
 
   // ---------------------------------------------------------------- policy
@@ -601,7 +617,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       transitions.push({ kind: "cap_exceeded", at: now, target: null, details: { plan: config.plan, monthlyCalls: limits.monthlyCalls, usage, month: config.month } });
     }
     if (transitions.length > 0) this.audit(transitions);
-    const body: PolicyBody = {
+    const evaluated: PolicyBody = {
       globalMaxWeight: outcome.globalMaxWeight,
       // An ordinary object with own keys (`__proto__` included): RPC cannot clone one without a prototype.
       tagMaxWeights: Object.fromEntries(Object.entries(outcome.tagMaxWeights)),
@@ -610,9 +626,20 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       pulseInterval: capExceeded ? CAP_EXCEEDED_PULSE_INTERVAL_MS : config.timing.pulseIntervalMs,
       leaseDurationSeconds: config.timing.leaseDurationSeconds,
     };
+    const evaluatedJson = JSON.stringify(evaluated);
+    if (this.current !== null && evaluatedJson === this.lastEvaluated) return this.current;
+    const nextVersion = (this.current?.version ?? 0) + 1;
+    const checked = enforceable(evaluated, nextVersion);
+    this.lastEvaluated = evaluatedJson;
+    if (checked.problem !== null && this.foldProblem === null) {
+      console.error(`policy for ${this.identity!.orgId}:${this.identity!.siteId} folded to pass the schema: ${checked.problem}`);
+      this.audit([{ kind: "policy.folded", at: now, target: null, details: { problem: checked.problem, entriesFolded: checked.folded, killSignal: checked.body.killSignal } }]);
+    }
+    this.foldProblem = checked.problem;
+    const body = checked.body;
     const { version: _v, issuedAt: _i, ...previous } = this.current ?? { version: 0 };
     if (this.current !== null && sameBody(previous as PolicyBody, body)) return this.current;
-    const policy: Policy = { version: (this.current?.version ?? 0) + 1, ...body, issuedAt: now };
+    const policy: Policy = { version: nextVersion, ...body, issuedAt: now };
     this.current = policy;
     this.setMeta("policy", policy);
     await this.publish();

@@ -90,6 +90,23 @@ export const PULSE_HEADERS = Object.freeze({
   timestamp: "x-waitstate-timestamp",
   signature: "x-waitstate-signature",
 });
+/**
+ * Headers of a pulse's 200 answer (DESIGN.md, "Pulses and auth"): `counted` is
+ * `true` or `false` (a replay); `duplicateInstance` is `true` when another
+ * process pulses under the same `instanceId` (absent otherwise).
+ */
+export const PULSE_ANSWER_HEADERS = Object.freeze({
+  counted: "x-waitstate-counted",
+  duplicateInstance: "x-waitstate-duplicate-instance",
+});
+/**
+ * The most gate calls one instance can plausibly make per second: a pulse's
+ * `usageDelta` counts at most this times the seconds since the instance's
+ * previous pulse (at least 1 s, at most 1 h) (DESIGN.md, "Usage").
+ */
+export const MAX_CALLS_PER_INSTANCE_SECOND = 50_000;
+/** And at most this share of the plan's monthly allowance, so one pulse cannot end an org's month. */
+export const MAX_PULSE_SHARE_OF_MONTHLY_CALLS = 0.01;
 
 /** Bounds that keep a single pulse or policy from growing without limit. */
 export const MAX_TAG_NAME_LENGTH = 128;

@@ -28,6 +28,7 @@ import {
   DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS,
   DEFAULT_TAG,
   MAX_ID_LENGTH,
+  PULSE_ANSWER_HEADERS,
   SAFE_MODE_STRATEGIES,
   type SafeModeStrategy,
 } from "./protocol/constants.js";
@@ -421,6 +422,7 @@ export class WaitState {
       instanceId: this.instanceId,
       ...(this.siteId !== undefined ? { siteId: this.siteId } : {}),
       ts,
+      ...(this.lastTs > 0 ? { prevTs: this.lastTs } : {}),
     });
     this.lastTs = ts + pulses.length - 1;
     return pulses;
@@ -442,6 +444,14 @@ export class WaitState {
     }
     const { answer } = outcome;
     if (answer.status >= 200 && answer.status < 300) {
+      if (answer.headers.get(PULSE_ANSWER_HEADERS.duplicateInstance) === "true") {
+        const counted = answer.headers.get(COUNTED_HEADER) !== "false";
+        this.fail(
+          "DUPLICATE_INSTANCE",
+          `another process pulses as instance "${this.instanceId}"; ${counted ? "this pulse was counted" : `this pulse (${pulse.usageDelta} calls) was not counted: it may repeat one counted long ago`}. Give each process its own instanceId`,
+          answer.status,
+        );
+      }
       if (this.adopt(answer, "pulse")) return "sent";
       // The control plane marks every pulse it processed; a 2xx without the mark (a proxy's page, say)
       // proves nothing, so the pulse is re-sent: the same ts cannot be counted twice.

@@ -11,13 +11,17 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   CAP_EXCEEDED_PULSE_INTERVAL_MS,
+  MAX_CALLS_PER_INSTANCE_SECOND,
+  MAX_PULSE_SHARE_OF_MONTHLY_CALLS,
+  MAX_TIMESTAMP_SKEW_MS,
   DEFAULT_WINDOW_SECONDS,
-  MAX_TAGS_PER_POLICY,
   PLANS,
   PLAN_LIMITS,
   SITE_TIMING_BOUNDS,
   WindowAccumulator,
   evaluateReflexes,
+  nameRecord,
+  own,
   readMetric,
   siteTiming,
   timingProblem,
@@ -35,8 +39,10 @@ import {
   type WindowNeeds,
 } from "@waitstate/protocol";
 import { SYSTEM_ACTOR, auditId, type AuditEntry } from "./audit.js";
+import { enforceable, type PolicyBody } from "./policy.js";
 import { flushBatches, minuteOf, monthOf, nextRollupAt, writeFlush, type StoredPulse } from "./rollup.js";
 import { insertSiteWithinCap, siteCapMessage } from "./sites.js";
+import { insertTagWithinCap } from "./tags.js";
 import { recordAudit, type WebhookDispatcher } from "./webhooks.js";
 
 export interface AggregatorEnv {
@@ -72,10 +78,21 @@ export interface IngestRequest {
   pulse: Pulse | string;
   /** Arrival time, epoch ms (default: now). The window and rollups use arrival, not the instance's clock. */
   receivedAt?: number;
+  /** Hex SHA-256 of the pulse body as sent (default: of `pulse` as JSON): tells a re-send from another pulse with the same ts. */
+  digest?: string;
 }
 
 export type AggregatorFailure = { ok: false; code: "PLAN_LIMIT_REACHED" | "NOT_FOUND"; message: string };
-export type IngestResult = { ok: true; policy: Policy; etag: string; counted: boolean } | AggregatorFailure;
+export type IngestResult =
+  | {
+      ok: true;
+      policy: Policy;
+      etag: string;
+      counted: boolean;
+      /** Another process pulses under this pulse's instanceId (see `ingest`). */
+      duplicate: boolean;
+    }
+  | AggregatorFailure;
 export type PolicyResult = { ok: true; policy: Policy; etag: string } | AggregatorFailure;
 
 /** Live numbers of one window: site-wide or for one tag. */
@@ -155,10 +172,24 @@ const CONFIG_MAX_AGE_MS = 5 * 60_000;
  * small row per instance seen that day.
  */
 const INSTANCE_MEMORY_MS = 24 * 60 * 60_000;
+/**
+ * Every accepted pulse's key (instance, ts, body digest) is kept this long, so
+ * a re-send is recognised even when another process sharing the instance id
+ * has pulsed since. The Worker refuses a body ts more than
+ * MAX_TIMESTAMP_SKEW_MS ahead of the signed header timestamp, itself within
+ * MAX_TIMESTAMP_SKEW_MS of arrival, so a pulse accepted at r has ts ≤ r + 2 ×
+ * skew: a pulse whose ts is within KEY_MEMORY_MS − 2 × skew of now and whose
+ * key is unknown was never accepted.
+ */
+const KEY_MEMORY_MS = 30 * 60_000;
+const KEYS_CERTAIN_MS = KEY_MEMORY_MS - 2 * MAX_TIMESTAMP_SKEW_MS;
 /** Fire/clear events kept in the object after they reached D1. */
 const EVENTS_KEPT = 200;
 
-type PolicyBody = Omit<Policy, "version" | "issuedAt">;
+async function sha256Hex(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 function sameBody(a: PolicyBody, b: PolicyBody): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -169,7 +200,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private identity: Identity | null = null;
   private config: SiteConfig | null = null;
   private current: Policy | null = null;
-  private ruleStates: Record<string, RuleState> = {};
+  private ruleStates = nameRecord<RuleState>();
   /** Rules whose action is in the current policy (the first active rule per target), from the last evaluation. */
   private applied = new Set<string>();
   /** Rules as they were when their state was saved: a rule deleted while active is reported with its own fields. */
@@ -186,6 +217,12 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   /** In-flight registration and configuration read, shared by the requests that need them at once. */
   private registering: Promise<{ ok: true } | AggregatorFailure> | null = null;
   private configLoading: Promise<{ ok: true; value: SiteConfig } | AggregatorFailure> | null = null;
+  /** The last evaluation's body before the schema check, as JSON: an unchanged evaluation skips the check. */
+  private lastEvaluated: string | null = null;
+  /** Why the policy in force had to be folded to pass the schema (null: it passed as evaluated). */
+  private foldProblem: string | null = null;
+  /** Tags this configuration tried to create and could not (cap reached, or another site made them): not retried until the next load. */
+  private tagsTried = new Set<string>();
   /** Whether an alarm is known to be scheduled (saves a storage read per pulse). */
   private alarmPending = false;
   /** The background hand-off of audit entries to D1 and the webhook dispatcher, one at a time. */
@@ -199,9 +236,24 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
   // ---------------------------------------------------------------- RPC
 
-  /** Accepts one pulse and answers with the policy evaluated with it included. */
+  /**
+   * Accepts one pulse and answers with the policy evaluated with it included.
+   *
+   * Idempotency (the ledger counts every pulse exactly once): one process
+   * sends its pulses in order with increasing `ts` and re-sends an unanswered
+   * one unchanged, so a pulse after the instance's latest ts is new, and one
+   * at or before it is either a re-send (its key is known: not counted again)
+   * or a pulse of another process sharing the instance id (counted, and the
+   * answer says `duplicate`). A new pulse whose `prevTs` is before the
+   * instance's latest ts proves the same: someone else pulsed in between.
+   * Only a pulse at or before the latest ts, unknown, and too old for the key
+   * memory to be certain (over KEYS_CERTAIN_MS) is not counted: it may be a
+   * re-send of a pulse counted long ago; its answer says `duplicate` too.
+   */
   async ingest(request: IngestRequest): Promise<IngestResult> {
     const now = request.receivedAt ?? Date.now();
+    const text = typeof request.pulse === "string" ? request.pulse : JSON.stringify(request.pulse);
+    const digest = request.digest ?? (await sha256Hex(text));
     const registered = await this.register(request.orgId, request.siteId, now);
     if (!registered.ok) return registered;
     const config = await this.loadConfig(now);
@@ -210,14 +262,24 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     // From here to the evaluation nothing awaits: the idempotency check and the
     // write are one step, so two deliveries of one pulse cannot both count.
     const incoming = typeof request.pulse === "string" ? (JSON.parse(request.pulse) as Pulse) : request.pulse;
-    const pulse = trimCustomMetrics(incoming, PLAN_LIMITS[config.value.plan].customMetricsPerTag);
-    const last = this.instances.get(pulse.instanceId);
-    if (last !== undefined && pulse.ts <= last.ts) {
-      const policy = this.current ?? (await this.evaluate(now));
-      return { ok: true, policy, etag: this.etag(policy), counted: false };
+    const last = this.instances.get(incoming.instanceId);
+    let duplicate = false;
+    if (last !== undefined && incoming.ts <= last.ts) {
+      const known = this.sql
+        .exec("SELECT 1 FROM pulse_keys WHERE instance_id = ? AND ts = ? AND digest = ?", incoming.instanceId, incoming.ts, digest)
+        .toArray().length > 0;
+      const certain = incoming.ts > now - KEYS_CERTAIN_MS;
+      // The latest pulse itself, re-sent after its key expired, is a re-send too.
+      if (known || (!certain && incoming.ts === last.ts)) return this.notCounted(now, false);
+      if (!certain) return this.notCounted(now, true);
+      duplicate = true;
+    } else if (last !== undefined && incoming.prevTs !== undefined && incoming.prevTs < last.ts) {
+      duplicate = true;
     }
-    // One write per pulse: the pulse row also carries the instance's latest ts
-    // (the alarm copies it to `instances` before rolled-up pulses are deleted).
+    const trimmed = trimCustomMetrics(incoming, PLAN_LIMITS[config.value.plan].customMetricsPerTag);
+    const pulse = boundUsage(trimmed, last === undefined || last.ts >= trimmed.ts ? null : trimmed.ts - last.ts, PLAN_LIMITS[config.value.plan].monthlyCalls);
+    // The pulse row carries the instance's latest ts (the alarm copies it to
+    // `instances` before rolled-up pulses are deleted); its key outlives it.
     this.sql.exec(
       "INSERT INTO pulses (instance_id, ts, received_at, usage, bounced, body) VALUES (?, ?, ?, ?, ?, ?)",
       pulse.instanceId,
@@ -227,7 +289,14 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       pulse.bouncedUnits,
       typeof request.pulse === "string" && pulse === incoming ? request.pulse : JSON.stringify(pulse),
     );
-    this.instances.set(pulse.instanceId, { ts: pulse.ts, seenAt: now, saved: false });
+    this.sql.exec(
+      "INSERT OR IGNORE INTO pulse_keys (instance_id, ts, digest, received_at) VALUES (?, ?, ?, ?)",
+      pulse.instanceId,
+      pulse.ts,
+      digest,
+      now,
+    );
+    this.instances.set(pulse.instanceId, { ts: Math.max(pulse.ts, last?.ts ?? 0), seenAt: now, saved: false });
     this.unflushedCalls += pulse.usageDelta;
     this.window.add(pulse, now);
     this.window.prune(now, config.value.timing.windowSeconds);
@@ -235,7 +304,12 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     await this.createSeenTags(pulse, config.value);
     const policy = await this.evaluate(now);
     await this.ensureAlarm();
-    return { ok: true, policy, etag: this.etag(policy), counted: true };
+    return { ok: true, policy, etag: this.etag(policy), counted: true, duplicate };
+  }
+
+  private async notCounted(now: number, duplicate: boolean): Promise<IngestResult> {
+    const policy = this.current ?? (await this.evaluate(now));
+    return { ok: true, policy, etag: this.etag(policy), counted: false, duplicate };
   }
 
   /**
@@ -320,7 +394,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
         rules: [...rules]
           .sort((a, b) => a.priority - b.priority)
           .map((rule) => {
-            const state = this.ruleStates[rule.id];
+            const state = own(this.ruleStates, rule.id);
             const source = rule.metricTag === null || rule.metricTag === undefined ? stats.site : stats.tags.get(rule.metricTag);
             return {
               ...rule,
@@ -359,7 +433,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.identity = null;
     this.config = null;
     this.current = null;
-    this.ruleStates = {};
+    this.ruleStates = nameRecord<RuleState>();
+    this.lastEvaluated = null;
+    this.foldProblem = null;
     this.ruleSnapshots.clear();
     this.instances.clear();
     this.unflushedCalls = 0;
@@ -378,6 +454,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const config = await this.loadConfig(now, true);
     const windowSeconds = config.ok ? config.value.timing.windowSeconds : DEFAULT_WINDOW_SECONDS;
     this.sql.exec("DELETE FROM pulses WHERE rolled = 1 AND received_at <= ?", now - windowSeconds * 1000);
+    this.sql.exec("DELETE FROM pulse_keys WHERE received_at < ?", now - KEY_MEMORY_MS);
     this.window.prune(now, windowSeconds);
     if (config.ok) await this.evaluate(now);
     await this.publishing;
@@ -407,6 +484,14 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       );
       CREATE INDEX IF NOT EXISTS pulses_received ON pulses (received_at);
       CREATE TABLE IF NOT EXISTS instances (instance_id TEXT PRIMARY KEY, last_ts INTEGER NOT NULL, seen_at INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS pulse_keys (
+        instance_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (instance_id, ts, digest)
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS pulse_keys_received ON pulse_keys (received_at);
       CREATE TABLE IF NOT EXISTS rule_states (rule_id TEXT PRIMARY KEY, state TEXT NOT NULL, rule TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, flushed INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS audit_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
@@ -556,7 +641,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     ]);
     const orgRow = org!.results[0] as { plan: string; suspended_at: number | null } | undefined;
     if (orgRow === undefined) return { ok: false, code: "NOT_FOUND", message: "This organization no longer exists" };
-    const tagConfig: Record<string, TagConfig> = {};
+    const tagConfig = nameRecord<TagConfig>();
     for (const row of tags!.results as Array<{ name: string; max_weight: number; priority: number }>) {
       tagConfig[row.name] = { maxWeight: row.max_weight, priority: row.priority };
     }
@@ -576,27 +661,36 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       loadedAt: now,
     };
     this.config = config;
+    this.tagsTried.clear();
     if (this.windowSeconds !== config.timing.windowSeconds) this.rebuildWindow(now, config.timing.windowSeconds);
     return { ok: true, value: config };
   }
 
-  /** Tags are created on first sight in a pulse (up to the policy's tag bound). */
+  /**
+   * Tags are created on first sight in a pulse, within the plan's tag cap
+   * (checked in each insert, so the API and other sites cannot push the org
+   * past it). A tag past the cap is not created: its calls still count in
+   * usage and in the site's numbers, and it follows the global limit like any
+   * tag without an entry. Nothing the pulse carries is dropped.
+   */
   private async createSeenTags(pulse: Pulse, config: SiteConfig): Promise<void> {
-    const fresh = pulse.tagMetrics.map((t) => t.tag).filter((tag) => !(tag in config.tags));
+    const fresh = pulse.tagMetrics.map((t) => t.tag).filter((tag) => !(tag in config.tags) && !this.tagsTried.has(tag));
     if (fresh.length === 0) return;
-    const room = Math.max(0, MAX_TAGS_PER_POLICY - Object.keys(config.tags).length);
-    const created = fresh.slice(0, room);
-    for (const tag of created) config.tags[tag] = {};
-    if (created.length === 0) return;
+    const cap = PLAN_LIMITS[config.plan].tags;
+    const room = Math.max(0, cap - Object.keys(config.tags).length);
+    for (const tag of fresh) this.tagsTried.add(tag);
+    const candidates = fresh.slice(0, room);
+    if (candidates.length === 0) return;
     const { orgId } = this.identity!;
     const db = this.env.DB;
-    await db.batch(
-      created.map((tag) =>
-        db
-          .prepare("INSERT INTO tags (id, org_id, name, auto_created) VALUES (?, ?, ?, 1) ON CONFLICT (org_id, name) DO NOTHING")
-          .bind(`tag_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`, orgId, tag),
+    const results = await db.batch(
+      candidates.map((name) =>
+        insertTagWithinCap(db, orgId, { id: `tag_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`, name, autoCreated: true }, cap),
       ),
     );
+    candidates.forEach((tag, i) => {
+      if (results[i]!.meta.changes > 0) config.tags[tag] = {};
+    });
   }
 
   // ---------------------------------------------------------------- policy
@@ -623,18 +717,30 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       transitions.push({ kind: "cap_exceeded", at: now, target: null, details: { plan: config.plan, monthlyCalls: limits.monthlyCalls, usage, month: config.month } });
     }
     if (transitions.length > 0) this.audit(transitions);
-    const body: PolicyBody = {
+    const evaluated: PolicyBody = {
       globalMaxWeight: outcome.globalMaxWeight,
-      tagMaxWeights: outcome.tagMaxWeights,
+      // An ordinary object with own keys (`__proto__` included): RPC cannot clone one without a prototype.
+      tagMaxWeights: Object.fromEntries(Object.entries(outcome.tagMaxWeights)),
       killSignal: config.kill,
       status: config.suspended ? "suspended" : capExceeded ? "cap_exceeded" : "ok",
       pulseInterval: capExceeded && !config.suspended ? CAP_EXCEEDED_PULSE_INTERVAL_MS : config.timing.pulseIntervalMs,
       leaseDurationSeconds: config.timing.leaseDurationSeconds,
       ...(config.suspended ? { retryAfterSeconds: SUSPENSION_RETRY_AFTER_SECONDS } : {}),
     };
+    const evaluatedJson = JSON.stringify(evaluated);
+    if (this.current !== null && evaluatedJson === this.lastEvaluated) return this.current;
+    const nextVersion = (this.current?.version ?? 0) + 1;
+    const checked = enforceable(evaluated, nextVersion);
+    this.lastEvaluated = evaluatedJson;
+    if (checked.problem !== null && this.foldProblem === null) {
+      console.error(`policy for ${this.identity!.orgId}:${this.identity!.siteId} folded to pass the schema: ${checked.problem}`);
+      this.audit([{ kind: "policy.folded", at: now, target: null, details: { problem: checked.problem, entriesFolded: checked.folded, killSignal: checked.body.killSignal } }]);
+    }
+    this.foldProblem = checked.problem;
+    const body = checked.body;
     const { version: _v, issuedAt: _i, ...previous } = this.current ?? { version: 0 };
     if (this.current !== null && sameBody(previous as PolicyBody, body)) return this.current;
-    const policy: Policy = { version: (this.current?.version ?? 0) + 1, ...body, issuedAt: now };
+    const policy: Policy = { version: nextVersion, ...body, issuedAt: now };
     this.current = policy;
     this.setMeta("policy", policy);
     await this.publish();
@@ -644,7 +750,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private saveRuleStates(states: Record<string, RuleState>, rules: readonly EngineRule[]): void {
     const byId = new Map(rules.map((r) => [r.id, r]));
     for (const [id, state] of Object.entries(states)) {
-      if (JSON.stringify(this.ruleStates[id]) === JSON.stringify(state)) continue;
+      if (JSON.stringify(own(this.ruleStates, id)) === JSON.stringify(state)) continue;
       const rule = byId.get(id)!;
       this.ruleSnapshots.set(id, rule);
       this.sql.exec(
@@ -907,6 +1013,24 @@ function toEngineRule(row: RuleRow): EngineRule {
 
 function asPlan(plan: string): Plan {
   return (PLANS as readonly string[]).includes(plan) ? (plan as Plan) : "enterprise";
+}
+
+/**
+ * A pulse's `usageDelta` as the ledger counts it: at most what an instance can
+ * plausibly have called since its previous pulse (MAX_CALLS_PER_INSTANCE_SECOND
+ * per second of `sinceMs`, taken as at least 1 s and at most 1 h; 1 s for an
+ * instance's first pulse or one that does not follow its latest), and at most
+ * MAX_PULSE_SHARE_OF_MONTHLY_CALLS of the plan's monthly allowance. So one
+ * pulse, whatever it claims, cannot push an org into `cap_exceeded` or make an
+ * `rps` rule fire on its own. Tag counts are left as sent.
+ */
+export function boundUsage(pulse: Pulse, sinceMs: number | null, monthlyCalls: number | null): Pulse {
+  const seconds = Math.min(3600, Math.max(1, (sinceMs ?? 0) / 1000));
+  let bound = Math.floor(MAX_CALLS_PER_INSTANCE_SECOND * seconds);
+  if (monthlyCalls !== null) bound = Math.min(bound, Math.floor(monthlyCalls * MAX_PULSE_SHARE_OF_MONTHLY_CALLS));
+  if (pulse.usageDelta <= bound) return pulse;
+  console.warn(`pulse from ${pulse.instanceId} claims ${pulse.usageDelta} calls; counted as ${bound}, the most it can plausibly have made`);
+  return { ...pulse, usageDelta: bound, bouncedUnits: Math.min(pulse.bouncedUnits, bound) };
 }
 
 /**

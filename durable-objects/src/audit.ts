@@ -35,6 +35,7 @@ export const AUDIT_KINDS = [
   "rule.fired",
   "rule.cleared",
   "cap_exceeded",
+  "policy.folded",
 ] as const;
 export type AuditKind = (typeof AUDIT_KINDS)[number];
 

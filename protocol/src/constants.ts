@@ -49,6 +49,9 @@ export const LEASE_SECONDS_BY_PLAN: Readonly<Record<Plan, number>> = Object.free
  * interval, monthly gate calls; docs/design.md#plans-and-site-timing). `null`
  * is unlimited. `enterprise` is the self-hoster's default.
  */
+/** The most tag entries a policy may carry: the SDKs refuse a policy with more. */
+export const MAX_TAGS_PER_POLICY = 4096;
+
 export interface PlanLimits {
   leaseSeconds: number;
   pulseIntervalMs: number;
@@ -57,12 +60,19 @@ export interface PlanLimits {
   monthlyCalls: number | null;
   /** Distinct custom metric names usable in reflex rules, per tag. */
   customMetricsPerTag: number | null;
+  /**
+   * Tags per organization, created by the API or on first sight in a pulse.
+   * Never more than MAX_TAGS_PER_POLICY, so a policy's entries stay within what
+   * the SDKs install. Past the cap a pulse's new tags are not created: their
+   * calls still count and they follow the global limit.
+   */
+  tags: number;
 }
 
 export const PLAN_LIMITS: Readonly<Record<Plan, Readonly<PlanLimits>>> = Object.freeze({
-  hobby: Object.freeze({ leaseSeconds: 300, pulseIntervalMs: 30_000, sites: 1, monthlyCalls: 1_000_000, customMetricsPerTag: 0 }),
-  pro: Object.freeze({ leaseSeconds: 120, pulseIntervalMs: 2_000, sites: 10, monthlyCalls: 100_000_000, customMetricsPerTag: 5 }),
-  enterprise: Object.freeze({ leaseSeconds: 60, pulseIntervalMs: 1_000, sites: null, monthlyCalls: null, customMetricsPerTag: null }),
+  hobby: Object.freeze({ leaseSeconds: 300, pulseIntervalMs: 30_000, sites: 1, monthlyCalls: 1_000_000, customMetricsPerTag: 0, tags: 100 }),
+  pro: Object.freeze({ leaseSeconds: 120, pulseIntervalMs: 2_000, sites: 10, monthlyCalls: 100_000_000, customMetricsPerTag: 5, tags: 1000 }),
+  enterprise: Object.freeze({ leaseSeconds: 60, pulseIntervalMs: 1_000, sites: null, monthlyCalls: null, customMetricsPerTag: null, tags: MAX_TAGS_PER_POLICY }),
 });
 
 /** A lease a policy gets when it does not say (the shortest plan lease). */
@@ -87,6 +97,23 @@ export const PULSE_HEADERS = Object.freeze({
   timestamp: "x-waitstate-timestamp",
   signature: "x-waitstate-signature",
 });
+/**
+ * Headers of a pulse's 200 answer (DESIGN.md, "Pulses and auth"): `counted` is
+ * `true` or `false` (a replay); `duplicateInstance` is `true` when another
+ * process pulses under the same `instanceId` (absent otherwise).
+ */
+export const PULSE_ANSWER_HEADERS = Object.freeze({
+  counted: "x-waitstate-counted",
+  duplicateInstance: "x-waitstate-duplicate-instance",
+});
+/**
+ * The most gate calls one instance can plausibly make per second: a pulse's
+ * `usageDelta` counts at most this times the seconds since the instance's
+ * previous pulse (at least 1 s, at most 1 h) (DESIGN.md, "Usage").
+ */
+export const MAX_CALLS_PER_INSTANCE_SECOND = 50_000;
+/** And at most this share of the plan's monthly allowance, so one pulse cannot end an org's month. */
+export const MAX_PULSE_SHARE_OF_MONTHLY_CALLS = 0.01;
 
 /**
  * The token exchange (`POST /v1/auth/token`) is signed like a pulse, with the
@@ -100,7 +127,6 @@ export const MAX_TOKEN_EXCHANGE_BODY_BYTES = 1024;
 /** Bounds that keep a single pulse or policy from growing without limit. */
 export const MAX_TAG_NAME_LENGTH = 128;
 export const MAX_TAGS_PER_PULSE = 512;
-export const MAX_TAGS_PER_POLICY = 4096;
 export const MAX_CUSTOM_METRICS_PER_TAG = 64;
 export const MAX_ID_LENGTH = 128;
 

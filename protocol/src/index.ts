@@ -25,6 +25,9 @@ export {
   MAX_TAGS_PER_PULSE,
   MAX_TAG_NAME_LENGTH,
   MAX_TIMESTAMP_SKEW_MS,
+  MAX_CALLS_PER_INSTANCE_SECOND,
+  MAX_PULSE_SHARE_OF_MONTHLY_CALLS,
+  PULSE_ANSWER_HEADERS,
   METRIC_NAME_PATTERN,
   PLANS,
   PLAN_LIMITS,
@@ -118,7 +121,7 @@ export type {
 } from "./lifecycle.js";
 export { POLICY_BOUNDS, isWeightLimit, killSwitchPolicy, parsePolicy, parseTagMaxWeights, validatePolicy } from "./policy.js";
 export type { PolicyParseResult, TagMapResult, WirePolicy } from "./policy.js";
-export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, readMetric, windowNeeds } from "./reflex.js";
+export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, nameRecord, own, readMetric, windowNeeds } from "./reflex.js";
 export type {
   CustomAggregate,
   EngineRule,

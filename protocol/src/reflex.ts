@@ -310,6 +310,19 @@ export interface ReflexOutcome {
   events: ReflexEvent[];
 }
 
+/**
+ * A record keyed by tag names or rule ids, which are user data: without a
+ * prototype, `__proto__`, `toString` or `constructor` are ordinary keys.
+ */
+export function nameRecord<V>(): Record<string, V> {
+  return Object.create(null) as Record<string, V>;
+}
+
+/** The record's own entry for `key` (never one inherited from Object.prototype). */
+export function own<V>(record: Readonly<Record<string, V>> | undefined, key: string): V | undefined {
+  return record !== undefined && Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
 /** Rule order: priority ascending, then id, so equal priorities are still deterministic. */
 function byPriority(a: EngineRule, b: EngineRule): number {
   return a.priority - b.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
@@ -325,7 +338,7 @@ function byPriority(a: EngineRule, b: EngineRule): number {
 export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
   const { stats, now } = input;
   const previous = input.states ?? {};
-  const states: Record<string, RuleState> = {};
+  const states = nameRecord<RuleState>();
   const events: ReflexEvent[] = [];
   const ordered = [...input.rules].sort(byPriority);
   const present = new Set(ordered.map((r) => r.id));
@@ -344,7 +357,7 @@ export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
 
   const active: EngineRule[] = [];
   for (const rule of ordered) {
-    const before = previous[rule.id] ?? { active: false, lastMatchedAt: null, firedAt: null };
+    const before = own(previous, rule.id) ?? { active: false, lastMatchedAt: null, firedAt: null };
     const source = rule.metricTag ? stats.tags.get(rule.metricTag) : stats.site;
     const value = readMetric(source, rule.metric, stats.windowSeconds);
     const matches = rule.enabled && value !== undefined && compare(value, rule.operator, rule.threshold);
@@ -369,12 +382,12 @@ export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
     }
   }
 
-  const tagMaxWeights: Record<string, number | null> = {};
+  const tagMaxWeights = nameRecord<number | null>();
   let globalMaxWeight: number | null = null;
   const applied: string[] = [];
   const decided = new Set<string | null>();
   const globalBaseline = input.globalBaselineMaxWeight ?? DEFAULT_TAG_MAX_WEIGHT;
-  const baselineOf = (tag: string) => input.tags?.[tag]?.maxWeight ?? DEFAULT_TAG_MAX_WEIGHT;
+  const baselineOf = (tag: string) => own(input.tags, tag)?.maxWeight ?? DEFAULT_TAG_MAX_WEIGHT;
   const limitOf = (rule: EngineRule, baseline: number) => (rule.action === "block" ? 0 : roundWeight(baseline * (rule.actionValue ?? 1)));
   let allTraffic: EngineRule | null = null;
   for (const rule of active) {
@@ -416,9 +429,9 @@ function triage(
   const reached = Math.min(tiers.length, 1 + Math.floor(Math.max(0, held) / (windowSeconds * 1000)));
   for (const [tag, config] of Object.entries(tags)) {
     const shed = tiers.indexOf(config.priority ?? 0) < reached;
-    const own = tag in tagMaxWeights ? tagMaxWeights[tag]! : undefined;
+    const ruled = own(tagMaxWeights, tag);
     const fromTriage = shed ? limitFor(tag) : null;
-    tagMaxWeights[tag] = own === undefined || own === null ? fromTriage : fromTriage === null ? own : Math.min(own, fromTriage);
+    tagMaxWeights[tag] = ruled === undefined || ruled === null ? fromTriage : fromTriage === null ? ruled : Math.min(ruled, fromTriage);
   }
 }
 

@@ -107,8 +107,17 @@ export const PulseSchema = z
     }),
     tagMetrics: z.array(TagMetricSchema).max(MAX_TAGS_PER_PULSE).default([]),
     ts: epochMs,
+    /**
+     * The `ts` of the pulse this process built before this one (absent on its
+     * first). The control plane compares it with the instance's latest pulse
+     * to tell a process that another one shares its `instanceId`.
+     */
+    prevTs: epochMs.optional(),
   })
   .superRefine((pulse, ctx) => {
+    if (pulse.prevTs !== undefined && pulse.prevTs >= pulse.ts) {
+      ctx.addIssue({ code: "custom", path: ["prevTs"], message: "prevTs must be before ts" });
+    }
     if (pulse.bouncedUnits > pulse.usageDelta) {
       ctx.addIssue({ code: "custom", path: ["bouncedUnits"], message: "bouncedUnits cannot exceed usageDelta" });
     }

@@ -28,6 +28,7 @@ import {
   DEFAULT_SAFE_MODE_MAX_RPS,
   DEFAULT_TAG,
   MAX_ID_LENGTH,
+  PULSE_ANSWER_HEADERS,
   SAFE_MODE_STRATEGIES,
   type SafeModeStrategy,
 } from "../../protocol/src/constants.js";
@@ -455,6 +456,7 @@ export class WaitState {
       instanceId: this.instanceId,
       ...(this.siteId !== undefined ? { siteId: this.siteId } : {}),
       ts,
+      ...(this.lastTs > 0 ? { prevTs: this.lastTs } : {}),
     });
     this.lastTs = ts + pulses.length - 1;
     return pulses;
@@ -476,6 +478,14 @@ export class WaitState {
     }
     const { answer } = outcome;
     const parsed = this.readPolicy(answer, "pulse");
+    if (answer.status >= 200 && answer.status < 300 && answer.headers.get(PULSE_ANSWER_HEADERS.duplicateInstance) === "true") {
+      const counted = answer.headers.get(COUNTED_HEADER) !== "false";
+      this.fail(
+        "DUPLICATE_INSTANCE",
+        `another process pulses as instance "${this.instanceId}"; ${counted ? "this pulse was counted" : `this pulse (${pulse.usageDelta} calls) was not counted: it may repeat one counted long ago`}. Give each process its own instanceId`,
+        answer.status,
+      );
+    }
     const result = classifyPulseAnswer(answer.status, answer.headers.has(COUNTED_HEADER), parsed.ok);
     switch (result) {
       case "policy":

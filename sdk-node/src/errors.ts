@@ -24,7 +24,13 @@ export type WaitStateErrorCode =
   /** A tag already carries the most custom metric names a pulse allows; the value was dropped. */
   | "TOO_MANY_METRICS"
   /** A final pulse at shutdown could not be delivered. */
-  | "SHUTDOWN_FLUSH_FAILED";
+  | "SHUTDOWN_FLUSH_FAILED"
+  /**
+   * Another process pulses under this client's `instanceId` (the control plane
+   * said so in a pulse answer). Every call is still counted once; give each
+   * process its own `instanceId` (or leave it unset: a random one is made).
+   */
+  | "DUPLICATE_INSTANCE";
 
 export class WaitStateError extends Error {
   override readonly name = "WaitStateError";

@@ -157,6 +157,8 @@ export interface PulseMeta {
   siteId?: string;
   /** `ts` of the first pulse; further pulses of the same batch take ts + 1, ts + 2, … */
   ts: number;
+  /** `ts` of the last pulse built before this batch (absent on the first): lets the control plane spot a shared instanceId. */
+  prevTs?: number;
 }
 
 interface WireTagMetric {
@@ -207,12 +209,12 @@ export function buildPulses(
     ...(site.count > 0 ? { latencyHistogram: site.encode() } : {}),
   };
   const all = [...entries.values()];
-  const whole = serialize(meta, meta.ts, all, metrics);
+  const whole = serialize(meta, meta.ts, meta.prevTs, all, metrics);
   if (Buffer.byteLength(whole.body) <= budget) return [whole];
 
   // Too big for one body: greedy chunks by each entry's serialized size.
   const emptyMetrics = { latency: 0, errors: 0 };
-  const overhead = Buffer.byteLength(serialize(meta, meta.ts, [], metrics).body) + 64;
+  const overhead = Buffer.byteLength(serialize(meta, meta.ts, meta.prevTs, [], metrics).body) + 64;
   const chunks: WireTagMetric[][] = [];
   let current: WireTagMetric[] = [];
   let size = overhead;
@@ -227,10 +229,10 @@ export function buildPulses(
     size += bytes;
   }
   if (current.length > 0) chunks.push(current);
-  return chunks.map((chunk, i) => serialize(meta, meta.ts + i, chunk, i === 0 ? metrics : emptyMetrics));
+  return chunks.map((chunk, i) => serialize(meta, meta.ts + i, i === 0 ? meta.prevTs : meta.ts + i - 1, chunk, i === 0 ? metrics : emptyMetrics));
 }
 
-function serialize(meta: PulseMeta, ts: number, tagMetrics: WireTagMetric[], metrics: object): PreparedPulse {
+function serialize(meta: PulseMeta, ts: number, prevTs: number | undefined, tagMetrics: WireTagMetric[], metrics: object): PreparedPulse {
   let usageDelta = 0;
   let bouncedUnits = 0;
   for (const e of tagMetrics) {
@@ -245,6 +247,7 @@ function serialize(meta: PulseMeta, ts: number, tagMetrics: WireTagMetric[], met
     metrics,
     tagMetrics,
     ts,
+    ...(prevTs !== undefined ? { prevTs } : {}),
   };
   return { body: JSON.stringify(pulse), ts, usageDelta, bouncedUnits };
 }

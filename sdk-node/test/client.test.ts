@@ -224,6 +224,27 @@ describe("gate and lifecycle", () => {
     expect(cp.pulses.every((p) => p.counted)).toBe(true);
   });
 
+  it("each pulse names the ts of the one before it (prevTs); a first pulse has none", async () => {
+    client();
+    await cp.nextPulses(3, 3000);
+    const [first, ...rest] = cp.pulses.map((p) => p.body);
+    expect(first!.prevTs).toBeUndefined();
+    rest.forEach((body, i) => expect(body.prevTs).toBe(cp.pulses[i]!.body.ts));
+  });
+
+  it("an answer saying another process shares the instanceId goes to onError as DUPLICATE_INSTANCE; the pulse counts as sent", async () => {
+    cp.duplicateInstance = true;
+    const { ws, errors } = client({ instanceId: "shared" });
+    await ws.ready(2000);
+    await eventually(() => errors.some((e) => e.code === "DUPLICATE_INSTANCE"), 2000, "DUPLICATE_INSTANCE");
+    const error = errors.find((e) => e.code === "DUPLICATE_INSTANCE")!;
+    expect(error).toBeInstanceOf(WaitStateError);
+    expect(error.status).toBe(200);
+    expect(error.message).toContain('"shared"');
+    expect(errors.filter((e) => e.code !== "DUPLICATE_INSTANCE")).toEqual([]);
+    expect(ws.status().synced).toBe(true);
+  });
+
   it("follows the server's pulse interval (with jitter)", async () => {
     cp.setPolicy({ pulseInterval: 300 });
     const { ws } = client({ pulseInterval: 5000 });

@@ -88,7 +88,8 @@ describe("SiteAggregator state", () => {
     await insertRule(org.id, { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1 });
     const stub = stubFor(org.id, "prod");
     const now = Date.now();
-    const hot = await stub.ingest({ orgId: org.id, siteId: "prod", pulse: pulse({ siteId: "prod", ts: now, metrics: { latency: 900, errors: 0 } }), receivedAt: now });
+    const sent = pulse({ siteId: "prod", ts: now, metrics: { latency: 900, errors: 0 } });
+    const hot = await stub.ingest({ orgId: org.id, siteId: "prod", pulse: sent, receivedAt: now });
     expect(hot.ok && hot.policy).toMatchObject({ version: 1, tagMaxWeights: { free: 0 } });
 
     await runInDurableObject(stub, async (_instance, state) => {
@@ -96,7 +97,7 @@ describe("SiteAggregator state", () => {
       const fresh = new SiteAggregator(state, env);
       const again = await fresh.policy(org.id, "prod", now + 1);
       expect(again.ok && again.policy).toMatchObject({ version: 1, tagMaxWeights: { free: 0 } });
-      const replay = await fresh.ingest({ orgId: org.id, siteId: "prod", pulse: pulse({ siteId: "prod", ts: now }), receivedAt: now + 2 });
+      const replay = await fresh.ingest({ orgId: org.id, siteId: "prod", pulse: sent, receivedAt: now + 2 });
       expect(replay.ok && replay.counted).toBe(false);
       const events = await fresh.events();
       expect(events.map((e) => [e.kind, e.metric, e.value])).toEqual([["fired", "latency", 900]]);

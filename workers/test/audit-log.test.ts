@@ -155,12 +155,15 @@ describe("automatic actions are recorded as system", () => {
 
   it("cap_exceeded once, on the transition, not on every pulse over the cap", async () => {
     const keys = await orgWithKey("Audit Cap Co", "hobby");
+    // One pulse counts at most 1 % of the month (10,000 on hobby): the month starts nearly used up.
+    const month = new Date().toISOString().slice(0, 7);
+    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)").bind(keys.orgId, month, 995_000).run();
     for (let i = 0; i < 3; i++) {
-      const res = await sendPulse(keys, seedPulse({ siteId: "s", ts: Date.now() + i, usageDelta: 600_000, bouncedUnits: 0, tagMetrics: [{ tag: "free", count: 600_000 }] }));
+      const res = await sendPulse(keys, seedPulse({ siteId: "s", ts: Date.now() + i, usageDelta: 5_000, bouncedUnits: 0, tagMetrics: [{ tag: "free", count: 5_000 }] }));
       expect(res.status, res.text).toBe(200);
     }
     const entry = await eventually(async () => (await entries(keys.token, "?kind=cap_exceeded")).entries[0], "cap_exceeded");
-    expect(entry).toMatchObject({ siteId: "s", actor: { type: "system" }, details: { plan: "hobby", monthlyCalls: 1_000_000, usage: 1_200_000 } });
+    expect(entry).toMatchObject({ siteId: "s", actor: { type: "system" }, details: { plan: "hobby", monthlyCalls: 1_000_000, usage: 1_000_000 } });
     await new Promise((r) => setTimeout(r, 100));
     expect((await entries(keys.token, "?kind=cap_exceeded")).entries).toHaveLength(1);
   });

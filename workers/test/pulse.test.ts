@@ -42,7 +42,7 @@ describe("POST /v1/pulse", () => {
     expect(slower.json).toMatchObject({ version: 2, tagMaxWeights: { free: 0, pro: 5 } });
   });
 
-  it("acknowledges a replayed or older pulse with the current policy but does not count it again", async () => {
+  it("acknowledges a replayed pulse with the current policy but does not count it again; an older, different pulse is another process's", async () => {
     const keys = await orgWithKey("Replay Co");
     const body = JSON.stringify(seedPulse({ siteId: "s1" }));
     const timestamp = String(Date.now());
@@ -51,8 +51,10 @@ describe("POST /v1/pulse", () => {
     expect(replay.status).toBe(200);
     expect(replay.headers.get("x-waitstate-counted")).toBe("false");
     expect(replay.json).toEqual(first.json);
+    // One process's ts only grows: an older pulse that is no re-send comes from another process with the same instanceId.
     const older = await sendPulse(keys, seedPulse({ siteId: "s1", ts: JSON.parse(body).ts - 1000 }));
-    expect(older.headers.get("x-waitstate-counted")).toBe("false");
+    expect(older.headers.get("x-waitstate-counted")).toBe("true");
+    expect(older.headers.get("x-waitstate-duplicate-instance")).toBe("true");
     const newer = await sendPulse(keys, seedPulse({ siteId: "s1", ts: JSON.parse(body).ts + 1 }));
     expect(newer.headers.get("x-waitstate-counted")).toBe("true");
   });

@@ -55,6 +55,8 @@ export class FakeControlPlane {
   readonly secretKey = `sk_test_${randomUUID()}`;
   readonly orgId = "org_test";
   readonly pulses: ReceivedPulse[] = [];
+  /** Answer pulses with `x-waitstate-duplicate-instance: true` (another process shares the instanceId). */
+  duplicateInstance = false;
   /** Every request seen, as `METHOD path`. */
   readonly requests: string[] = [];
   readonly tokensIssued: string[] = [];
@@ -268,6 +270,7 @@ export class FakeControlPlane {
       return;
     }
     res.setHeader("x-waitstate-counted", String(counted));
+    if (this.duplicateInstance) res.setHeader("x-waitstate-duplicate-instance", "true");
     if (this.fault === "bad_policy") {
       return send(res, 200, { ...this.policy, globalMaxWeight: "lots", pulseInterval: -5 });
     }

@@ -29,6 +29,8 @@ export interface SignedRequest {
   body: Uint8Array;
   /** When the request arrived (epoch ms). */
   now: number;
+  /** The signed `x-waitstate-timestamp` (epoch ms). */
+  timestamp: number;
 }
 
 export interface SignedRequestOptions {
@@ -69,5 +71,5 @@ export async function verifySigned(c: Context<AppEnv>, options: SignedRequestOpt
   if (!(await crypto.subtle.verify("HMAC", key.hmac, hexToBytes(signature), signed))) {
     throw new ApiError("INVALID_SIGNATURE", `The signature does not match the ${options.what}'s body and timestamp for this key`);
   }
-  return { key, body, now };
+  return { key, body, now, timestamp: Number(timestamp) };
 }

@@ -2,8 +2,9 @@ import type { Hono } from "hono";
 import { and, asc, eq, gt } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
-import { DEFAULT_TAG_MAX_WEIGHT, TagNameSchema } from "@waitstate/protocol";
-import { tags } from "../db/schema.js";
+import { DEFAULT_TAG_MAX_WEIGHT, PLAN_LIMITS, TagNameSchema } from "@waitstate/protocol";
+import { insertTagWithinCap, tagCapMessage } from "@waitstate/durable-objects";
+import { organizations, tags } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
@@ -66,15 +67,17 @@ export function registerTags(app: Hono<AppEnv>) {
   app.post("/v1/tags", allow("editor", "org-wide"), async (c) => {
     const body = await readJson(c, CreateTag);
     const db = drizzle(c.env.DB);
-    // The unique (org, name) index decides, so a tag the aggregator auto-creates at the same moment cannot slip in twice.
-    const [created] = await db
-      .insert(tags)
-      .values({ id: randomId("tag_"), orgId: c.var.orgId, ...body })
-      .onConflictDoNothing({ target: [tags.orgId, tags.name] })
-      .returning();
+    const [org] = await db.select({ plan: organizations.plan }).from(organizations).where(eq(organizations.id, c.var.orgId));
+    if (!org) throw new ApiError("NOT_FOUND", "This organization no longer exists");
+    const cap = PLAN_LIMITS[org.plan].tags;
+    // The unique (org, name) index and the cap decide in the insert, so a tag the aggregator auto-creates at the same moment cannot slip in twice or past the cap.
+    const id = randomId("tag_");
+    await insertTagWithinCap(c.env.DB, c.var.orgId, { id, ...body, autoCreated: false }, cap).run();
+    const [created] = await db.select().from(tags).where(and(eq(tags.id, id), eq(tags.orgId, c.var.orgId)));
     if (!created) {
       const [existing] = await db.select({ id: tags.id }).from(tags).where(and(eq(tags.orgId, c.var.orgId), eq(tags.name, body.name)));
-      throw new ApiError("CONFLICT", `A tag named "${body.name}" already exists${existing ? `: PATCH /v1/tags/${existing.id} to change it` : ""}`);
+      if (!existing) throw new ApiError("PLAN_LIMIT_REACHED", tagCapMessage(org.plan, cap));
+      throw new ApiError("CONFLICT", `A tag named "${body.name}" already exists: PATCH /v1/tags/${existing.id} to change it`);
     }
     await reloadSites(c.env, c.var.orgId);
     await audit(c, { kind: "tag.created", target: created.id, after: tagView(created) });

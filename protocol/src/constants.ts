@@ -98,7 +98,7 @@ export const PULSE_HEADERS = Object.freeze({
   signature: "x-waitstate-signature",
 });
 /**
- * Headers of a pulse's 200 answer (DESIGN.md, "Pulses and auth"): `counted` is
+ * Headers of a pulse's 200 answer (docs/protocol.md#signing-a-pulse): `counted` is
  * `true` or `false` (a replay); `duplicateInstance` is `true` when another
  * process pulses under the same `instanceId` (absent otherwise).
  */
@@ -109,7 +109,7 @@ export const PULSE_ANSWER_HEADERS = Object.freeze({
 /**
  * The most gate calls one instance can plausibly make per second: a pulse's
  * `usageDelta` counts at most this times the seconds since the instance's
- * previous pulse (at least 1 s, at most 1 h) (DESIGN.md, "Usage").
+ * previous pulse (at least 1 s, at most 1 h) (docs/protocol.md).
  */
 export const MAX_CALLS_PER_INSTANCE_SECOND = 50_000;
 /** And at most this share of the plan's monthly allowance, so one pulse cannot end an org's month. */

@@ -31,7 +31,7 @@ export function createSignedHeaders(body: string, publishKey: string, secretKey:
 }
 
 /**
- * The token exchange's signature (DESIGN.md, "Pulses and auth"): the pulse's
+ * The token exchange's signature (docs/protocol.md#signing-a-pulse): the pulse's
  * HMAC over `"POST\n/v1/auth/token\n" + body + "." + timestamp`, so the secret
  * key never leaves the process. The SDK sends an empty body.
  */

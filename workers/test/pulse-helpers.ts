@@ -91,7 +91,7 @@ export interface ExchangeOptions {
 }
 
 /**
- * `POST /v1/auth/token` signed as DESIGN.md says: hex HMAC-SHA256 over
+ * `POST /v1/auth/token` signed as docs/protocol.md says: hex HMAC-SHA256 over
  * `"POST\n/v1/auth/token\n" + body + "." + timestamp` (the same primitive as `sign`).
  */
 export async function exchangeToken(keys: Pick<Keys, "publishKey" | "secretKey">, options: ExchangeOptions = {}) {

@@ -149,24 +149,24 @@ describe("cursor pagination of every listing", () => {
     path: string;
     key: string;
     /** Creates `n` items in the org (beyond whatever the org starts with). */
-    seed: (token: string, n: number) => Promise<void>;
+    fill: (token: string, n: number) => Promise<void>;
   }
   const post = async (token: string, path: string, body: unknown) => {
     const res = await call("POST", path, { token, body });
     expect(res.status, res.text).toBe(201);
   };
   const LISTINGS: Listing[] = [
-    { path: "/v1/tags", key: "tags", seed: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/tags", { name: `tag-${String.fromCharCode(122 - i)}` }); } },
-    { path: "/v1/sites", key: "sites", seed: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/sites", { siteId: `site-${n - i}` }); } },
-    { path: "/v1/reflex-rules", key: "reflexRules", seed: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/reflex-rules", rule({ priority: i % 2 })); } },
-    { path: "/v1/api-keys", key: "apiKeys", seed: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/api-keys", { name: `k${i}` }); } },
-    { path: "/v1/webhooks", key: "webhooks", seed: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/webhooks", { url: `https://hooks.example.test/${i}`, enabled: false }); } },
-    { path: "/v1/management-tokens", key: "managementTokens", seed: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/management-tokens", { name: `t${i}` }); } },
+    { path: "/v1/tags", key: "tags", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/tags", { name: `tag-${String.fromCharCode(122 - i)}` }); } },
+    { path: "/v1/sites", key: "sites", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/sites", { siteId: `site-${n - i}` }); } },
+    { path: "/v1/reflex-rules", key: "reflexRules", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/reflex-rules", rule({ priority: i % 2 })); } },
+    { path: "/v1/api-keys", key: "apiKeys", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/api-keys", { name: `k${i}` }); } },
+    { path: "/v1/webhooks", key: "webhooks", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/webhooks", { url: `https://hooks.example.test/${i}`, enabled: false }); } },
+    { path: "/v1/management-tokens", key: "managementTokens", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/management-tokens", { name: `t${i}` }); } },
   ];
 
   it.each(LISTINGS.map((l) => [l.path, l] as const))("%s pages with limit and nextCursor, in the unpaged order", async (_path, listing) => {
     const { token } = await createOrg(`Paging ${listing.key}`);
-    await listing.seed(token, 7);
+    await listing.fill(token, 7);
     const whole = await call("GET", `${listing.path}?limit=100`, { token });
     expect(whole.status, whole.text).toBe(200);
     expect(whole.json.nextCursor).toBeNull();

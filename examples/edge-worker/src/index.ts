@@ -54,7 +54,7 @@ const MIN_PULSE_INTERVAL_MS = 100;
 const MAX_PULSE_INTERVAL_MS = 3_600_000;
 /** Failures back off exponentially from the interval, up to this (and a quarter of the lease). */
 const MAX_BACKOFF_MS = 30_000;
-/** The token exchange and the string its signature covers before `"." + timestamp` (DESIGN.md, "Pulses and auth"). */
+/** The token exchange and the string its signature covers before `"." + timestamp` (docs/protocol.md#signing-a-pulse). */
 const TOKEN_EXCHANGE_PATH = "/v1/auth/token";
 const TOKEN_EXCHANGE_SIGNING_PREFIX = "POST\n/v1/auth/token\n";
 /** The JWT is exchanged again this long before it expires. Same as the Node SDK. */

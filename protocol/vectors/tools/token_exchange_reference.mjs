@@ -1,5 +1,5 @@
 // Produces token-exchange.json's expected values with Node's own createHmac: the
-// reference for signing the token exchange in every SDK (DESIGN.md, "Pulses and auth").
+// reference for signing the token exchange in every SDK (docs/protocol.md#signing-a-pulse).
 // Run: node protocol/vectors/tools/token_exchange_reference.mjs > protocol/vectors/token-exchange.json
 import { createHmac } from "node:crypto";
 

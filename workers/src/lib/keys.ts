@@ -5,7 +5,7 @@
  *
  * Decrypting a secret key per pulse would cost a D1 read and an AES-GCM
  * decryption each time, so each isolate keeps what it read for at most
- * KEY_CACHE_TTL_MS. That is the revocation bound (DESIGN.md, "Pulses and
+ * KEY_CACHE_TTL_MS. That is the revocation bound (docs/protocol.md, "Pulses and
  * auth"): a revoked or rotated key is refused by every route within
  * KEY_CACHE_TTL_MS (plus one D1 read) in every isolate, and at once in the
  * isolate that served the revocation. A grace period's end is checked against

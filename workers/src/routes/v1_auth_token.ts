@@ -39,7 +39,7 @@ function refuseSecretInBody(body: Uint8Array): void {
 }
 
 /**
- * `POST /v1/auth/token`: a request signed with the SDK's key pair (DESIGN.md,
+ * `POST /v1/auth/token`: a request signed with the SDK's key pair (docs/protocol.md,
  * "Pulses and auth") → a short-lived JWT for `GET /v1/policy/:orgId`, scoped
  * to the key's org (and site, when the key has one).
  */

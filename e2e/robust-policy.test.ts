@@ -48,7 +48,17 @@ describe("a policy every SDK can install", () => {
     expect(refused.status).toBe(403);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("PLAN_LIMIT_REACHED");
     // Two tiers, so an all-traffic rule gives every tag an entry; plus a rule on a tag that could not be created: 4,097 entries.
-    const tags = await cp.api<{ tags: Array<{ id: string; name: string }> }>("GET", "/v1/tags", tenant.managementToken);
+    // The listing comes in pages: follow nextCursor.
+    const tags: { tags: Array<{ id: string; name: string }> } = { tags: [] };
+    for (let cursor: string | null = null, first = true; first || cursor !== null; first = false) {
+      const page: { tags: Array<{ id: string; name: string }>; nextCursor: string | null } = await cp.api(
+        "GET",
+        `/v1/tags?limit=1000${cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`}`,
+        tenant.managementToken,
+      );
+      tags.tags.push(...page.tags);
+      cursor = page.nextCursor;
+    }
     expect(tags.tags).toHaveLength(4096);
     await cp.api("PATCH", `/v1/tags/${tags.tags.find((t) => t.name === "tag-4095")!.id}`, tenant.managementToken, { priority: 5 });
     const rule = { metric: "rps", operator: "gte", threshold: 0, cooldownSeconds: 0, siteId: site };

@@ -43,9 +43,10 @@ describe("PATCH /v1/admin/organizations/:id", () => {
     const keys = await orgWithKey("Bad Input Co", "pro");
     expectError(await patch("org_nope", { plan: "hobby" }), 404, "NOT_FOUND");
     expectError(await patch("nope%00", { plan: "hobby" }), 404, "NOT_FOUND");
-    for (const body of [{}, { plan: "gold" }, { suspended: "yes" }, { plan: "hobby", extra: 1 }, [], null]) {
+    for (const body of [{}, { plan: "gold" }, { suspended: "yes" }, [], null]) {
       expectError(await patch(keys.orgId, body), 400, "VALIDATION_FAILED");
     }
+    expect(expectError(await patch(keys.orgId, { plan: "hobby", extra: 1 }), 400, "UNKNOWN_FIELD").message).toContain("extra");
     expectError(await call("PATCH", `/v1/admin/organizations/${keys.orgId}`, { token: ADMIN, rawBody: "{" }), 400, "INVALID_JSON");
     const org = await call("GET", `/v1/admin/organizations/${keys.orgId}`, { token: ADMIN });
     expect(org.json).toMatchObject({ plan: "pro", suspended: false });

@@ -80,7 +80,7 @@ describe("POST /v1/auth/token", () => {
   it("answers bad bodies with typed 4xx", async () => {
     const keys = await orgWithKey("Body Co");
     expectError(await exchangeToken(keys, { body: "nope" }), 400, "INVALID_JSON");
-    expectError(await exchangeToken(keys, { body: '{"siteId":"x"}' }), 400, "VALIDATION_FAILED");
+    expectError(await exchangeToken(keys, { body: '{"siteId":"x"}' }), 400, "UNKNOWN_FIELD");
     expectError(await exchangeToken(keys, { body: "[]" }), 400, "VALIDATION_FAILED");
     expectError(await exchangeToken(keys, { body: JSON.stringify({ pad: "x".repeat(2000) }) }), 413, "PAYLOAD_TOO_LARGE");
   });

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_TAGS_PER_POLICY, MAX_TAGS_PER_PULSE, PLAN_LIMITS, PolicySchema, type Policy } from "@waitstate/protocol";
 import { call, expectError } from "./helpers.js";
-import { insertRule, orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
+import { exchangeToken, insertRule, orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
 
 /** Pulses from one instance that between them carry `names` as tags (512 a pulse at most). */
 async function pulseTags(keys: Keys, siteId: string, names: string[], start = Date.now()) {
@@ -75,7 +75,7 @@ describe("tags are capped per organization by plan", () => {
     expect(policy.tagMaxWeights.ghost).toBe(0);
     expect(policy.tagMaxWeights["tag-0000"]).toBe(2.5);
     // The policy read (KV) serves the same, installable policy.
-    const { json: token } = await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } });
+    const { json: token } = await exchangeToken(keys);
     const read = await call("GET", `/v1/policy/${keys.orgId}?siteId=prod`, { token: token.token });
     expect(installable(read.text)).toMatchObject({ killSignal: true, version: policy.version });
     // And the fold is on record (from when the rules first made the policy too large).

@@ -17,8 +17,8 @@ const rule = (over: Record<string, unknown> = {}) => ({ tagName: "free", metric:
 describe("strict management bodies", () => {
   it("refuses an unknown field with UNKNOWN_FIELD naming it, and creates nothing", async () => {
     const { token } = await createOrg("Strict Keys Co");
-    const error = expectError(await call("POST", "/v1/api-keys", { token, body: { name: "live", environment: "live" } }), 400, "UNKNOWN_FIELD");
-    expect(error.message).toContain("environment");
+    const error = expectError(await call("POST", "/v1/api-keys", { token, body: { name: "live", environmnet: "live" } }), 400, "UNKNOWN_FIELD");
+    expect(error.message).toContain("environmnet");
     expect((await call("GET", "/v1/api-keys", { token })).json.apiKeys).toEqual([]);
   });
 
@@ -161,7 +161,7 @@ describe("cursor pagination of every listing", () => {
     { path: "/v1/reflex-rules", key: "reflexRules", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/reflex-rules", rule({ priority: i % 2 })); } },
     { path: "/v1/api-keys", key: "apiKeys", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/api-keys", { name: `k${i}` }); } },
     { path: "/v1/webhooks", key: "webhooks", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/webhooks", { url: `https://hooks.example.test/${i}`, enabled: false }); } },
-    { path: "/v1/management-tokens", key: "managementTokens", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/management-tokens", { name: `t${i}` }); } },
+    { path: "/v1/management-tokens", key: "managementTokens", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/management-tokens", { name: `t${i}`, role: "viewer" }); } },
   ];
 
   it.each(LISTINGS.map((l) => [l.path, l] as const))("%s pages with limit and nextCursor, in the unpaged order", async (_path, listing) => {

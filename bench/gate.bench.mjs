@@ -174,13 +174,13 @@ for (const s of SUBJECTS) {
   lines.push(`| ${s.name} | ${fmt(ns)} | ${(ns / floor).toFixed(2)} | ${(ns / ts).toFixed(2)} |`);
 }
 lines.push("");
-lines.push(`Garbage collections during ${GC_CALLS.toLocaleString("en-US")} calls: ` + gcRows.map(([n, g]) => `${n}: **${g}**`).join("; ") + ".");
+lines.push(`Garbage collections during ${GC_CALLS.toLocaleString("en-US")} calls: ${gcRows.map(([n, g]) => `${n}: **${g}**`).join("; ")}.`);
 const wasmBytes = readFileSync(path.join(ROOT, "sdk-edge", "dist", "waitstate.wasm")).length;
 lines.push(`wasm module: ${wasmBytes.toLocaleString("en-US")} bytes (limit 16,384).`);
 lines.push("");
 lines.push(`Targets: TypeScript gate ≤ 2× floor (${(ts / floor).toFixed(2)}×; the full client ${(med["@waitstate/sdk client.gate() (full client, counting)"] / floor).toFixed(2)}×), EdgeGate ≤ 1.5× TypeScript gate (${(med["EdgeGate (wasm, tag ids cached)"] / ts).toFixed(2)}×), ≥ 20× faster than rate-limiter-flexible (${(med["rate-limiter-flexible 11.4 memory consume"] / ts).toFixed(0)}×).`);
 const table = lines.join("\n");
-process.stdout.write(table + "\n");
+process.stdout.write(`${table}\n`);
 if (sink === 42) process.stdout.write(""); // keep `sink` observable
 
 const readmePath = path.join(ROOT, "README.md");

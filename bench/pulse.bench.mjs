@@ -120,7 +120,7 @@ const text = readFileSync(readme, "utf8");
 const start = "<!-- bench-pulse:start -->";
 const end = "<!-- bench-pulse:end -->";
 if (text.includes(start) && text.includes(end)) {
-  writeFileSync(readme, text.slice(0, text.indexOf(start) + start.length) + "\n" + table + "\n" + text.slice(text.indexOf(end)));
+  writeFileSync(readme, `${text.slice(0, text.indexOf(start) + start.length)}\n${table}\n${text.slice(text.indexOf(end))}`);
   log("README.md updated (bench-pulse section)");
 }
 await cp.dispose();

@@ -68,7 +68,7 @@ const table = [
   `| evaluate 50 rules on a merged window (target ≤ 50 µs) | ${evaluate.toFixed(1)} |`,
   `| merge the window: 3 pulses × 21 histograms | ${merge.toFixed(1)} |`,
 ].join("\n");
-console.log("\n" + table);
+console.log(`\n${table}`);
 
 const readmePath = new URL("../README.md", import.meta.url);
 const readme = readFileSync(readmePath, "utf8");

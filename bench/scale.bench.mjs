@@ -156,7 +156,7 @@ async function scenario({ key, label, sites, perSite, cold }) {
 
   if (!cold) {
     // One pulse per site first: each site's aggregator exists and has loaded its configuration.
-    const firstOfSite = instances.filter((inst, i) => i % perSite === 0);
+    const firstOfSite = instances.filter((_inst, i) => i % perSite === 0);
     const primed = await Promise.all(firstOfSite.map((inst) => send(inst)));
     const failed = primed.filter((status) => status !== 200);
     if (failed.length) log(`${label}: ${failed.length} of ${primed.length} priming pulses failed (${failed.join(", ")})`);

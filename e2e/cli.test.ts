@@ -558,6 +558,7 @@ describe("waitstate CLI against wrangler dev", () => {
     const plain = await runInTerminal(["kill", "off", "--site", "live"], { env: { ...env, NO_COLOR: "1" }, answers: [["[y/N]", "yes\r"]] });
     expect(plain.code).toBe(0);
     expect(plain.stdout).toContain("Kill switch off for site live (policy v");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matches terminal escape sequences
     expect(plain.stdout).not.toMatch(/\x1b\[(1|2|3\d)(;\d+)?m/);
     expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(false);
 

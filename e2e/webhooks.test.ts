@@ -36,7 +36,7 @@ function verifyWebhook(secret: string, headers: IncomingMessage["headers"], rawB
   const timestamp = String(headers["x-waitstate-timestamp"] ?? "");
   const signature = String(headers["x-waitstate-signature"] ?? "");
   if (!/^\d+$/.test(timestamp) || Math.abs(Date.now() - Number(timestamp)) > 5 * 60_000) return false;
-  const expected = "v1=" + createHmac("sha256", secret).update(`${timestamp}.${rawBody}`).digest("hex");
+  const expected = `v1=${createHmac("sha256", secret).update(`${timestamp}.${rawBody}`).digest("hex")}`;
   return signature.length === expected.length && timingSafeEqual(Buffer.from(signature), Buffer.from(expected));
 }
 

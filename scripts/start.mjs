@@ -16,7 +16,7 @@ const additions = [];
 if (!/^ADMIN_TOKEN=/m.test(existing)) additions.push(`ADMIN_TOKEN=ws_admin_${randomBytes(24).toString("base64url")}`);
 if (!/^ENCRYPTION_KEY=/m.test(existing)) additions.push(`ENCRYPTION_KEY=${randomBytes(32).toString("base64")}`);
 if (additions.length) {
-  writeFileSync(devVars, existing + (existing && !existing.endsWith("\n") ? "\n" : "") + additions.join("\n") + "\n");
+  writeFileSync(devVars, `${existing + (existing && !existing.endsWith("\n") ? "\n" : "") + additions.join("\n")}\n`);
   log(`wrote ${additions.map((a) => a.split("=")[0]).join(" and ")} to .dev.vars`);
 }
 const adminToken = /^ADMIN_TOKEN=(.*)$/m.exec(readFileSync(devVars, "utf8"))?.[1]?.trim();

@@ -43,6 +43,14 @@ if (!only.length || only.includes("typecheck")) {
   results.push({ name: "typecheck: test code", passed, failed });
 }
 
+if (!only.length || only.includes("lint")) {
+  // One formatter and linter for the TypeScript and JavaScript (biome.jsonc): `npm run format` fixes the formatting.
+  log("suite: lint and format (biome check)");
+  const { code } = await run(bin("biome"), ["check", "--max-diagnostics=50", "."]);
+  results.push({ name: "lint: biome check", passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 });
+  if (code !== 0) failures.push({ suite: "lint", test: "biome check", message: "run `npm run format` (formatting) and read the lint findings above" });
+}
+
 for (const [name, config] of VITEST_SUITES) {
   if (only.length && !only.some((o) => config.includes(o))) continue;
   log(`suite: ${name}`);
@@ -135,6 +143,7 @@ process.stdout.write("\n");
 if (failures.length) {
   process.stdout.write(`failed tests (${failures.length}):\n`);
   for (const f of failures.slice(0, 10)) {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips colour codes from vitest's messages
     const first = f.message.replace(/\x1b\[[0-9;]*m/g, "").split("\n").find((line) => line.trim()) ?? "";
     process.stdout.write(`  ✗ [${f.suite}] ${f.test}\n      ${first.trim().slice(0, 300)}\n`);
   }

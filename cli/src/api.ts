@@ -112,7 +112,7 @@ export class Api {
   async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const res = await this.send(method, path, options);
     const text = await res.text().catch(() => "");
-    let body: unknown = undefined;
+    let body: unknown ;
     try {
       body = text === "" ? null : JSON.parse(text);
     } catch {

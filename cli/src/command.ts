@@ -164,5 +164,5 @@ export function parseNumber(raw: string, label: string, int: boolean): number {
 export function usageLine(cmd: CommandSpec): string {
   const args = (cmd.args ?? []).map((a) => (a.required === false ? `[${a.name}]` : `<${a.name}>`)).join(" ");
   const flags = Object.keys(cmd.options ?? {}).length > 0 ? " [options]" : "";
-  return `waitstate ${cmd.path.join(" ")}${args ? " " + args : ""}${flags}`;
+  return `waitstate ${cmd.path.join(" ")}${args ? ` ${args}` : ""}${flags}`;
 }

@@ -63,7 +63,7 @@ export function saveConfig(file: string, config: SavedConfig): void {
     chmodSync(dir, 0o700);
   }
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+  writeFileSync(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   chmodSync(tmp, 0o600); // the umask cannot widen it, but a leftover tmp file could have other bits
   renameSync(tmp, file);
 }

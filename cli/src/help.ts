@@ -47,7 +47,7 @@ export function overviewHelp(groups: GroupSpec[], version: string): string {
     "",
     "Run `waitstate <command> --help` for a command's options. Docs: docs/cli.md",
   );
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 export function groupHelp(group: GroupSpec): string {
@@ -56,11 +56,11 @@ export function groupHelp(group: GroupSpec): string {
   for (const c of group.commands) lines.push(`  waitstate ${c.path.join(" ").padEnd(width)}  ${c.summary}`);
   if (group.defaultCommand) lines.push("", `\`waitstate ${group.name}\` alone runs \`waitstate ${group.name} ${group.defaultCommand}\`.`);
   lines.push("", `Run \`waitstate ${group.name} <command> --help\` for its options.`);
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 export function commandHelp(cmd: CommandSpec): string {
-  const lines = [`Usage: ${usageLine(cmd)}`, "", cmd.summary.charAt(0).toUpperCase() + cmd.summary.slice(1) + "."];
+  const lines = [`Usage: ${usageLine(cmd)}`, "", `${cmd.summary.charAt(0).toUpperCase() + cmd.summary.slice(1)}.`];
   if (cmd.description) lines.push("", ...wrap(cmd.description, 100));
   if (cmd.args?.length) {
     lines.push("", "Arguments");
@@ -70,7 +70,7 @@ export function commandHelp(cmd: CommandSpec): string {
   lines.push("", "Global options", ...optionLines(GLOBAL_OPTIONS));
   if (cmd.examples?.length) lines.push("", "Examples", ...cmd.examples.map((e) => `  ${e}`));
   lines.push("", "Exit codes: 0 ok, 1 API failure, 2 usage, 3 not logged in / token rejected, 4 not found, 5 unreachable (waitstate --help)");
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 function wrap(text: string, width: number): string[] {

@@ -3,6 +3,7 @@
  * the API's JSON for scripts (`--json`), colour only on a terminal without
  * NO_COLOR / --no-color / TERM=dumb.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matches terminal escape sequences
 const ANSI = /\x1b\[[0-9;]*m/g;
 
 export interface Stream {
@@ -43,21 +44,21 @@ export class Output {
   }
 
   line(s = ""): void {
-    this.stdout.write(s + "\n");
+    this.stdout.write(`${s}\n`);
   }
 
   /** A note for people: on stderr, so it never mixes with data a script reads. */
   note(s: string): void {
-    this.stderr.write(s + "\n");
+    this.stderr.write(`${s}\n`);
   }
 
   printJson(value: unknown): void {
-    this.stdout.write(JSON.stringify(value, null, 2) + "\n");
+    this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   }
 
   /** One compact JSON document per line (tail --json). */
   jsonLine(value: unknown): void {
-    this.stdout.write(JSON.stringify(value) + "\n");
+    this.stdout.write(`${JSON.stringify(value)}\n`);
   }
 
   // ---------------------------------------------------------------- colour (stdout)
@@ -181,5 +182,5 @@ export function fmtTarget(tagName: string | null | undefined): string {
 
 /** Shortens a one-line string for a table cell. */
 export function clip(s: string, max = 60): string {
-  return s.length <= max ? s : s.slice(0, max - 1) + "…";
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
 }

@@ -90,6 +90,7 @@ export function markSynced(state: GateState, now: number): void {
 
 /** Weight normalisation: NaN (and anything not a number) → 1, negative → 0. */
 export function normalizeWeight(weight: unknown): number {
+  // biome-ignore lint/suspicious/noSelfCompare: NaN test without a call on the hot path
   if (typeof weight !== "number" || weight !== weight) return 1;
   return weight < 0 ? 0 : weight;
 }
@@ -148,6 +149,7 @@ function enforce(policy: CompiledPolicy, limit: number, limitFromTag: boolean, w
 /** The safe-mode token bucket: one token per call, refilled at `safeModeMaxRps` per second. */
 function takeSafeModeToken(state: GateState, now: number): boolean {
   const capacity = state.safeModeMaxRps;
+  // biome-ignore lint/suspicious/noSelfCompare: NaN test without a call on the hot path
   if (state.bucketUpdatedAt !== state.bucketUpdatedAt) {
     state.bucketTokens = capacity;
     state.bucketUpdatedAt = now;
@@ -155,6 +157,7 @@ function takeSafeModeToken(state: GateState, now: number): boolean {
     const elapsed = now - state.bucketUpdatedAt;
     if (elapsed > 0) {
       const refilled = state.bucketTokens + (elapsed * capacity) / 1000;
+      // biome-ignore lint/complexity/useMathMinMax: the gate's hot path: a comparison, not a call
       state.bucketTokens = refilled < capacity ? refilled : capacity;
     }
     // Always move to `now`: after a clock jump back, refill counts from the new time

@@ -119,6 +119,7 @@ export class LatencyHistogram {
       cumulative += this.counts[i]!;
       if (cumulative >= rank) {
         const value = bucketRepresentative(i);
+        // biome-ignore lint/complexity/useMathMinMax: the record path: comparisons, not calls
         return value < this.minMs ? this.minMs : value > this.maxMs ? this.maxMs : value;
       }
     }

@@ -415,7 +415,7 @@ export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
  * one tier, and the rule reaches all traffic at once.
  */
 function triage(
-  rule: EngineRule,
+  _rule: EngineRule,
   state: RuleState,
   windowSeconds: number,
   tags: Readonly<Record<string, TagConfig>>,

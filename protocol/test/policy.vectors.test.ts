@@ -49,6 +49,7 @@ describe("policy.json conformance vectors", () => {
       const tags = policy!.tagMaxWeights;
       expect(Object.getPrototypeOf(tags)).toBeNull();
       expect(Object.keys(tags)).toEqual(["__proto__", "toString"]);
+      // biome-ignore lint/suspicious/noProto: the test is about a tag literally named __proto__
       expect(tags.__proto__).toBe(0);
       expect(tags.valueOf).toBeUndefined();
       expect(JSON.parse(JSON.stringify(tags))).toEqual(JSON.parse('{"__proto__":0,"toString":1}'));

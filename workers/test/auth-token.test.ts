@@ -64,7 +64,7 @@ describe("POST /v1/auth/token", () => {
 
   it("refuses a bad signature, a stale timestamp, an unknown key, a revoked key and no signature", async () => {
     const keys = await orgWithKey("Refusal Co");
-    expectError(await exchangeToken({ ...keys, secretKey: keys.secretKey + "x" }), 401, "INVALID_SIGNATURE");
+    expectError(await exchangeToken({ ...keys, secretKey: `${keys.secretKey}x` }), 401, "INVALID_SIGNATURE");
     // A pulse's signature over the same timestamp is not an exchange's.
     const ts = String(Date.now());
     expectError(await exchangeToken(keys, { timestamp: ts, signature: await sign(keys.secretKey, "", ts) }), 401, "INVALID_SIGNATURE");

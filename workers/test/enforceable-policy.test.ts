@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { MAX_TAGS_PER_POLICY, MAX_TAGS_PER_PULSE, PLAN_LIMITS, PolicySchema, type Policy } from "@waitstate/protocol";
 import { call, expectError } from "./helpers.js";
-import { exchangeToken, insertRule, orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
+import { exchangeToken, orgWithKey, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
 
 /** Pulses from one instance that between them carry `names` as tags (512 a pulse at most). */
 async function pulseTags(keys: Keys, siteId: string, names: string[], start = Date.now()) {

@@ -16,7 +16,7 @@ export async function call(method: string, path: string, options: { token?: stri
   }
   const res = await exports.default.fetch(`${BASE}${path}`, { method, headers, body });
   const text = await res.text();
-  let json: unknown = undefined;
+  let json: unknown ;
   try {
     json = JSON.parse(text);
   } catch {

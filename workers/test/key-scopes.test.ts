@@ -39,7 +39,7 @@ describe("key environment", () => {
 
   it("keeps keys made before environments working (a bare ws_pub_ prefix, live)", async () => {
     const { keys, view } = await newKey({ name: "old" });
-    const legacy = "ws_pub_" + "A".repeat(22);
+    const legacy = `ws_pub_${"A".repeat(22)}`;
     await env.DB.prepare("UPDATE api_keys SET publish_key = ? WHERE id = ?").bind(legacy, view.id).run();
     const old = { ...keys, publishKey: legacy };
     expect((await sendPulse(old, seedPulse())).status).toBe(200);

@@ -2,8 +2,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { policyKey } from "@waitstate/durable-objects";
 import { issueSdkToken } from "../src/lib/jwt.js";
-import { call, expectError } from "./helpers.js";
-import { jwtFor, orgWithKey, seedPulse, sendPulse, stubFor, type Keys } from "./pulse-helpers.js";
+import { expectError } from "./helpers.js";
+import { jwtFor, orgWithKey, seedPulse, sendPulse, stubFor, } from "./pulse-helpers.js";
 
 async function getPolicy(orgId: string, token: string | undefined, query = "", ifNoneMatch?: string) {
   const headers: Record<string, string> = {};

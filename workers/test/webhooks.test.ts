@@ -84,7 +84,7 @@ async function runDue(orgId: string) {
 async function expectedSignature(secret: string, timestamp: string, body: string) {
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${timestamp}.${body}`)));
-  return "v1=" + [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `v1=${[...mac].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 beforeEach(() => {
@@ -123,7 +123,7 @@ describe("webhook routes", () => {
       [{ url: "/relative" }, "absolute"],
       [{ url: "https://user:pw@example.com/x" }, "credentials"],
       [{ url: "https://token@example.com/x" }, "credentials"],
-      [{ url: "https://example.com/" + "a".repeat(2100) }, "2048"],
+      [{ url: `https://example.com/${"a".repeat(2100)}` }, "2048"],
       [{ url: "" }, "empty"],
       [{ url: 42 }, "url"],
       [{ url: HOOK_URL, events: [] }, "at least one"],
@@ -331,7 +331,7 @@ describe("deliveries", () => {
     const timestamp = sent!.headers["x-waitstate-timestamp"]!;
     expect(Math.abs(Number(timestamp) - Date.now())).toBeLessThan(60_000);
     expect(sent!.headers["x-waitstate-signature"]).toBe(await expectedSignature(killHook.secret, timestamp, sent!.body));
-    expect(sent!.headers["x-waitstate-signature"]).not.toBe(await expectedSignature(killHook.secret, timestamp, sent!.body + " "));
+    expect(sent!.headers["x-waitstate-signature"]).not.toBe(await expectedSignature(killHook.secret, timestamp, `${sent!.body} `));
 
     const listed = await deliveries(token, killHook.id);
     expect(listed.deliveries).toEqual([

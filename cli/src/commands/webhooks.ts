@@ -61,7 +61,7 @@ const add: CommandSpec = {
   path: ["webhooks", "add"],
   summary: "add a webhook (its signing secret is shown once)",
   args: [{ name: "url", description: "where deliveries are POSTed" }],
-  options: { events: { ...EVENTS_OPTION, description: EVENTS_OPTION.description + " (default *)" }, disabled: { type: "boolean", description: "create it disabled" } },
+  options: { events: { ...EVENTS_OPTION, description: `${EVENTS_OPTION.description} (default *)` }, disabled: { type: "boolean", description: "create it disabled" } },
   examples: ["waitstate webhooks add https://example.com/hooks/waitstate --events 'rule.fired,kill.*'"],
   async run(ctx) {
     const hook = await ctx.api().post<Webhook>(

@@ -23,4 +23,4 @@ const cases = inputs.map((c) => ({
   ...c,
   expect: createHmac("sha256", c.secretKey).update(`${c.body}.${c.timestamp}`, "utf8").digest("hex"),
 }));
-process.stdout.write(JSON.stringify({ version: 1, cases }, null, 2) + "\n");
+process.stdout.write(`${JSON.stringify({ version: 1, cases }, null, 2)}\n`);

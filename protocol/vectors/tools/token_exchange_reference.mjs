@@ -15,4 +15,4 @@ const cases = inputs.map((c) => ({
   signed: `${PREFIX}${c.body}.${c.timestamp}`,
   expect: createHmac("sha256", c.secretKey).update(`${PREFIX}${c.body}.${c.timestamp}`, "utf8").digest("hex"),
 }));
-process.stdout.write(JSON.stringify({ version: 1, prefix: PREFIX, cases }, null, 2) + "\n");
+process.stdout.write(`${JSON.stringify({ version: 1, prefix: PREFIX, cases }, null, 2)}\n`);

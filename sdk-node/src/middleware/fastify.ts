@@ -55,9 +55,7 @@ export interface FastifyGateOptions<Req, Reply> extends GateOptions<Req> {
  * (it skips Fastify's encapsulation, as `fastify-plugin` would, so its hooks
  * apply to every route either way).
  */
-export interface FastifyGatePlugin<Req, Reply> {
-  (app: FastifyLikeInstance<Req, Reply>, pluginOptions?: unknown, done?: (error?: Error) => void): void;
-}
+export type FastifyGatePlugin<Req, Reply> = (app: FastifyLikeInstance<Req, Reply>, pluginOptions?: unknown, done?: (error?: Error) => void) => void
 
 /**
  * Creates a Fastify plugin: a denied request gets a 429 with `Retry-After`

@@ -47,7 +47,7 @@ export function explainPolicy(status: Pick<SiteStatus, "policy" | "rules" | "tag
   const names = new Set<string>([...Object.keys(policy.tagMaxWeights), ...tags.map((t) => t.name), ...Object.keys(status.tags)]);
   names.delete(SITE_TAG);
   for (const tag of [...names].sort()) {
-    const own = Object.prototype.hasOwnProperty.call(policy.tagMaxWeights, tag);
+    const own = Object.hasOwn(policy.tagMaxWeights, tag);
     const limit = own ? (policy.tagMaxWeights[tag] ?? null) : global;
     const rule = applied.find((r) => r.tagName === tag);
     const config = tags.find((t) => t.name === tag);

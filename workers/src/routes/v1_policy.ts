@@ -48,7 +48,7 @@ export function registerPolicy(app: Hono<AppEnv>) {
     c.header("etag", etag);
     c.header("cache-control", "no-cache");
     const match = c.req.header("if-none-match");
-    if (match !== undefined && match.split(",").some((tag) => tag.trim() === etag || tag.trim() === "*")) {
+    if (match?.split(",").some((tag) => tag.trim() === etag || tag.trim() === "*")) {
       return c.body(null, 304);
     }
     return c.json(policy);

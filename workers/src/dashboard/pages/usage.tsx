@@ -15,6 +15,7 @@ function Meter(props: { used: number; limit: number | null; label: string }) {
       <div class="small">
         {props.label}: <strong>{fmtInt(props.used)}</strong> of {fmtInt(props.limit)} ({fmtPct(ratio)})
       </div>
+      {/* biome-ignore lint/a11y/useSemanticElements: a styled bar; <meter> cannot be styled alike in every browser */}
       <div class="bar" role="meter" aria-valuemin={0} aria-valuemax={props.limit} aria-valuenow={props.used} aria-label={props.label}>
         <span style={`width:${Math.min(100, Math.max(0, ratio * 100)).toFixed(1)}%;${ratio >= 0.9 ? "background:#b42318" : ""}`} />
       </div>

@@ -33,7 +33,7 @@ const PAD = { left: 44, right: 8, top: 8, bottom: 20 };
 /** A round axis maximum at or above `max`: 1, 2, 2.5, 5 × 10^n. */
 export function niceMax(max: number): number {
   if (!(max > 0) || !Number.isFinite(max)) return 1;
-  const exp = Math.pow(10, Math.floor(Math.log10(max)));
+  const exp = 10 ** Math.floor(Math.log10(max));
   for (const step of [1, 2, 2.5, 5, 10]) if (step * exp >= max) return step * exp;
   return 10 * exp;
 }

@@ -165,7 +165,9 @@ const ts = med["TypeScript gate + per-tag counting (LocalGate)"];
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 
 const lines = [];
-lines.push(`Node ${process.version}, ${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}, ${ROUNDS} interleaved rounds, median ns per call:`);
+lines.push(
+  `Node ${process.version}, ${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}, ${ROUNDS} interleaved rounds, median ns per call:`,
+);
 lines.push("");
 lines.push("| subject | ns/call (median) | × Map.get floor | × TypeScript gate |");
 lines.push("|---|---:|---:|---:|");
@@ -178,7 +180,9 @@ lines.push(`Garbage collections during ${GC_CALLS.toLocaleString("en-US")} calls
 const wasmBytes = readFileSync(path.join(ROOT, "sdk-edge", "dist", "waitstate.wasm")).length;
 lines.push(`wasm module: ${wasmBytes.toLocaleString("en-US")} bytes (limit 16,384).`);
 lines.push("");
-lines.push(`Targets: TypeScript gate ≤ 2× floor (${(ts / floor).toFixed(2)}×; the full client ${(med["@waitstate/sdk client.gate() (full client, counting)"] / floor).toFixed(2)}×), EdgeGate ≤ 1.5× TypeScript gate (${(med["EdgeGate (wasm, tag ids cached)"] / ts).toFixed(2)}×), ≥ 20× faster than rate-limiter-flexible (${(med["rate-limiter-flexible 11.4 memory consume"] / ts).toFixed(0)}×).`);
+lines.push(
+  `Targets: TypeScript gate ≤ 2× floor (${(ts / floor).toFixed(2)}×; the full client ${(med["@waitstate/sdk client.gate() (full client, counting)"] / floor).toFixed(2)}×), EdgeGate ≤ 1.5× TypeScript gate (${(med["EdgeGate (wasm, tag ids cached)"] / ts).toFixed(2)}×), ≥ 20× faster than rate-limiter-flexible (${(med["rate-limiter-flexible 11.4 memory consume"] / ts).toFixed(0)}×).`,
+);
 const table = lines.join("\n");
 process.stdout.write(`${table}\n`);
 if (sink === 42) process.stdout.write(""); // keep `sink` observable

@@ -21,7 +21,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SELF = fileURLToPath(import.meta.url);
 const TAG_HEADER = { "x-waitstate-tag": "pro" };
 const ROUTE = "/api/items";
-const BODY = { items: [{ id: 1, name: "alpha" }, { id: 2, name: "beta" }], total: 2 };
+const BODY = {
+  items: [
+    { id: 1, name: "alpha" },
+    { id: 2, name: "beta" },
+  ],
+  total: 2,
+};
 
 // "noop" is an empty middleware (hook): the framework's own price for any
 // middleware at all, so the WaitState column can be read against it.
@@ -42,7 +48,13 @@ async function serve(framework, variant, port, controlPlaneUrl, publishKey, secr
   let ws = null;
   if (variant === "waitstate") {
     const { WaitState } = await import("../sdk-node/dist/sdk-node/src/index.js");
-    ws = new WaitState({ publishKey, secretKey, baseUrl: controlPlaneUrl, pulseInterval: 1000, onError: (e) => console.error(`[child ${framework}] ${e.code}: ${e.message}`) });
+    ws = new WaitState({
+      publishKey,
+      secretKey,
+      baseUrl: controlPlaneUrl,
+      pulseInterval: 1000,
+      onError: (e) => console.error(`[child ${framework}] ${e.code}: ${e.message}`),
+    });
     if (!(await ws.ready(5000))) throw new Error(`${framework}: the WaitState client did not sync with the stand-in control plane`);
   }
   // Port 0 (what the parent passes) picks a free port; the parent learns it over IPC.
@@ -185,7 +197,11 @@ async function main() {
     const result = await autocannon({ url: server.url, connections, pipelining: 1, duration: seconds, headers: TAG_HEADER });
     const cpuAfter = await cpuMicros(server.child);
     const ok = result["2xx"];
-    return { rps: ok / (result.duration || seconds), cpuPerRequest: (cpuAfter - cpuBefore) / ok, bad: result.non2xx + result.errors + result.timeouts };
+    return {
+      rps: ok / (result.duration || seconds),
+      cpuPerRequest: (cpuAfter - cpuBefore) / ok,
+      bad: result.non2xx + result.errors + result.timeouts,
+    };
   }
 
   const results = [];
@@ -220,13 +236,26 @@ async function main() {
       // Paired with the no-limiter run of the same round: slow drift on a shared machine cancels out.
       const ratio = median(samples[variant].map((rps, round) => rps / samples.none[round]));
       const cpuExtra = median(cpuSamples[variant].map((cpu, round) => cpu - cpuSamples.none[round]));
-      results.push({ framework, variant, rps: median(samples[variant]), min: Math.min(...samples[variant]), max: Math.max(...samples[variant]), ratio, cpu: median(cpuSamples[variant]), cpuExtra });
+      results.push({
+        framework,
+        variant,
+        rps: median(samples[variant]),
+        min: Math.min(...samples[variant]),
+        max: Math.max(...samples[variant]),
+        ratio,
+        cpu: median(cpuSamples[variant]),
+        cpuExtra,
+      });
     }
   }
   await controlPlane.stop();
 
   const version = (pkg) => JSON.parse(readFileSync(path.join(ROOT, "node_modules", pkg, "package.json"), "utf8")).version;
-  const frameworkLabel = { express: `express ${version("express")}`, fastify: `fastify ${version("fastify")}`, hono: `hono ${version("hono")} (node:http adapter)` };
+  const frameworkLabel = {
+    express: `express ${version("express")}`,
+    fastify: `fastify ${version("fastify")}`,
+    hono: `hono ${version("hono")} (node:http adapter)`,
+  };
   const variantLabel = {
     none: "no limiter",
     noop: "empty middleware (floor)",
@@ -248,8 +277,11 @@ async function main() {
   lines.push("|---|---|---:|---:|---:|---:|");
   for (const r of results) {
     const vs = r.variant === "none" ? "—" : `${r.ratio.toFixed(3)} (${pct(r.ratio)})`;
-    const cpu = r.variant === "none" ? r.cpu.toFixed(1) : `${r.cpu.toFixed(1)} (${r.cpuExtra >= 0 ? "+" : "−"}${Math.abs(r.cpuExtra).toFixed(1)})`;
-    lines.push(`| ${frameworkLabel[r.framework]} | ${variantLabel[r.variant]} | ${Math.round(r.rps)} | ${Math.round(r.min)}–${Math.round(r.max)} | ${vs} | ${cpu} |`);
+    const cpu =
+      r.variant === "none" ? r.cpu.toFixed(1) : `${r.cpu.toFixed(1)} (${r.cpuExtra >= 0 ? "+" : "−"}${Math.abs(r.cpuExtra).toFixed(1)})`;
+    lines.push(
+      `| ${frameworkLabel[r.framework]} | ${variantLabel[r.variant]} | ${Math.round(r.rps)} | ${Math.round(r.min)}–${Math.round(r.max)} | ${vs} | ${cpu} |`,
+    );
   }
   lines.push("");
   const costs = results.filter((r) => r.variant === "waitstate").map((r) => `${r.framework} ${pct(r.ratio)}`);
@@ -267,7 +299,10 @@ async function main() {
   const marked = /<!-- bench-http:start -->[\s\S]*<!-- bench-http:end -->/;
   if (quick || process.env.BENCH_WRITE_README === "0") return;
   if (marked.test(readme)) {
-    writeFileSync(readmePath, readme.replace(marked, () => `<!-- bench-http:start -->\n${table}\n<!-- bench-http:end -->`));
+    writeFileSync(
+      readmePath,
+      readme.replace(marked, () => `<!-- bench-http:start -->\n${table}\n<!-- bench-http:end -->`),
+    );
     process.stdout.write("\nREADME.md updated.\n");
   } else {
     process.stdout.write("\n(README.md has no bench-http markers: not written.)\n");
@@ -291,7 +326,16 @@ async function startControlPlane() {
   const secretKey = `sk_bench_${randomUUID()}`;
   let pulses = 0;
   const policy = () =>
-    JSON.stringify({ version: 1, globalMaxWeight: null, tagMaxWeights: {}, killSignal: false, status: "ok", pulseInterval: 1000, leaseDurationSeconds: 60, issuedAt: Date.now() });
+    JSON.stringify({
+      version: 1,
+      globalMaxWeight: null,
+      tagMaxWeights: {},
+      killSignal: false,
+      status: "ok",
+      pulseInterval: 1000,
+      leaseDurationSeconds: 60,
+      issuedAt: Date.now(),
+    });
   const server = http.createServer((req, res) => {
     req.resume();
     req.on("end", () => {
@@ -324,9 +368,10 @@ async function startControlPlane() {
     get pulses() {
       return pulses;
     },
-    stop: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -28,8 +28,20 @@ const { managementToken, publishKey, secretKey } = await cp.tenant("Bench Co");
 const TAGS = Array.from({ length: 20 }, (_, i) => `tag${i}`);
 const METRICS = ["latency", "p95_latency", "p99_latency", "errors", "error_rate"];
 for (let i = 0; i < 10; i++) {
-  const rule = { tagName: TAGS[i], metric: METRICS[i % METRICS.length], metricTag: i % 2 ? TAGS[i] : null, operator: "gt", threshold: 1e9, action: "block", priority: i + 1 };
-  const res = await fetch(`${BASE}/v1/reflex-rules`, { method: "POST", headers: { authorization: `Bearer ${managementToken}`, "content-type": "application/json" }, body: JSON.stringify(rule) });
+  const rule = {
+    tagName: TAGS[i],
+    metric: METRICS[i % METRICS.length],
+    metricTag: i % 2 ? TAGS[i] : null,
+    operator: "gt",
+    threshold: 1e9,
+    action: "block",
+    priority: i + 1,
+  };
+  const res = await fetch(`${BASE}/v1/reflex-rules`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${managementToken}`, "content-type": "application/json" },
+    body: JSON.stringify(rule),
+  });
   if (res.status === 404 && i === 0) {
     log("no /v1/reflex-rules route yet: benchmarking without rules");
     break;
@@ -54,7 +66,15 @@ function signedPulse(slot) {
   });
   const timestamp = String(Date.now());
   const signature = createHmac("sha256", secretKey).update(`${body}.${timestamp}`).digest("hex");
-  return { body, headers: { "content-type": "application/json", "x-waitstate-id": publishKey, "x-waitstate-timestamp": timestamp, "x-waitstate-signature": signature } };
+  return {
+    body,
+    headers: {
+      "content-type": "application/json",
+      "x-waitstate-id": publishKey,
+      "x-waitstate-timestamp": timestamp,
+      "x-waitstate-signature": signature,
+    },
+  };
 }
 
 /** Pulses are signed before a round starts, so the client's HMAC work is not timed against the server. */
@@ -99,7 +119,10 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const summary = Object.fromEntries(
-  Object.entries(results).map(([kind, rs]) => [kind, { rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)) }]),
+  Object.entries(results).map(([kind, rs]) => [
+    kind,
+    { rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)) },
+  ]),
 );
 const ratio = summary.pulse.rps / summary.trivial.rps;
 const f = (n, d = 0) => n.toFixed(d);

@@ -121,7 +121,10 @@ async function experiment(interval, factor) {
     const synced = await Promise.all(clients.map((c) => c.ready(15_000)));
     if (!synced.every(Boolean)) throw new Error(`${label}: not every client synced within 15 s`);
     const adopted = await until(() => clients.every((c) => c.status().pulseIntervalMs === interval), 15_000, 20);
-    if (!adopted) throw new Error(`${label}: the clients did not adopt the ${interval} ms pulse interval (${clients.map((c) => c.status().pulseIntervalMs)})`);
+    if (!adopted)
+      throw new Error(
+        `${label}: the clients did not adopt the ${interval} ms pulse interval (${clients.map((c) => c.status().pulseIntervalMs)})`,
+      );
 
     for (let rep = 0; rep < repsFor(interval); rep++) {
       // Healthy: rule inactive, every instance allows, the window holds only 80 ms observations.
@@ -210,7 +213,11 @@ for (const r of results) {
   const max = reactions.length ? Math.max(...reactions) : NaN;
   const met = timeouts === 0 && med <= 2 * r.interval;
   // A denial is seen up to one driver tick late: a median within a tick of the goal is undecided.
-  const verdict = met ? "met" : timeouts === 0 && med - TICK_MS <= 2 * r.interval ? `**not met** by ${fmt(med - 2 * r.interval)} ms (within the ${TICK_MS} ms resolution)` : "**not met**";
+  const verdict = met
+    ? "met"
+    : timeouts === 0 && med - TICK_MS <= 2 * r.interval
+      ? `**not met** by ${fmt(med - 2 * r.interval)} ms (within the ${TICK_MS} ms resolution)`
+      : "**not met**";
   const intervalLabel = r.interval >= 1000 ? `${r.interval / 1000} s` : `${r.interval} ms`;
   lines.push(
     `| ${intervalLabel} | ${r.windowSeconds} s (${r.factor}×) | ${ok.length}${timeouts ? ` (+${timeouts} timed out)` : ""} | ${fmt(med)} | ${fmt(max)} | ${(med / r.interval).toFixed(2)} | ${(max / r.interval).toFixed(2)} | ${fmt(median(ok.map((x) => x.detection)))} | ${fmt(median(ok.map((x) => x.propagation)))} | ${verdict} |`,

@@ -28,7 +28,18 @@ import http from "node:http";
 import os from "node:os";
 import { log } from "../scripts/lib.mjs";
 import { startLocalControlPlane } from "../scripts/local-control-plane.mjs";
-import { cpuBetween, groupCpu, guardControlPlane, jitter, median, pulseTelemetryVariants, quantileSorted, signPulse, sleep, writeReadmeSection } from "./support.mjs";
+import {
+  cpuBetween,
+  groupCpu,
+  guardControlPlane,
+  jitter,
+  median,
+  pulseTelemetryVariants,
+  quantileSorted,
+  signPulse,
+  sleep,
+  writeReadmeSection,
+} from "./support.mjs";
 
 const SECONDS = Number(process.env.BENCH_SCALE_SECONDS ?? 15);
 const WARMUP_SECONDS = Number(process.env.BENCH_SCALE_WARMUP_SECONDS ?? 3);
@@ -69,7 +80,9 @@ for (const rule of [
 const { hostname, port } = new URL(cp.url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 4096 });
 const telemetry = pulseTelemetryVariants(16);
-log(`pulse bodies: ~${signPulse({ instanceId: "scale-0000-0000", siteId: "scale-1000", ts: Date.now(), telemetry: telemetry[0], publishKey, secretKey }).body.length} bytes`);
+log(
+  `pulse bodies: ~${signPulse({ instanceId: "scale-0000-0000", siteId: "scale-1000", ts: Date.now(), telemetry: telemetry[0], publishKey, secretKey }).body.length} bytes`,
+);
 
 // Idle CPU of the control plane, for reference.
 const idleBefore = groupCpu(pgid);
@@ -86,59 +99,75 @@ async function scenario({ key, label, sites, perSite, cold }) {
   for (let s = 0; s < sites; s++) {
     const siteId = sites === 1 ? `scale-${key}` : `scale-${key}-${String(s).padStart(3, "0")}`;
     for (let i = 0; i < perSite; i++) {
-      instances.push({ siteId, instanceId: `inst-${String(i).padStart(4, "0")}`, inFlight: false, lastTs: 0, intervalMs: DEFAULT_INTERVAL_MS, nextAt: 0, n: s * perSite + i });
+      instances.push({
+        siteId,
+        instanceId: `inst-${String(i).padStart(4, "0")}`,
+        inFlight: false,
+        lastTs: 0,
+        intervalMs: DEFAULT_INTERVAL_MS,
+        nextAt: 0,
+        n: s * perSite + i,
+      });
     }
   }
 
   /** Sends one pulse now; resolves with its status once answered. */
-  const send = (inst) => new Promise((resolveSent) => {
-    const ts = Math.max(Date.now(), inst.lastTs + 1);
-    inst.lastTs = ts;
-    const { body, headers } = signPulse({ instanceId: inst.instanceId, siteId: inst.siteId, ts, telemetry: telemetry[(inst.n + ts) % telemetry.length], publishKey, secretKey });
-    inst.inFlight = true;
-    const t0 = performance.now();
-    let settled = false;
-    const done = (status, text) => {
-      if (settled) return;
-      settled = true;
-      inst.inFlight = false;
-      resolveSent(status);
-      const t1 = performance.now();
-      if (status === 200 && text) {
-        try {
-          const interval = JSON.parse(text).pulseInterval;
-          if (Number.isInteger(interval) && interval >= 100) inst.intervalMs = interval;
-        } catch {
-          // not a policy: counted by status below
+  const send = (inst) =>
+    new Promise((resolveSent) => {
+      const ts = Math.max(Date.now(), inst.lastTs + 1);
+      inst.lastTs = ts;
+      const { body, headers } = signPulse({
+        instanceId: inst.instanceId,
+        siteId: inst.siteId,
+        ts,
+        telemetry: telemetry[(inst.n + ts) % telemetry.length],
+        publishKey,
+        secretKey,
+      });
+      inst.inFlight = true;
+      const t0 = performance.now();
+      let settled = false;
+      const done = (status, text) => {
+        if (settled) return;
+        settled = true;
+        inst.inFlight = false;
+        resolveSent(status);
+        const t1 = performance.now();
+        if (status === 200 && text) {
+          try {
+            const interval = JSON.parse(text).pulseInterval;
+            if (Number.isInteger(interval) && interval >= 100) inst.intervalMs = interval;
+          } catch {
+            // not a policy: counted by status below
+          }
         }
-      }
-      if (t1 < span.from || t1 > span.to) return;
-      const ok = typeof status === "number" && status >= 200 && status < 300;
-      if (ok) {
-        stats.ok++;
-        stats.latencies.push(t1 - t0);
-      } else {
-        stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
-        if (!(status in stats.sampleBodies)) stats.sampleBodies[status] = String(text ?? "").slice(0, 300);
-      }
-      if (TRACE) {
-        const second = Math.floor(Date.now() / 1000);
-        const row = (stats.trace[second] ??= { n: 0, ok: 0, max: 0 });
-        row.n++;
-        if (ok) row.ok++;
-        row.max = Math.max(row.max, t1 - t0);
-      }
-    };
-    const req = http.request({ agent, hostname, port, method: "POST", path: "/v1/pulse", headers }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => done(res.statusCode, Buffer.concat(chunks).toString("utf8")));
-      res.on("error", (e) => done(e.code ?? "response_error"));
+        if (t1 < span.from || t1 > span.to) return;
+        const ok = typeof status === "number" && status >= 200 && status < 300;
+        if (ok) {
+          stats.ok++;
+          stats.latencies.push(t1 - t0);
+        } else {
+          stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
+          if (!(status in stats.sampleBodies)) stats.sampleBodies[status] = String(text ?? "").slice(0, 300);
+        }
+        if (TRACE) {
+          const second = Math.floor(Date.now() / 1000);
+          const row = (stats.trace[second] ??= { n: 0, ok: 0, max: 0 });
+          row.n++;
+          if (ok) row.ok++;
+          row.max = Math.max(row.max, t1 - t0);
+        }
+      };
+      const req = http.request({ agent, hostname, port, method: "POST", path: "/v1/pulse", headers }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => done(res.statusCode, Buffer.concat(chunks).toString("utf8")));
+        res.on("error", (e) => done(e.code ?? "response_error"));
+      });
+      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(Object.assign(new Error("timeout"), { code: "timeout" })));
+      req.on("error", (e) => done(e.code ?? "request_error"));
+      req.end(body);
     });
-    req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(Object.assign(new Error("timeout"), { code: "timeout" })));
-    req.on("error", (e) => done(e.code ?? "request_error"));
-    req.end(body);
-  });
 
   const due = (inst) => {
     if (!running) return;
@@ -190,12 +219,16 @@ async function scenario({ key, label, sites, perSite, cold }) {
   const gone = [...cpuBefore.keys()].filter((pid) => !cpuAfter.has(pid)).map((pid) => `${pid} ${cpuBefore.get(pid).comm}`);
   const fresh = [...cpuAfter.keys()].filter((pid) => !cpuBefore.has(pid)).map((pid) => `${pid} ${cpuAfter.get(pid).comm}`);
   if (gone.length || fresh.length) {
-    log(`${label}: the control plane's processes changed during the measurement (gone: ${gone.join(", ") || "none"}; new: ${fresh.join(", ") || "none"}): CPU of exited ones is missing`);
+    log(
+      `${label}: the control plane's processes changed during the measurement (gone: ${gone.join(", ") || "none"}; new: ${fresh.join(", ") || "none"}): CPU of exited ones is missing`,
+    );
   }
   if (wranglerSaid.trim()) log(`${label}: wrangler said meanwhile:\n${wranglerSaid.trim().slice(-2000)}`);
   if (TRACE) {
     for (const [second, row] of Object.entries(stats.trace)) {
-      log(`  ${new Date(Number(second) * 1000).toISOString().slice(11, 19)} completed ${row.n} (2xx ${row.ok}), slowest ${row.max.toFixed(0)} ms`);
+      log(
+        `  ${new Date(Number(second) * 1000).toISOString().slice(11, 19)} completed ${row.n} (2xx ${row.ok}), slowest ${row.max.toFixed(0)} ms`,
+      );
     }
   }
   stats.latencies.sort((a, b) => a - b);
@@ -219,7 +252,11 @@ async function scenario({ key, label, sites, perSite, cold }) {
     restartedMidRequest: Object.values(stats.sampleBodies).some((b) => b.includes("restarted mid-request")),
   };
   log(
-    `${label}: offered ${result.offered.toFixed(0)}/s, accepted ${result.accepted.toFixed(0)}/s, skipped ${result.skipped}, errors ${JSON.stringify(result.byStatus)}, p50 ${result.p50?.toFixed(1)} ms, p99 ${result.p99?.toFixed(1)} ms; control plane ${result.cpuCores.toFixed(2)} cores (${Object.entries(cpu.byComm).map(([c, s]) => `${c} ${(s / wall).toFixed(2)}`).join(", ")}), load generator ${result.selfCores.toFixed(2)} cores; intervals ${result.intervals.join(",")} ms`,
+    `${label}: offered ${result.offered.toFixed(0)}/s, accepted ${result.accepted.toFixed(0)}/s, skipped ${result.skipped}, errors ${JSON.stringify(result.byStatus)}, p50 ${result.p50?.toFixed(1)} ms, p99 ${result.p99?.toFixed(1)} ms; control plane ${result.cpuCores.toFixed(2)} cores (${Object.entries(
+      cpu.byComm,
+    )
+      .map(([c, s]) => `${c} ${(s / wall).toFixed(2)}`)
+      .join(", ")}), load generator ${result.selfCores.toFixed(2)} cores; intervals ${result.intervals.join(",")} ms`,
   );
   await sleep(1000);
   return result;
@@ -253,7 +290,7 @@ const lines = [
   "",
   ...(results.some((r) => r.restartedMidRequest)
     ? [
-        "503 = wrangler dev's proxy could not reach the worker (its text says \"Your worker restarted mid-request\", but wrangler words every failed proxied POST to a path other than `/` so; the worker did not reload).",
+        '503 = wrangler dev\'s proxy could not reach the worker (its text says "Your worker restarted mid-request", but wrangler words every failed proxied POST to a path other than `/` so; the worker did not reload).',
         "",
       ]
     : []),

@@ -150,11 +150,14 @@ export function cpuBetween(before, after) {
  * from the tags'), as a JSON fragment to splice into a body. `variants`
  * different ones, so the aggregator does not merge the very same numbers.
  */
-export function pulseTelemetryVariants(variants = 16, tags = [
-  { tag: "free", calls: 400, baseMs: 60, errorEvery: 200 },
-  { tag: "pro", calls: 120, baseMs: 45, errorEvery: 400 },
-  { tag: "enterprise", calls: 30, baseMs: 35, errorEvery: 0 },
-]) {
+export function pulseTelemetryVariants(
+  variants = 16,
+  tags = [
+    { tag: "free", calls: 400, baseMs: 60, errorEvery: 200 },
+    { tag: "pro", calls: 120, baseMs: 45, errorEvery: 400 },
+    { tag: "enterprise", calls: 30, baseMs: 35, errorEvery: 0 },
+  ],
+) {
   const out = [];
   for (let v = 0; v < variants; v++) {
     const site = new LatencyHistogram();
@@ -162,7 +165,7 @@ export function pulseTelemetryVariants(variants = 16, tags = [
     let usage = 0;
     let bounced = 0;
     const tagMetrics = tags.map(({ tag, calls, baseMs, errorEvery }) => {
-      const count = Math.round(calls * (0.8 + 0.4 * ((v * 7 + tag.length) % 10) / 10));
+      const count = Math.round(calls * (0.8 + (0.4 * ((v * 7 + tag.length) % 10)) / 10));
       const h = new LatencyHistogram();
       for (let i = 0; i < count; i++) h.record(baseMs * (0.5 + ((i * 37 + v * 11) % 100) / 50) + (i % 50 === 0 ? 400 : 0));
       site.merge(h);
@@ -174,7 +177,10 @@ export function pulseTelemetryVariants(variants = 16, tags = [
       return { tag, latency: h.mean ?? 0, count, bounced: b, errors, latencyHistogram: h.encode() };
     });
     const metrics = { latency: site.mean ?? 0, errors: siteErrors, latencyHistogram: site.encode() };
-    out.push({ usageDelta: usage, json: `"usageDelta":${usage},"bouncedUnits":${bounced},"metrics":${JSON.stringify(metrics)},"tagMetrics":${JSON.stringify(tagMetrics)}` });
+    out.push({
+      usageDelta: usage,
+      json: `"usageDelta":${usage},"bouncedUnits":${bounced},"metrics":${JSON.stringify(metrics)},"tagMetrics":${JSON.stringify(tagMetrics)}`,
+    });
   }
   return out;
 }

@@ -15,7 +15,17 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WaitState } from "../sdk-node/src/index.js";
 import { freePort, startLocalControlPlane, type LocalControlPlane, type Tenant } from "../scripts/local-control-plane.mjs";
-import { ROOT, SCRIPT_BIN, runCli, runInTerminal, spawnCli, until, type CliOptions, type CliResult, type RunningCli } from "./support/cli.js";
+import {
+  ROOT,
+  SCRIPT_BIN,
+  runCli,
+  runInTerminal,
+  spawnCli,
+  until,
+  type CliOptions,
+  type CliResult,
+  type RunningCli,
+} from "./support/cli.js";
 
 let cp: LocalControlPlane;
 let tenant: Tenant;
@@ -92,14 +102,53 @@ describe("waitstate CLI against wrangler dev", () => {
   it("documents every command and the exit codes in --help; usage errors exit 2", async () => {
     const top = await ws(["--help"]);
     expect(top.code).toBe(0);
-    for (const line of ["0  ok", "1  the API reported a failure", "2  usage error", "3  not logged in", "4  not found", "5  the control plane is unreachable"]) {
+    for (const line of [
+      "0  ok",
+      "1  the API reported a failure",
+      "2  usage error",
+      "3  not logged in",
+      "4  not found",
+      "5  the control plane is unreachable",
+    ]) {
       expect(top.stdout).toContain(line);
     }
     const commands = [
-      "login", "logout", "orgs", "tokens list", "tokens create", "tokens revoke", "keys list", "keys create", "keys rotate", "keys revoke", "sites list", "sites show", "sites create", "sites set",
-      "sites rm", "tags list", "tags add", "tags edit", "tags rm", "rules list", "rules add", "rules edit", "rules rm", "rules enable",
-      "rules disable", "kill on", "kill off", "status", "tail", "usage", "audit", "webhooks list", "webhooks add", "webhooks edit",
-      "webhooks rm", "webhooks deliveries",
+      "login",
+      "logout",
+      "orgs",
+      "tokens list",
+      "tokens create",
+      "tokens revoke",
+      "keys list",
+      "keys create",
+      "keys rotate",
+      "keys revoke",
+      "sites list",
+      "sites show",
+      "sites create",
+      "sites set",
+      "sites rm",
+      "tags list",
+      "tags add",
+      "tags edit",
+      "tags rm",
+      "rules list",
+      "rules add",
+      "rules edit",
+      "rules rm",
+      "rules enable",
+      "rules disable",
+      "kill on",
+      "kill off",
+      "status",
+      "tail",
+      "usage",
+      "audit",
+      "webhooks list",
+      "webhooks add",
+      "webhooks edit",
+      "webhooks rm",
+      "webhooks deliveries",
     ];
     for (let i = 0; i < commands.length; i += 8) {
       const batch = commands.slice(i, i + 8);
@@ -111,7 +160,20 @@ describe("waitstate CLI against wrangler dev", () => {
       });
     }
     const help = await ws(["rules", "add", "--help"]);
-    for (const flag of ["--tag", "--all-traffic", "--metric", "--metric-tag", "--operator", "--threshold", "--action", "--action-value", "--priority", "--cooldown-seconds", "--site", "--disabled"]) {
+    for (const flag of [
+      "--tag",
+      "--all-traffic",
+      "--metric",
+      "--metric-tag",
+      "--operator",
+      "--threshold",
+      "--action",
+      "--action-value",
+      "--priority",
+      "--cooldown-seconds",
+      "--site",
+      "--disabled",
+    ]) {
       expect(help.stdout).toContain(flag);
     }
 
@@ -164,7 +226,11 @@ describe("waitstate CLI against wrangler dev", () => {
     // the token from stdin, and a re-login keeps the mode
     const again = await ws(["login", "--url", cp.url, "--token", "-", "--json"], { input: `${tenant.managementToken}\n` });
     expect(again.code).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ url: cp.url, service: "waitstate-control-plane", organizations: [{ id: tenant.orgId }] });
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      url: cp.url,
+      service: "waitstate-control-plane",
+      organizations: [{ id: tenant.orgId }],
+    });
     expect(statSync(configFile).mode & 0o777).toBe(0o600);
   });
 
@@ -180,7 +246,11 @@ describe("waitstate CLI against wrangler dev", () => {
 
     const usage = await ok(["usage"]);
     expect(usage).toContain("Plan enterprise: unlimited gate calls a month.");
-    expect(await okJson(["usage", "--month", "2026-01"])).toEqual({ plan: "enterprise", monthlyCallLimit: null, usage: [{ month: "2026-01", calls: 0, bounced: 0 }] });
+    expect(await okJson(["usage", "--month", "2026-01"])).toEqual({
+      plan: "enterprise",
+      monthlyCallLimit: null,
+      usage: [{ month: "2026-01", calls: 0, bounced: 0 }],
+    });
     const badMonth = await ws(["usage", "--month", "January"]);
     expect(badMonth.code).toBe(1);
     expect(badMonth.stderr).toContain("month must be YYYY-MM");
@@ -190,7 +260,9 @@ describe("waitstate CLI against wrangler dev", () => {
       ws(["orgs"], { env: { WAITSTATE_TOKEN: "ws_mgmt_wrong" } }),
       ws(["orgs", "--token", "ws_mgmt_wrong"]),
       ws(["orgs", "--url", impostorUrl]),
-      ws(["orgs", "--json"], { env: { WAITSTATE_CONFIG: path.join(dir, "none.json"), WAITSTATE_URL: cp.url, WAITSTATE_TOKEN: tenant.managementToken } }),
+      ws(["orgs", "--json"], {
+        env: { WAITSTATE_CONFIG: path.join(dir, "none.json"), WAITSTATE_URL: cp.url, WAITSTATE_TOKEN: tenant.managementToken },
+      }),
     ]);
     expect(envToken.code).toBe(3);
     expect(flagToken.code).toBe(3);
@@ -207,7 +279,12 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(created).toMatch(/^secretKey\s+ws_sec_\S+$/m);
 
     const json = await okJson(["keys", "create", "--name", "cli-json"]);
-    expect(json).toMatchObject({ id: expect.stringMatching(/^key_/), name: "cli-json", publishKey: expect.stringMatching(/^ws_pub_/), secretKey: expect.stringMatching(/^ws_sec_/) });
+    expect(json).toMatchObject({
+      id: expect.stringMatching(/^key_/),
+      name: "cli-json",
+      publishKey: expect.stringMatching(/^ws_pub_/),
+      secretKey: expect.stringMatching(/^ws_sec_/),
+    });
 
     const refused = await ws(["keys", "rotate", id!]);
     expect(refused.code).toBe(2);
@@ -255,7 +332,16 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(missingName.code).toBe(1);
     expect(missingName.stderr).toContain("--name");
     expect(missingName.stderr).toContain("--role");
-    const scoped = await okJson<{ role: string; siteIds: string[] }>(["tokens", "create", "--name", "checkout on-call", "--role", "editor", "--site", "checkout, checkout-eu"]);
+    const scoped = await okJson<{ role: string; siteIds: string[] }>([
+      "tokens",
+      "create",
+      "--name",
+      "checkout on-call",
+      "--role",
+      "editor",
+      "--site",
+      "checkout, checkout-eu",
+    ]);
     expect(scoped).toMatchObject({ role: "editor", siteIds: ["checkout", "checkout-eu"] });
     const scopedAdmin = await ws(["tokens", "create", "--name", "x", "--role", "admin", "--site", "checkout"]);
     expect(scopedAdmin.code).toBe(1);
@@ -279,7 +365,9 @@ describe("waitstate CLI against wrangler dev", () => {
     const rejected = await ws(["orgs", "--token", secret!]);
     expect(rejected.code).toBe(3);
 
-    const mine = (await okJson<{ managementTokens: Array<{ id: string; current: boolean }> }>(["tokens"])).managementTokens.find((t) => t.current)!;
+    const mine = (await okJson<{ managementTokens: Array<{ id: string; current: boolean }> }>(["tokens"])).managementTokens.find(
+      (t) => t.current,
+    )!;
     const last = await ws(["tokens", "revoke", mine.id, "--yes"]);
     expect(last.code).toBe(1);
     expect(last.stderr).toContain("last active admin token");
@@ -311,7 +399,11 @@ describe("waitstate CLI against wrangler dev", () => {
 
   it("sites create, list, show, set (API validation names the flag), rm; kill on/off asks first", async () => {
     const created = await okJson(["sites", "create", "edge", "--pulse-interval-ms", "500", "--lease-seconds", "10"]);
-    expect(created).toMatchObject({ siteId: "edge", killSwitch: false, settings: { pulseIntervalMs: 500, leaseDurationSeconds: 10, windowSeconds: null } });
+    expect(created).toMatchObject({
+      siteId: "edge",
+      killSwitch: false,
+      settings: { pulseIntervalMs: 500, leaseDurationSeconds: 10, windowSeconds: null },
+    });
     const set = await ok(["sites", "set", "edge", "--window-seconds", "5", "--lease-seconds", "default"]);
     expect(set).toMatch(/^window\s+5 s \(set for this site\)$/m);
     expect(set).toMatch(/^lease\s+60 s \(plan default\)$/m);
@@ -355,16 +447,61 @@ describe("waitstate CLI against wrangler dev", () => {
   });
 
   it("rules add (invalid field → exit 1 naming it), list, edit, disable, enable, rm", async () => {
-    const invalid = await ws(["rules", "add", "--tag", "free", "--metric", "p95_latency", "--operator", "between", "--threshold", "500", "--action", "block", "--priority", "1"]);
+    const invalid = await ws([
+      "rules",
+      "add",
+      "--tag",
+      "free",
+      "--metric",
+      "p95_latency",
+      "--operator",
+      "between",
+      "--threshold",
+      "500",
+      "--action",
+      "block",
+      "--priority",
+      "1",
+    ]);
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toContain("VALIDATION_FAILED");
     expect(invalid.stderr).toMatch(/operator \(--operator\): Invalid option/);
-    const throttle = await ws(["rules", "add", "--tag", "pro", "--metric", "error_rate", "--operator", "gt", "--threshold", "0.05", "--action", "throttle", "--priority", "2"]);
+    const throttle = await ws([
+      "rules",
+      "add",
+      "--tag",
+      "pro",
+      "--metric",
+      "error_rate",
+      "--operator",
+      "gt",
+      "--threshold",
+      "0.05",
+      "--action",
+      "throttle",
+      "--priority",
+      "2",
+    ]);
     expect(throttle.code).toBe(1);
     expect(throttle.stderr).toContain("actionValue (--action-value): throttle rules need an actionValue");
     const [noTarget, notNumber] = await Promise.all([
       ws(["rules", "add", "--metric", "rps", "--operator", "gt", "--threshold", "1", "--action", "block", "--priority", "1"]),
-      ws(["rules", "add", "--tag", "free", "--metric", "rps", "--operator", "gt", "--threshold", "lots", "--action", "block", "--priority", "1"]),
+      ws([
+        "rules",
+        "add",
+        "--tag",
+        "free",
+        "--metric",
+        "rps",
+        "--operator",
+        "gt",
+        "--threshold",
+        "lots",
+        "--action",
+        "block",
+        "--priority",
+        "1",
+      ]),
     ]);
     expect(noTarget.code).toBe(2);
     expect(noTarget.stderr).toContain("--tag <tag> or --all-traffic");
@@ -372,13 +509,60 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(notNumber.stderr).toContain('--threshold must be a number, got "lots"');
     expect((await okJson<{ reflexRules: unknown[] }>(["rules"])).reflexRules).toEqual([]);
 
-    const added = await ok(["rules", "add", "--tag", "free", "--metric", "p95_latency", "--operator", ">", "--threshold", "500", "--action", "block", "--priority", "1", "--site", "shop"]);
+    const added = await ok([
+      "rules",
+      "add",
+      "--tag",
+      "free",
+      "--metric",
+      "p95_latency",
+      "--operator",
+      ">",
+      "--threshold",
+      "500",
+      "--action",
+      "block",
+      "--priority",
+      "1",
+      "--site",
+      "shop",
+    ]);
     expect(added).toContain("when p95_latency > 500 then block free");
     const all = await okJson([
-      "rules", "add", "--all-traffic", "--metric", "error_rate", "--metric-tag", "pro", "--operator", "gte", "--threshold", "0.5",
-      "--action", "throttle", "--action-value", "0.5", "--priority", "2", "--cooldown-seconds", "10", "--disabled",
+      "rules",
+      "add",
+      "--all-traffic",
+      "--metric",
+      "error_rate",
+      "--metric-tag",
+      "pro",
+      "--operator",
+      "gte",
+      "--threshold",
+      "0.5",
+      "--action",
+      "throttle",
+      "--action-value",
+      "0.5",
+      "--priority",
+      "2",
+      "--cooldown-seconds",
+      "10",
+      "--disabled",
     ]);
-    expect(all).toMatchObject({ siteId: null, tagName: null, metric: "error_rate", metricTag: "pro", operator: "gte", threshold: 0.5, action: "throttle", actionValue: 0.5, priority: 2, cooldownSeconds: 10, enabled: false });
+    expect(all).toMatchObject({
+      siteId: null,
+      tagName: null,
+      metric: "error_rate",
+      metricTag: "pro",
+      operator: "gte",
+      threshold: 0.5,
+      action: "throttle",
+      actionValue: 0.5,
+      priority: 2,
+      cooldownSeconds: 10,
+      enabled: false,
+    });
 
     const list = await ok(["rules", "list"]);
     expect(tableRow(list, "ID")).toEqual(["ID", "PRI", "SITE", "TARGET", "CONDITION", "ACTION", "COOLDOWN", "ENABLED"]);
@@ -386,9 +570,22 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(first).toHaveLength(1);
     const id = first[0]!.id;
     expect(tableRow(list, id).slice(1)).toEqual(["1", "shop", "free", "p95_latency > 500", "block", "30 s", "yes"]);
-    expect(tableRow(list, all.id).slice(1)).toEqual(["2", "(all)", "(all traffic)", "error_rate[pro] >= 0.5", "throttle x0.5", "10 s", "no"]);
+    expect(tableRow(list, all.id).slice(1)).toEqual([
+      "2",
+      "(all)",
+      "(all traffic)",
+      "error_rate[pro] >= 0.5",
+      "throttle x0.5",
+      "10 s",
+      "no",
+    ]);
 
-    expect(await okJson(["rules", "edit", id, "--threshold", "800", "--cooldown-seconds", "60", "--metric-tag", ""])).toMatchObject({ id, threshold: 800, cooldownSeconds: 60, metricTag: null });
+    expect(await okJson(["rules", "edit", id, "--threshold", "800", "--cooldown-seconds", "60", "--metric-tag", ""])).toMatchObject({
+      id,
+      threshold: 800,
+      cooldownSeconds: 60,
+      metricTag: null,
+    });
     expect(await ok(["rules", "enable", all.id])).toContain(`Enabled rule ${all.id}`);
     expect((await okJson(["rules", "disable", id])).enabled).toBe(false);
     const badEdit = await ws(["rules", "edit", id, "--action-value", "2", "--action", "throttle"]);
@@ -403,7 +600,13 @@ describe("waitstate CLI against wrangler dev", () => {
   });
 
   it("status after real SDK pulses; tail prints the rule firing, in text and JSON, and Ctrl-C exits 0", async () => {
-    const sdk = new WaitState({ publishKey: tenant.publishKey, secretKey: tenant.secretKey, baseUrl: cp.url, siteId: "live", instanceId: "cli-node-1" });
+    const sdk = new WaitState({
+      publishKey: tenant.publishKey,
+      secretKey: tenant.secretKey,
+      baseUrl: cp.url,
+      siteId: "live",
+      instanceId: "cli-node-1",
+    });
     const traffic = setInterval(() => {
       for (const tag of ["free", "pro"]) {
         sdk.gate(tag);
@@ -422,7 +625,11 @@ describe("waitstate CLI against wrangler dev", () => {
         15_000,
         "pulses in the site's status",
       );
-      expect(status).toMatchObject({ siteId: "live", policy: { version: expect.any(Number), killSignal: false, status: "ok" }, timing: { pulseIntervalMs: 1000 } });
+      expect(status).toMatchObject({
+        siteId: "live",
+        policy: { version: expect.any(Number), killSignal: false, status: "ok" },
+        timing: { pulseIntervalMs: 1000 },
+      });
       expect(status.window.rps).toBeGreaterThan(0);
       expect(status.window.p95).toBeGreaterThanOrEqual(30);
       expect(status.window.p95).toBeLessThan(200);
@@ -431,7 +638,18 @@ describe("waitstate CLI against wrangler dev", () => {
       expect(text).toMatch(/^site\s+live/m);
       expect(text).toMatch(/^fleet\s+1 instance, \d+ pulses? in the last 30 s$/m);
       expect(text).toMatch(/calls\/s, \d+ errors \(0%\), latency mean [\d.]+ ms, p50 [\d.]+, p95 [\d.]+, p99 [\d.]+ ms/);
-      expect(tableRow(text, "TAG")).toEqual(["TAG", "CALLS/S", "CALLS", "ERRORS", "ERR %", "MEAN MS", "P50 MS", "P95 MS", "P99 MS", "LIMIT"]);
+      expect(tableRow(text, "TAG")).toEqual([
+        "TAG",
+        "CALLS/S",
+        "CALLS",
+        "ERRORS",
+        "ERR %",
+        "MEAN MS",
+        "P50 MS",
+        "P95 MS",
+        "P99 MS",
+        "LIMIT",
+      ]);
       expect(tableRow(text, "free").at(-1)).toBe("unlimited");
       expect(text).toContain("No reflex rules apply to this site");
 
@@ -439,22 +657,63 @@ describe("waitstate CLI against wrangler dev", () => {
       const tail = spawnCli(["tail", "--site", "live"], { env: { WAITSTATE_CONFIG: configFile } });
       const tailJson = spawnCli(["tail", "--site", "live", "--json"], { env: { WAITSTATE_CONFIG: configFile } });
       running.push(tail, tailJson);
-      await until(() => /policy v\d+ \(current\)/.test(tail.stdout()) && tailJson.stdout().includes('"current":true'), 10_000, "both tails' first line");
-      const rule = await okJson(["rules", "add", "--tag", "free", "--metric", "rps", "--operator", "gte", "--threshold", "0", "--action", "block", "--cooldown-seconds", "0", "--priority", "1", "--site", "live"]);
+      await until(
+        () => /policy v\d+ \(current\)/.test(tail.stdout()) && tailJson.stdout().includes('"current":true'),
+        10_000,
+        "both tails' first line",
+      );
+      const rule = await okJson([
+        "rules",
+        "add",
+        "--tag",
+        "free",
+        "--metric",
+        "rps",
+        "--operator",
+        "gte",
+        "--threshold",
+        "0",
+        "--action",
+        "block",
+        "--cooldown-seconds",
+        "0",
+        "--priority",
+        "1",
+        "--site",
+        "live",
+      ]);
       const started = Date.now();
-      await until(() => tail.stdout().includes(`fired    ${rule.id}  block free  rps`), 10_000, `tail printing ${rule.id} firing:\n${tail.stdout()}${tail.stderr()}`);
+      await until(
+        () => tail.stdout().includes(`fired    ${rule.id}  block free  rps`),
+        10_000,
+        `tail printing ${rule.id} firing:\n${tail.stdout()}${tail.stderr()}`,
+      );
       expect(Date.now() - started).toBeLessThan(8000);
       await until(() => /policy v\d+ {2}status ok {2}free=0/.test(tail.stdout()), 5000, "tail printing the new policy");
       const events = await until(
         () => {
-          const lines = tailJson.stdout().trim().split("\n").map((l) => JSON.parse(l));
-          return lines.some((l) => l.type === "rule.fired") && lines.some((l) => l.type === "policy" && l.policy.tagMaxWeights.free === 0) ? lines : null;
+          const lines = tailJson
+            .stdout()
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l));
+          return lines.some((l) => l.type === "rule.fired") && lines.some((l) => l.type === "policy" && l.policy.tagMaxWeights.free === 0)
+            ? lines
+            : null;
         },
         10_000,
         "tail --json printing the fire",
       );
       expect(events[0]).toMatchObject({ type: "policy", siteId: "live", current: true });
-      expect(events.find((l) => l.type === "rule.fired")).toMatchObject({ siteId: "live", ruleId: rule.id, tagName: "free", metric: "rps", operator: "gte", threshold: 0, value: expect.any(Number) });
+      expect(events.find((l) => l.type === "rule.fired")).toMatchObject({
+        siteId: "live",
+        ruleId: rule.id,
+        tagName: "free",
+        metric: "rps",
+        operator: "gte",
+        threshold: 0,
+        value: expect.any(Number),
+      });
 
       const applied = await ok(["status", "--site", "live"]);
       expect(applied).toMatch(new RegExp(`free: 0 \\(blocked\\) {2}← ${rule.id} \\(rps >= 0\\)`));
@@ -480,7 +739,13 @@ describe("waitstate CLI against wrangler dev", () => {
   });
 
   it("audit: the changes above, filtered by kind and site, with a cursor", async () => {
-    const kills = await okJson<{ entries: Array<{ kind: string; siteId: string; actor: { type: string } }>; nextCursor: string | null }>(["audit", "--kind", "kill.*", "--since", "1h"]);
+    const kills = await okJson<{ entries: Array<{ kind: string; siteId: string; actor: { type: string } }>; nextCursor: string | null }>([
+      "audit",
+      "--kind",
+      "kill.*",
+      "--since",
+      "1h",
+    ]);
     expect(kills.entries.map((e) => e.kind)).toEqual(["kill.off", "kill.on"]);
     expect(kills.entries[0]).toMatchObject({ siteId: "edge", actor: { type: "token" } });
     const table = await ok(["audit", "--site", "edge"]);
@@ -499,7 +764,13 @@ describe("waitstate CLI against wrangler dev", () => {
       10_000,
       "a rule.fired audit entry",
     );
-    expect(fired).toMatchObject({ kind: "rule.fired", siteId: "live", actor: { type: "system" }, target: expect.stringMatching(/^rule_/), details: { metric: "rps", operator: "gte", threshold: 0, value: expect.any(Number) } });
+    expect(fired).toMatchObject({
+      kind: "rule.fired",
+      siteId: "live",
+      actor: { type: "system" },
+      target: expect.stringMatching(/^rule_/),
+      details: { metric: "rps", operator: "gte", threshold: 0, value: expect.any(Number) },
+    });
     const firedTable = await ok(["audit", "--site", "live", "--kind", "rule.*"]);
     expect(firedTable).toMatch(new RegExp(`rule\\.fired\\s+live\\s+system\\s+${fired.target}\\s+rps [\\d.]+ >= 0: block free`));
     const [badKind, badSince] = await Promise.all([ws(["audit", "--kind", "nonsense"]), ws(["audit", "--since", "last tuesday-ish"])]);
@@ -518,7 +789,9 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(tableRow(list, id!).slice(1, 4)).toEqual(["http://127.0.0.1:9/hooks", "kill.*,rule.fired", "yes"]);
     expect(list).not.toContain("whsec_");
     expect(await okJson(["webhooks", "edit", id!, "--events", "*", "--disable"])).toMatchObject({ id, events: ["*"], enabled: false });
-    expect(await ok(["webhooks", "edit", id!, "--enable", "--endpoint", "http://127.0.0.1:9/other"])).toContain(`Updated webhook ${id}: http://127.0.0.1:9/other for * (enabled)`);
+    expect(await ok(["webhooks", "edit", id!, "--enable", "--endpoint", "http://127.0.0.1:9/other"])).toContain(
+      `Updated webhook ${id}: http://127.0.0.1:9/other for * (enabled)`,
+    );
     await ok(["kill", "on", "--site", "live", "--yes"]);
     await ok(["kill", "off", "--site", "live", "--yes"]);
     const deliveries = await until(
@@ -534,7 +807,10 @@ describe("waitstate CLI against wrangler dev", () => {
     expect(tableRow(table, "ID")).toEqual(["ID", "CREATED", "EVENT", "STATUS", "ATTEMPTS", "LAST", "NEXT / DELIVERED"]);
     expect(table).toMatch(/kill\.on\s+(pending|failed)/);
 
-    const [badUrl, missing] = await Promise.all([ws(["webhooks", "add", "ftp://example.com/x"]), ws(["webhooks", "deliveries", "wh_nope"])]);
+    const [badUrl, missing] = await Promise.all([
+      ws(["webhooks", "add", "ftp://example.com/x"]),
+      ws(["webhooks", "deliveries", "wh_nope"]),
+    ]);
     expect(badUrl.code).toBe(1);
     expect(badUrl.stderr).toContain("url (<url>)");
     expect(missing.code).toBe(4);
@@ -542,33 +818,42 @@ describe("waitstate CLI against wrangler dev", () => {
     expect((await okJson<{ webhooks: unknown[] }>(["webhooks", "list"])).webhooks).toEqual([]);
   });
 
-  it.runIf(existsSync(SCRIPT_BIN))("on a terminal: kill asks and obeys the answer, colours unless NO_COLOR, the token prompt does not echo", async () => {
-    const env = { WAITSTATE_CONFIG: configFile };
-    const no = await runInTerminal(["kill", "on", "--site", "live"], { env, answers: [["[y/N]", "n\r"]] });
-    expect(no.code).toBe(2);
-    expect(no.stdout).toContain("Turn the kill switch ON for site live?");
-    expect(no.stdout).toContain("cancelled: nothing was changed");
-    expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(false);
+  it.runIf(existsSync(SCRIPT_BIN))(
+    "on a terminal: kill asks and obeys the answer, colours unless NO_COLOR, the token prompt does not echo",
+    async () => {
+      const env = { WAITSTATE_CONFIG: configFile };
+      const no = await runInTerminal(["kill", "on", "--site", "live"], { env, answers: [["[y/N]", "n\r"]] });
+      expect(no.code).toBe(2);
+      expect(no.stdout).toContain("Turn the kill switch ON for site live?");
+      expect(no.stdout).toContain("cancelled: nothing was changed");
+      expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(false);
 
-    const yes = await runInTerminal(["kill", "on", "--site", "live"], { env, answers: [["[y/N]", "y\r"]] });
-    expect(yes.code).toBe(0);
-    expect(yes.stdout).toContain("\x1b[31mKill switch ON\x1b[0m for site live");
-    expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(true);
+      const yes = await runInTerminal(["kill", "on", "--site", "live"], { env, answers: [["[y/N]", "y\r"]] });
+      expect(yes.code).toBe(0);
+      expect(yes.stdout).toContain("\x1b[31mKill switch ON\x1b[0m for site live");
+      expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(true);
 
-    const plain = await runInTerminal(["kill", "off", "--site", "live"], { env: { ...env, NO_COLOR: "1" }, answers: [["[y/N]", "yes\r"]] });
-    expect(plain.code).toBe(0);
-    expect(plain.stdout).toContain("Kill switch off for site live (policy v");
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: matches terminal escape sequences
-    expect(plain.stdout).not.toMatch(/\x1b\[(1|2|3\d)(;\d+)?m/);
-    expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(false);
+      const plain = await runInTerminal(["kill", "off", "--site", "live"], {
+        env: { ...env, NO_COLOR: "1" },
+        answers: [["[y/N]", "yes\r"]],
+      });
+      expect(plain.code).toBe(0);
+      expect(plain.stdout).toContain("Kill switch off for site live (policy v");
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: matches terminal escape sequences
+      expect(plain.stdout).not.toMatch(/\x1b\[(1|2|3\d)(;\d+)?m/);
+      expect((await okJson(["sites", "show", "live"])).killSwitch).toBe(false);
 
-    const otherConfig = path.join(dir, "tty", "config.json");
-    const login = await runInTerminal(["login", "--url", cp.url], { env: { WAITSTATE_CONFIG: otherConfig }, answers: [["Management token: ", `${tenant.managementToken}\r`]] });
-    expect(login.code).toBe(0);
-    expect(login.stdout).toContain(`Logged in to ${cp.url}`);
-    expect(login.stdout).not.toContain(tenant.managementToken);
-    expect(JSON.parse(readFileSync(otherConfig, "utf8")).token).toBe(tenant.managementToken);
-  });
+      const otherConfig = path.join(dir, "tty", "config.json");
+      const login = await runInTerminal(["login", "--url", cp.url], {
+        env: { WAITSTATE_CONFIG: otherConfig },
+        answers: [["Management token: ", `${tenant.managementToken}\r`]],
+      });
+      expect(login.code).toBe(0);
+      expect(login.stdout).toContain(`Logged in to ${cp.url}`);
+      expect(login.stdout).not.toContain(tenant.managementToken);
+      expect(JSON.parse(readFileSync(otherConfig, "utf8")).token).toBe(tenant.managementToken);
+    },
+  );
 
   it("logout forgets the login (exit 3 after); output has no colour codes without a terminal", async () => {
     expect(await ok(["logout"])).toContain(`Logged out: removed ${configFile}`);

@@ -83,7 +83,11 @@ async function enforced(
 ) {
   const issuedAt: number = policy.issuedAt;
   const matches = (r: LoadRecord) =>
-    r.sentAt >= issuedAt && r.tier === probe.tier && r.cost === probe.cost && (r.status === 429) === probe.denied && (probe.reason === undefined || r.reason === probe.reason);
+    r.sentAt >= issuedAt &&
+    r.tier === probe.tier &&
+    r.cost === probe.cost &&
+    (r.status === 429) === probe.denied &&
+    (probe.reason === undefined || r.reason === probe.reason);
   const firsts = await until(
     () => {
       const at = apis.map((_, i) => load!.records.find((r) => r.target === i && matches(r))?.sentAt);
@@ -144,7 +148,8 @@ beforeAll(async () => {
         errorRate: ROWS[0]!.errorRate,
         onError: (e) => {
           // the outage is expected to produce network errors and safe mode; anything else is a finding
-          if (!["PULSE_FAILED", "POLICY_FETCH_FAILED", "SAFE_MODE", "AUTH_FAILED"].includes(e.code)) clientErrors.push(`${e.code}: ${e.message}`);
+          if (!["PULSE_FAILED", "POLICY_FETCH_FAILED", "SAFE_MODE", "AUTH_FAILED"].includes(e.code))
+            clientErrors.push(`${e.code}: ${e.message}`);
         },
       }),
     ),
@@ -159,17 +164,26 @@ afterAll(async () => {
   await cp?.dispose();
   if (reactions.length > 0) {
     console.log(
-      ["reaction (policy issued → every instance enforcing), pulse interval 1 s:", ...reactions.map((r) => `  ${r.phase}: ${r.reactionMs} ms = ${r.intervals.toFixed(2)} intervals (${r.fromChangeMs} ms after the change)`)].join("\n"),
+      [
+        "reaction (policy issued → every instance enforcing), pulse interval 1 s:",
+        ...reactions.map(
+          (r) => `  ${r.phase}: ${r.reactionMs} ms = ${r.intervals.toFixed(2)} intervals (${r.fromChangeMs} ms after the change)`,
+        ),
+      ].join("\n"),
     );
   }
 });
 
 describe.sequential("the closed loop under wrangler dev: 3 instances of an express API, one site", () => {
   it("row 1 — latency 80 ms, errors 2: every tier is allowed", async () => {
-    const s = await until(async () => {
-      const st = await siteStatus();
-      return st.window.instances === 3 && st.window.calls > 0 ? st : null;
-    }, 20_000, "pulses from all three instances");
+    const s = await until(
+      async () => {
+        const st = await siteStatus();
+        return st.window.instances === 3 && st.window.calls > 0 ? st : null;
+      },
+      20_000,
+      "pulses from all three instances",
+    );
     expect(s.policy.tagMaxWeights).toEqual({});
     expect(s.timing).toEqual({ pulseIntervalMs: INTERVAL_MS, leaseDurationSeconds: LEASE_SECONDS, windowSeconds: WINDOW_SECONDS });
     for (const a of apis) expect(a.client.status()).toMatchObject({ synced: true, safeMode: false, pulseIntervalMs: INTERVAL_MS });
@@ -189,7 +203,9 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
     const s = await siteStatus();
     const until_ = Date.now() - INTERVAL_MS;
     const recent = load!.records.filter((r) => r.status === 200 && r.doneAt > until_ - WINDOW_SECONDS * 1000 && r.doneAt <= until_);
-    const perInstance = apis.map((_, i) => LatencyHistogram.fromValues(recent.filter((r) => r.target === i).map((r) => r.doneAt - r.sentAt)));
+    const perInstance = apis.map((_, i) =>
+      LatencyHistogram.fromValues(recent.filter((r) => r.target === i).map((r) => r.doneAt - r.sentAt)),
+    );
     const merged = LatencyHistogram.fromValues(recent.map((r) => r.doneAt - r.sentAt));
     const mergedP95 = merged.quantile(0.95)!;
     const averageOfP95s = perInstance.reduce((sum, h) => sum + h.quantile(0.95)!, 0) / 3;
@@ -202,7 +218,9 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
     expect(s.window.latency).toBeGreaterThan(250);
     expect(s.window.latency).toBeLessThan(450);
     expect(s.policy.tagMaxWeights).toEqual({});
-    console.log(`fleet p95 ${s.window.p95.toFixed(0)} ms (clients' merged ${mergedP95.toFixed(0)} ms, average of per-instance p95s ${averageOfP95s.toFixed(0)} ms, mean ${s.window.latency.toFixed(0)} ms)`);
+    console.log(
+      `fleet p95 ${s.window.p95.toFixed(0)} ms (clients' merged ${mergedP95.toFixed(0)} ms, average of per-instance p95s ${averageOfP95s.toFixed(0)} ms, mean ${s.window.latency.toFixed(0)} ms)`,
+    );
     setBackend(ROWS[0]!.latencyMs, ROWS[0]!.errorRate);
     await until(async () => (await siteStatus()).window.latency < 200, 15_000, "the fleet back to 80 ms");
   }, 60_000);
@@ -218,7 +236,10 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
     it(`row ${index + 1} — ${row.name}: rules #${row.rules.join(", #")} fire; free ${row.expect.free}, pro ${row.expect.pro}, enterprise ${row.expect.enterprise}`, async () => {
       const changedAt = setBackend(row.latencyMs, row.errorRate);
       const reaction = await reactTo(`row ${index + 1}`, changedAt, row.tagMaxWeights, probes[index]!);
-      expect(reaction.intervals, `every instance enforces within 2 pulse intervals of the policy change (${reaction.reactionMs} ms)`).toBeLessThanOrEqual(2);
+      expect(
+        reaction.intervals,
+        `every instance enforces within 2 pulse intervals of the policy change (${reaction.reactionMs} ms)`,
+      ).toBeLessThanOrEqual(2);
       const s = await siteStatus();
       // the table's "rules fired" column: the rules that shape the policy (at 1200 ms #2 also holds, but #1 is free's first match)
       const applied = s.rules.filter((r: { applied: boolean }) => r.applied).map((r: { priority: number }) => r.priority);
@@ -243,7 +264,13 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
       // within the lease (answered by now): the last policy, unchanged
       expectRow(row, summarize(load!.records, Math.max(stoppedAt, ...lastSync) + 100, Math.min(...leaseEnds) - 200));
 
-      const per = apis.map((_, i) => summarize(load!.records.filter((r) => r.target === i), from, to));
+      const per = apis.map((_, i) =>
+        summarize(
+          load!.records.filter((r) => r.target === i),
+          from,
+          to,
+        ),
+      );
       const reasons = (s: ReturnType<typeof summarize>) => [...new Set(Object.values(s).flatMap((t) => Object.keys(t.reasons)))];
       for (const s of per) expect(reasons(s)).toEqual(["lease_expired"]);
       // open: everything allowed
@@ -264,9 +291,15 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
       await cp.start();
     }
     const restartedAt = Date.now();
-    await until(() => apis.every((a) => a.client.status().lastSyncAt! >= restartedAt && !a.client.status().safeMode), 20_000, "every instance to resync");
+    await until(
+      () => apis.every((a) => a.client.status().lastSyncAt! >= restartedAt && !a.client.status().safeMode),
+      20_000,
+      "every instance to resync",
+    );
     const resyncedAt = Date.now();
-    console.log(`outage: control plane down ${restartedAt - stoppedAt} ms; instances resynced ${resyncedAt - restartedAt} ms after it answered`);
+    console.log(
+      `outage: control plane down ${restartedAt - stoppedAt} ms; instances resynced ${resyncedAt - restartedAt} ms after it answered`,
+    );
     const { summary } = await sample(1500, row.latencyMs);
     expect(Object.values(summary).some((t) => "lease_expired" in t.reasons)).toBe(false);
   }, 120_000);
@@ -285,7 +318,12 @@ describe.sequential("the closed loop under wrangler dev: 3 instances of an expre
   it("kill switch: every instance denies all traffic within 2 pulse intervals; off restores it", async () => {
     const on = await api("POST", `/v1/sites/${SITE}/kill`, { enabled: true });
     expect(on.policy.killSignal).toBe(true);
-    const killed = await enforced("kill on", on.policy.issuedAt, on.policy, { tier: "enterprise", cost: LIGHT, denied: true, reason: "kill_signal" });
+    const killed = await enforced("kill on", on.policy.issuedAt, on.policy, {
+      tier: "enterprise",
+      cost: LIGHT,
+      denied: true,
+      reason: "kill_signal",
+    });
     expect(killed.intervals).toBeLessThanOrEqual(2);
     const { summary } = await sample(1500, ROWS[0]!.latencyMs);
     for (const t of Object.values(summary)) expect(t.reasons).toEqual({ kill_signal: t.sent });

@@ -32,7 +32,8 @@ interface Traffic {
 
 function startTraffic(): Traffic {
   const clients = ["web-1", "web-2"].map(
-    (instanceId) => new WaitState({ publishKey: tenant.publishKey, secretKey: tenant.secretKey, baseUrl: cp.url, siteId: SITE, instanceId }),
+    (instanceId) =>
+      new WaitState({ publishKey: tenant.publishKey, secretKey: tenant.secretKey, baseUrl: cp.url, siteId: SITE, instanceId }),
   );
   const tiers: Array<[string, number, number]> = [
     ["free", 1, 140],
@@ -64,7 +65,11 @@ function startTraffic(): Traffic {
 
 /** Rolled-up minutes of the site with traffic (WRITE_SCREENSHOTS waits for a few, so the charts have lines). */
 async function rolledUpMinutes(): Promise<number> {
-  const { rollups } = await cp.api<{ rollups: Array<{ tag: string }> }>("GET", `/v1/telemetry?siteId=${SITE}&tag=__site__`, tenant.managementToken);
+  const { rollups } = await cp.api<{ rollups: Array<{ tag: string }> }>(
+    "GET",
+    `/v1/telemetry?siteId=${SITE}&tag=__site__`,
+    tenant.managementToken,
+  );
   return rollups.length;
 }
 
@@ -115,10 +120,15 @@ describe("dashboard in Chromium against wrangler dev", () => {
       // ---------------------------------------------------------------- a site with a short window, then real traffic
       await page.fill("#f-siteId", SITE);
       await page.fill("#f-windowSeconds", "5");
-      await Promise.all([page.waitForURL(new RegExp(`/dashboard/sites/${SITE}\\?done=site.created$`)), page.click("button:has-text('Create site')")]);
+      await Promise.all([
+        page.waitForURL(new RegExp(`/dashboard/sites/${SITE}\\?done=site.created$`)),
+        page.click("button:has-text('Create site')"),
+      ]);
       traffic = startTraffic();
       await until(
-        async () => (await cp.api<{ window: { instances: number } }>("GET", `/v1/sites/${SITE}/status`, tenant.managementToken)).window.instances === 2,
+        async () =>
+          (await cp.api<{ window: { instances: number } }>("GET", `/v1/sites/${SITE}/status`, tenant.managementToken)).window.instances ===
+          2,
         20_000,
         "two instances live",
       );
@@ -170,7 +180,12 @@ describe("dashboard in Chromium against wrangler dev", () => {
       }
       await screenshot(page, "site");
       if (WRITE_SCREENSHOTS) {
-        const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+        const phone = await browser.newContext({
+          viewport: { width: 390, height: 844 },
+          deviceScaleFactor: 2,
+          isMobile: true,
+          hasTouch: true,
+        });
         await phone.addCookies(await context.cookies());
         const phonePage = await phone.newPage();
         await phonePage.goto(`${cp.url}/dashboard/sites/${SITE}`);
@@ -195,7 +210,11 @@ describe("dashboard in Chromium against wrangler dev", () => {
       await Promise.all([page.waitForURL(/done=kill.on$/), page.click("button:has-text('Deny all traffic')")]);
       expect(await page.textContent("#kill")).toContain("ON");
       expect(await page.textContent("main")).toContain("Kill switch ON: every gate() of this site denies with kill_signal");
-      await until(() => traffic!.last.enterprise?.reason === "kill_signal" && traffic!.last.pro?.reason === "kill_signal", 10_000, "the SDKs obeying the kill switch");
+      await until(
+        () => traffic!.last.enterprise?.reason === "kill_signal" && traffic!.last.pro?.reason === "kill_signal",
+        10_000,
+        "the SDKs obeying the kill switch",
+      );
 
       await Promise.all([page.waitForURL(/\/kill\?on=0$/), page.click("[data-action='kill']")]);
       await Promise.all([page.waitForURL(/done=kill.off$/), page.click("button:has-text('Turn kill switch off')")]);
@@ -226,7 +245,8 @@ describe("dashboard in Chromium against wrangler dev", () => {
       // ---------------------------------------------------------------- the audit log names the session
       await page.goto(`${cp.url}/dashboard/audit`);
       const audit = (await page.textContent("[data-audit]")) ?? "";
-      for (const kind of ["session.login", "site.created", "rule.created", "kill.on", "kill.off", "key.rotated"]) expect(audit).toContain(kind);
+      for (const kind of ["session.login", "site.created", "rule.created", "kill.on", "kill.off", "key.rotated"])
+        expect(audit).toContain(kind);
       expect(await page.textContent("[data-audit-kind='kill.on']")).toContain("session");
       await screenshot(page, "audit");
 
@@ -236,10 +256,26 @@ describe("dashboard in Chromium against wrangler dev", () => {
   );
 
   it("every main page fits a 390 px wide phone without horizontal scrolling", async () => {
-    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const context = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+    });
     const page = await logIn(context);
     const keyId = (tenant.key as { id: string }).id;
-    for (const path of ["/dashboard/sites", `/dashboard/sites/${SITE}`, "/dashboard/rules", "/dashboard/tags", "/dashboard/keys", "/dashboard/usage", "/dashboard/audit", "/dashboard/webhooks", `/dashboard/sites/${SITE}/kill?on=1`, `/dashboard/keys/${keyId}/revoke`]) {
+    for (const path of [
+      "/dashboard/sites",
+      `/dashboard/sites/${SITE}`,
+      "/dashboard/rules",
+      "/dashboard/tags",
+      "/dashboard/keys",
+      "/dashboard/usage",
+      "/dashboard/audit",
+      "/dashboard/webhooks",
+      `/dashboard/sites/${SITE}/kill?on=1`,
+      `/dashboard/keys/${keyId}/revoke`,
+    ]) {
       await page.goto(`${cp.url}${path}`);
       expect(await page.locator("main h1").count(), path).toBe(1);
       expect(await horizontalOverflow(page), path).toBeLessThanOrEqual(0);

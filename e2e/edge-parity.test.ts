@@ -52,7 +52,10 @@ interface Row {
  * hold the same version satisfying `ready`, runs the grid, and runs it again
  * if either side moved to another version meanwhile.
  */
-async function compareGrid(ready: (policy: NonNullable<WaitState["policy"]>) => boolean, what: string): Promise<{ version: number; rows: Row[] }> {
+async function compareGrid(
+  ready: (policy: NonNullable<WaitState["policy"]>) => boolean,
+  what: string,
+): Promise<{ version: number; rows: Row[] }> {
   const client = ws!;
   for (let attempt = 0; attempt < 3; attempt++) {
     const version = await until(
@@ -70,7 +73,12 @@ async function compareGrid(ready: (policy: NonNullable<WaitState["policy"]>) => 
       for (const weight of WEIGHTS) {
         const edge = await decision(tag, weight);
         const node = client.gate(tag, weight);
-        rows.push({ tag, weight, edge: { allowed: edge.allowed, reason: edge.reason }, node: { allowed: node.allowed, reason: node.reason } });
+        rows.push({
+          tag,
+          weight,
+          edge: { allowed: edge.allowed, reason: edge.reason },
+          node: { allowed: node.allowed, reason: node.reason },
+        });
       }
     }
     if (client.policy?.version === version && (await workerVersion()) === version) return { version, rows };
@@ -81,7 +89,9 @@ async function compareGrid(ready: (policy: NonNullable<WaitState["policy"]>) => 
 beforeAll(async () => {
   cp = await startLocalControlPlane();
   tenant = await cp.tenant("Edge parity", "enterprise");
-  await Promise.all(["free", "pro", "enterprise"].map((name) => cp.api("POST", "/v1/tags", tenant.managementToken, { name, maxWeight: 10 })));
+  await Promise.all(
+    ["free", "pro", "enterprise"].map((name) => cp.api("POST", "/v1/tags", tenant.managementToken, { name, maxWeight: 10 })),
+  );
   // The Node instance first: its first pulse creates the site, so the Worker's first sync can read the policy too.
   ws = new WaitState({
     publishKey: tenant.publishKey,
@@ -122,7 +132,10 @@ describe("@waitstate/edge Worker and @waitstate/sdk on one site", () => {
     expect(status.policyVersion).toEqual(expect.any(Number));
 
     // Requests through the gating path with a tag only the Worker uses: the aggregator creates it from its pulses.
-    const res = await worker.getJson<{ allowed: boolean; reason: string }>("/some/path", { "x-waitstate-tag": "edge-only", "x-waitstate-weight": "2" });
+    const res = await worker.getJson<{ allowed: boolean; reason: string }>("/some/path", {
+      "x-waitstate-tag": "edge-only",
+      "x-waitstate-weight": "2",
+    });
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ allowed: true, reason: "allowed" });
     const tag = await until(
@@ -157,7 +170,10 @@ describe("@waitstate/edge Worker and @waitstate/sdk on one site", () => {
 
     const client = ws!;
 
-    const { version, rows } = await compareGrid((p) => p.tagMaxWeights.free === 5 && p.tagMaxWeights.pro === 0 && !p.killSignal, "rules applied");
+    const { version, rows } = await compareGrid(
+      (p) => p.tagMaxWeights.free === 5 && p.tagMaxWeights.pro === 0 && !p.killSignal,
+      "rules applied",
+    );
     expect(version).toBeGreaterThan(1);
     expect(client.policy?.tagMaxWeights).toEqual({ free: 5, pro: 0 });
 
@@ -174,7 +190,10 @@ describe("@waitstate/edge Worker and @waitstate/sdk on one site", () => {
     expect(rows.filter((r) => r.edge.reason === "tag_blocked").length).toBe(WEIGHTS.length);
 
     // The gating path: a denial is the Node middlewares' 429; an allowed request passes.
-    const denied = await worker.getJson<{ error: { code: string; message: string; reason: string } }>("/api", { "x-waitstate-tag": "free", "x-waitstate-weight": "7" });
+    const denied = await worker.getJson<{ error: { code: string; message: string; reason: string } }>("/api", {
+      "x-waitstate-tag": "free",
+      "x-waitstate-weight": "7",
+    });
     expect(denied.status).toBe(429);
     expect(denied.headers.get("retry-after")).toBe("1");
     expect(denied.body.error).toMatchObject({ code: "RATE_LIMITED", reason: "over_weight" });

@@ -21,7 +21,14 @@ afterAll(async () => {
 });
 
 function client(tenant: Tenant, siteId: string, instanceId: string, errors: WaitStateError[]) {
-  return new WaitState({ publishKey: tenant.publishKey, secretKey: tenant.secretKey, baseUrl: cp.url, siteId, instanceId, onError: (e) => errors.push(e) });
+  return new WaitState({
+    publishKey: tenant.publishKey,
+    secretKey: tenant.secretKey,
+    baseUrl: cp.url,
+    siteId,
+    instanceId,
+    onError: (e) => errors.push(e),
+  });
 }
 
 async function usageOf(tenant: Tenant): Promise<number> {
@@ -36,8 +43,20 @@ describe("a policy every SDK can install", () => {
     let ts = Date.now();
     for (let chunk = 0; chunk < 8; chunk++) {
       const tagMetrics = Array.from({ length: 512 }, (_, i) => ({ tag: `tag-${String(chunk * 512 + i).padStart(4, "0")}`, count: 1 }));
-      const body = JSON.stringify({ instanceId: "loader", siteId: site, usageDelta: 512, bouncedUnits: 0, metrics: { latency: 5, errors: 0 }, tagMetrics, ts: ts++ });
-      const res = await fetch(`${cp.url}/v1/pulse`, { method: "POST", headers: createSignedHeaders(body, tenant.publishKey, tenant.secretKey), body });
+      const body = JSON.stringify({
+        instanceId: "loader",
+        siteId: site,
+        usageDelta: 512,
+        bouncedUnits: 0,
+        metrics: { latency: 5, errors: 0 },
+        tagMetrics,
+        ts: ts++,
+      });
+      const res = await fetch(`${cp.url}/v1/pulse`, {
+        method: "POST",
+        headers: createSignedHeaders(body, tenant.publishKey, tenant.secretKey),
+        body,
+      });
       expect(res.status, await res.text()).toBe(200);
     }
     const refused = await fetch(`${cp.url}/v1/tags`, {
@@ -62,7 +81,13 @@ describe("a policy every SDK can install", () => {
     expect(tags.tags).toHaveLength(4096);
     await cp.api("PATCH", `/v1/tags/${tags.tags.find((t) => t.name === "tag-4095")!.id}`, tenant.managementToken, { priority: 5 });
     const rule = { metric: "rps", operator: "gte", threshold: 0, cooldownSeconds: 0, siteId: site };
-    await cp.api("POST", "/v1/reflex-rules", tenant.managementToken, { ...rule, tagName: null, action: "throttle", actionValue: 0.5, priority: 1 });
+    await cp.api("POST", "/v1/reflex-rules", tenant.managementToken, {
+      ...rule,
+      tagName: null,
+      action: "throttle",
+      actionValue: 0.5,
+      priority: 1,
+    });
     await cp.api("POST", "/v1/reflex-rules", tenant.managementToken, { ...rule, tagName: "ghost", action: "block", priority: 2 });
 
     const errors: WaitStateError[] = [];
@@ -75,9 +100,14 @@ describe("a policy every SDK can install", () => {
         expect(ws.policy!.tagMaxWeights.ghost).toBe(0);
       }
       await cp.api("POST", `/v1/sites/${site}/kill`, tenant.managementToken, { enabled: true });
-      await eventually(() => instances.every((ws) => ws.gate("tag-0001").reason === "kill_signal"), 15_000, "kill_signal on every instance");
+      await eventually(
+        () => instances.every((ws) => ws.gate("tag-0001").reason === "kill_signal"),
+        15_000,
+        "kill_signal on every instance",
+      );
       for (const ws of instances) {
-        for (const tag of ["tag-0000", "tag-4095", "ghost", "never-seen", "__default__"]) expect(ws.gate(tag)).toEqual({ allowed: false, reason: "kill_signal" });
+        for (const tag of ["tag-0000", "tag-4095", "ghost", "never-seen", "__default__"])
+          expect(ws.gate(tag)).toEqual({ allowed: false, reason: "kill_signal" });
         expect(ws.status().safeMode).toBe(false);
       }
     } finally {
@@ -116,8 +146,14 @@ describe("two processes sharing an instanceId", () => {
       await traffic;
       await Promise.all(twins.map((ws) => ws.shutdown()));
     }
-    for (const list of errors) expect(list.some((e) => e.code === "DUPLICATE_INSTANCE"), list.map((e) => e.code).join()).toBe(true);
-    expect(errors.flat().filter((e) => !["DUPLICATE_INSTANCE", "PULSE_FAILED", "POLICY_FETCH_FAILED", "AUTH_FAILED"].includes(e.code))).toEqual([]);
+    for (const list of errors)
+      expect(
+        list.some((e) => e.code === "DUPLICATE_INSTANCE"),
+        list.map((e) => e.code).join(),
+      ).toBe(true);
+    expect(
+      errors.flat().filter((e) => !["DUPLICATE_INSTANCE", "PULSE_FAILED", "POLICY_FETCH_FAILED", "AUTH_FAILED"].includes(e.code)),
+    ).toEqual([]);
     // The ledger is written by the aggregator's rollup of complete minutes.
     let ledger = 0;
     const deadline = Date.now() + 150_000;

@@ -98,7 +98,11 @@ describe("@waitstate/sdk against wrangler dev", () => {
       expect(ws.policy?.retryAfterSeconds).toBe(300);
       expect(ws.gate("free", 1_000_000)).toEqual({ allowed: true, reason: "suspended" });
 
-      const audit = await cp.api<{ entries: Array<{ kind: string; actor: { type: string } }> }>("GET", "/v1/audit-log?kind=org.*", plans.managementToken);
+      const audit = await cp.api<{ entries: Array<{ kind: string; actor: { type: string } }> }>(
+        "GET",
+        "/v1/audit-log?kind=org.*",
+        plans.managementToken,
+      );
       expect(audit.entries.map((e) => [e.kind, e.actor.type])).toEqual([
         ["org.suspended", "admin"],
         ["org.plan_changed", "admin"],

@@ -128,7 +128,12 @@ async function pulse(siteId: string, latency: number, instanceId = "e2e-1") {
   const started = performance.now();
   const res = await fetch(`${cp.url}/v1/pulse`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-waitstate-id": tenant.publishKey, "x-waitstate-timestamp": timestamp, "x-waitstate-signature": signature },
+    headers: {
+      "content-type": "application/json",
+      "x-waitstate-id": tenant.publishKey,
+      "x-waitstate-timestamp": timestamp,
+      "x-waitstate-signature": signature,
+    },
     body,
   });
   const policy = (await res.json()) as { tagMaxWeights: Record<string, number> };
@@ -137,7 +142,17 @@ async function pulse(siteId: string, latency: number, instanceId = "e2e-1") {
   return { ms, policy };
 }
 
-type Delivery = { id: string; eventId: string; kind: string; status: string; attempts: number; lastStatusCode: number | null; lastError: string | null; nextAttemptAt: number | null; deliveredAt: number | null };
+type Delivery = {
+  id: string;
+  eventId: string;
+  kind: string;
+  status: string;
+  attempts: number;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  nextAttemptAt: number | null;
+  deliveredAt: number | null;
+};
 
 async function deliveries(hookId: string): Promise<Delivery[]> {
   return (await api<{ deliveries: Delivery[] }>("GET", `/v1/webhooks/${hookId}/deliveries?limit=200`)).deliveries;
@@ -152,7 +167,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 beforeAll(async () => {
   // The receivers listen on 127.0.0.1, which webhooks may reach only when the operator opts in (docs/audit-and-webhooks.md).
   cp = await startLocalControlPlane({
-    vars: { WEBHOOK_RETRY_BASE_MS: String(RETRY_BASE_MS), WEBHOOK_TIMEOUT_MS: String(ATTEMPT_TIMEOUT_MS), WEBHOOKS_ALLOW_PRIVATE_TARGETS: "true" },
+    vars: {
+      WEBHOOK_RETRY_BASE_MS: String(RETRY_BASE_MS),
+      WEBHOOK_TIMEOUT_MS: String(ATTEMPT_TIMEOUT_MS),
+      WEBHOOKS_ALLOW_PRIVATE_TARGETS: "true",
+    },
   });
   tenant = await cp.tenant("Webhooks E2E", "enterprise");
 });
@@ -179,11 +198,23 @@ describe("webhooks against wrangler dev and a real receiver", () => {
     expect(JSON.parse(got!.body)).toEqual({ ...entry, orgId: tenant.orgId });
     expect(entry).toMatchObject({ kind: "tag.created", target: tag.id, after: { name: "signed", maxWeight: 3 } });
 
-    const listed = await until(async () => {
-      const [d] = await deliveries(hook.id);
-      return d?.status === "delivered" && d;
-    }, 10_000, "the delivery recorded as delivered");
-    expect(listed).toMatchObject({ id: got!.headers["x-waitstate-webhook-id"], eventId: entry.id, kind: "tag.created", attempts: 1, lastStatusCode: 200, lastError: null, nextAttemptAt: null });
+    const listed = await until(
+      async () => {
+        const [d] = await deliveries(hook.id);
+        return d?.status === "delivered" && d;
+      },
+      10_000,
+      "the delivery recorded as delivered",
+    );
+    expect(listed).toMatchObject({
+      id: got!.headers["x-waitstate-webhook-id"],
+      eventId: entry.id,
+      kind: "tag.created",
+      attempts: 1,
+      lastStatusCode: 200,
+      lastError: null,
+      nextAttemptAt: null,
+    });
   });
 
   it("a receiver that refuses connections for a while gets the delivery later, once", async () => {
@@ -192,19 +223,27 @@ describe("webhooks against wrangler dev and a real receiver", () => {
     await api("POST", "/v1/sites", { siteId: "refused" });
     await api("POST", "/v1/sites/refused/kill", { enabled: true });
 
-    const failing = await until(async () => {
-      const [d] = await deliveries(hook.id);
-      return d !== undefined && d.attempts >= 2 && d;
-    }, 15_000, "two refused attempts");
+    const failing = await until(
+      async () => {
+        const [d] = await deliveries(hook.id);
+        return d !== undefined && d.attempts >= 2 && d;
+      },
+      15_000,
+      "two refused attempts",
+    );
     expect(failing).toMatchObject({ status: "pending", lastStatusCode: null, kind: "kill.on" });
     expect(failing.lastError).toBe("connection_failed");
     expect(failing.nextAttemptAt).toBeGreaterThan(Date.now() - 1000);
 
     await receiver.up();
-    const done = await until(async () => {
-      const [d] = await deliveries(hook.id);
-      return d?.status === "delivered" && d;
-    }, 20_000, "the delivery after the receiver came up");
+    const done = await until(
+      async () => {
+        const [d] = await deliveries(hook.id);
+        return d?.status === "delivered" && d;
+      },
+      20_000,
+      "the delivery after the receiver came up",
+    );
     expect(done.attempts).toBeGreaterThanOrEqual(3);
     expect(receiver.requests).toHaveLength(1);
     expect(verifyWebhook(hook.secret, receiver.requests[0]!.headers, receiver.requests[0]!.body)).toBe(true);
@@ -218,12 +257,24 @@ describe("webhooks against wrangler dev and a real receiver", () => {
     const receiver = await Receiver.create();
     receiver.answer = (n) => (n <= 3 ? 500 : 200);
     const hook = await createHook(receiver.url, ["rule.created"]);
-    await api("POST", "/v1/reflex-rules", { tagName: "free", metric: "errors", operator: "gt", threshold: 1000, action: "block", priority: 9, siteId: "nowhere" });
+    await api("POST", "/v1/reflex-rules", {
+      tagName: "free",
+      metric: "errors",
+      operator: "gt",
+      threshold: 1000,
+      action: "block",
+      priority: 9,
+      siteId: "nowhere",
+    });
 
-    const done = await until(async () => {
-      const [d] = await deliveries(hook.id);
-      return d?.status === "delivered" && d;
-    }, 20_000, "the delivery after three 500s");
+    const done = await until(
+      async () => {
+        const [d] = await deliveries(hook.id);
+        return d?.status === "delivered" && d;
+      },
+      20_000,
+      "the delivery after three 500s",
+    );
     expect(done).toMatchObject({ attempts: 4, lastStatusCode: 200, lastError: null });
     expect(receiver.requests.map((r) => r.answer)).toEqual([500, 500, 500, 200]);
     // every attempt is the same delivery, the same bytes, freshly signed
@@ -243,7 +294,16 @@ describe("webhooks against wrangler dev and a real receiver", () => {
   it("a receiver that hangs does not slow pulses, even when every pulse fires or clears a rule", async () => {
     const siteId = "hang-site";
     await api("POST", "/v1/sites", { siteId, pulseIntervalMs: 250, windowSeconds: 0.3 });
-    const rule = await api<{ id: string }>("POST", "/v1/reflex-rules", { siteId, tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1, cooldownSeconds: 0 });
+    const rule = await api<{ id: string }>("POST", "/v1/reflex-rules", {
+      siteId,
+      tagName: "free",
+      metric: "latency",
+      operator: "gt",
+      threshold: 500,
+      action: "block",
+      priority: 1,
+      cooldownSeconds: 0,
+    });
     /** Alternating hot and cool pulses, each past the window: every one is a transition (fire, clear, …). */
     const cycle = async (n: number) => {
       const times: number[] = [];
@@ -266,11 +326,15 @@ describe("webhooks against wrangler dev and a real receiver", () => {
     const withHangingReceiver = await cycle(10);
     // the receiver really was hanging on deliveries while those pulses were answered
     await until(() => receiver.requests.length >= 2, 10_000, "hung deliveries");
-    const fires = (await api("GET", `/v1/audit-log?kind=rule.*&siteId=${siteId}&limit=200`)).entries.filter((e: { target: string }) => e.target === rule.id);
+    const fires = (await api("GET", `/v1/audit-log?kind=rule.*&siteId=${siteId}&limit=200`)).entries.filter(
+      (e: { target: string }) => e.target === rule.id,
+    );
     expect(fires.length).toBeGreaterThanOrEqual(20);
 
     const slowest = Math.max(...withHangingReceiver);
-    console.log(`pulse latency ms: baseline median ${median(baseline).toFixed(1)} max ${Math.max(...baseline).toFixed(1)}; hanging receiver median ${median(withHangingReceiver).toFixed(1)} max ${slowest.toFixed(1)}`);
+    console.log(
+      `pulse latency ms: baseline median ${median(baseline).toFixed(1)} max ${Math.max(...baseline).toFixed(1)}; hanging receiver median ${median(withHangingReceiver).toFixed(1)} max ${slowest.toFixed(1)}`,
+    );
     // A pulse that waited on the receiver would take the whole attempt timeout (6 s); the margin absorbs a loaded machine.
     expect(slowest).toBeLessThan(ATTEMPT_TIMEOUT_MS / 3);
     expect(median(withHangingReceiver)).toBeLessThan(median(baseline) + 50);
@@ -286,10 +350,14 @@ describe("webhooks against wrangler dev and a real receiver", () => {
     await cp.stop();
     await receiver.up();
     await cp.start();
-    const done = await until(async () => {
-      const [d] = await deliveries(hook.id);
-      return d?.status === "delivered" && d;
-    }, 30_000, "the delivery after the restart");
+    const done = await until(
+      async () => {
+        const [d] = await deliveries(hook.id);
+        return d?.status === "delivered" && d;
+      },
+      30_000,
+      "the delivery after the restart",
+    );
     expect(done.attempts).toBeGreaterThanOrEqual(2);
     expect(receiver.requests).toHaveLength(1);
     expect(JSON.parse(receiver.requests[0]!.body)).toMatchObject({ kind: "tag.deleted", target: tag.id });
@@ -301,8 +369,14 @@ describe("webhooks against wrangler dev and a real receiver", () => {
     for (const name of ["p1", "p2", "p3", "p4", "p5"]) await api("POST", "/v1/tags", { name });
     await until(async () => (await deliveries(hook.id)).filter((d) => d.status === "delivered").length === 5, 10_000, "five deliveries");
     const first = await api<{ deliveries: Delivery[]; nextCursor: string | null }>("GET", `/v1/webhooks/${hook.id}/deliveries?limit=2`);
-    const second = await api<{ deliveries: Delivery[]; nextCursor: string | null }>("GET", `/v1/webhooks/${hook.id}/deliveries?limit=2&cursor=${first.nextCursor}`);
-    const third = await api<{ deliveries: Delivery[]; nextCursor: string | null }>("GET", `/v1/webhooks/${hook.id}/deliveries?limit=2&cursor=${second.nextCursor}`);
+    const second = await api<{ deliveries: Delivery[]; nextCursor: string | null }>(
+      "GET",
+      `/v1/webhooks/${hook.id}/deliveries?limit=2&cursor=${first.nextCursor}`,
+    );
+    const third = await api<{ deliveries: Delivery[]; nextCursor: string | null }>(
+      "GET",
+      `/v1/webhooks/${hook.id}/deliveries?limit=2&cursor=${second.nextCursor}`,
+    );
     expect([first.deliveries.length, second.deliveries.length, third.deliveries.length, third.nextCursor]).toEqual([2, 2, 1, null]);
     const names = [...first.deliveries, ...second.deliveries, ...third.deliveries].map((d) => {
       const request = receiver.requests.find((r) => r.headers["x-waitstate-webhook-id"] === d.id)!;

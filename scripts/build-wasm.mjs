@@ -22,7 +22,18 @@
 // Node builtins only, plus node_modules/.bin/wasm-opt (npm package binaryen).
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { ROOT, bin, isMain, run } from "./lib.mjs";
 
@@ -92,14 +103,18 @@ export function checkCommitted() {
   }
   const hash = sourceHash();
   if (hash !== manifest.sources?.sha256) {
-    return { ok: false, message: `${STALE} (the sources hash to ${hash.slice(0, 12)}…, the module was built from ${String(manifest.sources?.sha256).slice(0, 12)}…)` };
+    return {
+      ok: false,
+      message: `${STALE} (the sources hash to ${hash.slice(0, 12)}…, the module was built from ${String(manifest.sources?.sha256).slice(0, 12)}…)`,
+    };
   }
   return { ok: true, message: `sdk-edge/wasm/waitstate.wasm matches its sources (${manifest.bytes} bytes, ABI ${manifest.abiVersion})` };
 }
 
 /** Copies the committed module beside the loaders (no Rust involved). Returns { path, size, copied }. */
 export function installWasm() {
-  if (!existsSync(WASM_COMMITTED)) throw new Error(`${path.relative(ROOT, WASM_COMMITTED)} is missing: run npm run build:wasm (needs Rust)`);
+  if (!existsSync(WASM_COMMITTED))
+    throw new Error(`${path.relative(ROOT, WASM_COMMITTED)} is missing: run npm run build:wasm (needs Rust)`);
   const bytes = readFileSync(WASM_COMMITTED);
   const same = existsSync(WASM_OUT) && sha256(readFileSync(WASM_OUT)) === sha256(bytes);
   if (!same) {
@@ -168,14 +183,25 @@ function debianMirror() {
 export function findToolchain({ wasm = true } = {}) {
   // Debian's cargo looks for subcommands (clippy, fmt) in CARGO_HOME/bin first:
   // a private CARGO_HOME keeps a rustup install in ~/.cargo out of a Debian build.
-  const env = { RUSTC: "/usr/bin/rustc", RUSTDOC: "/usr/bin/rustdoc", CARGO_HOME: path.join(TARGET_DIR, "cargo-home"), PATH: `/usr/bin:${process.env.PATH ?? ""}` };
+  const env = {
+    RUSTC: "/usr/bin/rustc",
+    RUSTDOC: "/usr/bin/rustdoc",
+    CARGO_HOME: path.join(TARGET_DIR, "cargo-home"),
+    PATH: `/usr/bin:${process.env.PATH ?? ""}`,
+  };
   if (works("/usr/bin/cargo", env) && works("/usr/bin/rustc", env) && (!wasm || targetLibdir("/usr/bin/rustc", env))) {
     const registry = existsSync(DEBIAN_REGISTRY);
     return {
       name: registry ? `Debian rustc, crates from ${DEBIAN_REGISTRY}` : "Debian rustc, crates.io",
       cargo: "/usr/bin/cargo",
       config: registry
-        ? ["--offline", "--config", 'source.crates-io.replace-with="debian-packages"', "--config", `source.debian-packages.directory="${debianMirror()}"`]
+        ? [
+            "--offline",
+            "--config",
+            'source.crates-io.replace-with="debian-packages"',
+            "--config",
+            `source.debian-packages.directory="${debianMirror()}"`,
+          ]
         : [],
       env,
     };
@@ -189,7 +215,9 @@ export function findToolchain({ wasm = true } = {}) {
 function requireToolchain(options) {
   const tc = findToolchain(options);
   if (tc === null) {
-    throw new Error(`no Rust toolchain here can build ${options.wasm ? TRIPLE : "the workspace"}.\n  Debian/Ubuntu: ${RUST_INSTALL_COMMAND}\n  rustup:        rustup target add ${TRIPLE}`);
+    throw new Error(
+      `no Rust toolchain here can build ${options.wasm ? TRIPLE : "the workspace"}.\n  Debian/Ubuntu: ${RUST_INSTALL_COMMAND}\n  rustup:        rustup target add ${TRIPLE}`,
+    );
   }
   return tc;
 }

@@ -88,7 +88,10 @@ try {
     ].join("\n"),
   );
 
-  const phases = [...ROWS.map((row, i) => ({ ...row, title: `row ${i + 1}: ${row.name}` })), { ...ROWS[0], title: "back to health: latency 80 ms, errors 2" }];
+  const phases = [
+    ...ROWS.map((row, i) => ({ ...row, title: `row ${i + 1}: ${row.name}` })),
+    { ...ROWS[0], title: "back to health: latency 80 ms, errors 2" },
+  ];
   const results = [];
   for (const [i, phase] of phases.entries()) {
     for (const a of apis) Object.assign(a.backend, { latencyMs: phase.latencyMs, errorRate: phase.errorRate });
@@ -102,14 +105,24 @@ try {
       // requests sent 3 s ago up to the backend's latency ago: all of them have answered
       const summary = summarize(load.records, now - 3000 - phase.latencyMs, now - phase.latencyMs - 200);
       last = { summary, status };
-      const text = render(`${i + 1}/${phases.length} — ${phase.title}`, Math.round((now - started) / 1000), phase, summary, status, ruleNumber);
+      const text = render(
+        `${i + 1}/${phases.length} — ${phase.title}`,
+        Math.round((now - started) / 1000),
+        phase,
+        summary,
+        status,
+        ruleNumber,
+      );
       if (tty) {
         if (lines > 0) process.stdout.write(`\x1b[${lines}A\x1b[J`);
         process.stdout.write(text);
       }
       lines = text.split("\n").length - 1;
     }
-    if (!tty) process.stdout.write(render(`${i + 1}/${phases.length} — ${phase.title}`, PHASE_SECONDS, phase, last.summary, last.status, ruleNumber));
+    if (!tty)
+      process.stdout.write(
+        render(`${i + 1}/${phases.length} — ${phase.title}`, PHASE_SECONDS, phase, last.summary, last.status, ruleNumber),
+      );
     const observed = Object.fromEntries(TIERS.map((t) => [t.name, verdict(last.summary, t.name)]));
     const ok = TIERS.every((t) => observed[t.name] === phase.expect[t.name]);
     results.push({ phase: phase.title, observed, ok });
@@ -119,7 +132,9 @@ try {
 
   console.log(bold("summary"));
   for (const r of results) {
-    console.log(`  ${r.ok ? green("✓") : red("✗")} ${r.phase.padEnd(42)} free ${pad(r.observed.free)} pro ${pad(r.observed.pro)} enterprise ${r.observed.enterprise}`);
+    console.log(
+      `  ${r.ok ? green("✓") : red("✗")} ${r.phase.padEnd(42)} free ${pad(r.observed.free)} pro ${pad(r.observed.pro)} enterprise ${r.observed.enterprise}`,
+    );
   }
   const calls = apis.reduce((n, a) => n + a.gateCalls, 0);
   console.log(dim(`\n${calls} gate() calls across the three instances. Stopping…`));
@@ -147,7 +162,9 @@ function paint(v) {
 }
 
 function render(title, seconds, phase, summary, status, ruleNumber) {
-  const out = [`${bold(`Phase ${title}`)}  ${dim(`backend ${phase.latencyMs} ms, ${Math.round(phase.errorRate * 100)} % errors · t+${seconds}s`)}`];
+  const out = [
+    `${bold(`Phase ${title}`)}  ${dim(`backend ${phase.latencyMs} ms, ${Math.round(phase.errorRate * 100)} % errors · t+${seconds}s`)}`,
+  ];
   out.push(dim("  tier        requests  allowed  denied  reasons                              now"));
   for (const t of TIERS) {
     const rows = Object.values(summary).filter((s) => s.tier === t.name);
@@ -160,13 +177,18 @@ function render(title, seconds, phase, summary, status, ruleNumber) {
       .sort((a, b) => b[1] - a[1])
       .map(([k, v]) => `${k} ${v}`)
       .join(", ");
-    out.push(`  ${t.name.padEnd(11)} ${String(sent).padStart(8)} ${String(allowed).padStart(8)} ${String(denied).padStart(7)}  ${reasonText.padEnd(36)} ${paint(verdict(summary, t.name))}`);
+    out.push(
+      `  ${t.name.padEnd(11)} ${String(sent).padStart(8)} ${String(allowed).padStart(8)} ${String(denied).padStart(7)}  ${reasonText.padEnd(36)} ${paint(verdict(summary, t.name))}`,
+    );
   }
   if (status) {
     const w = status.window;
     const p95 = w.p95 === null ? "—" : `${Math.round(w.p95)} ms`;
-    out.push(`  fleet (${w.instances} instances, ${w.seconds} s window): p95 ${p95} · mean ${Math.round(w.latency)} ms · ${w.errors} errors · ${Math.round(w.rps)} gate calls/s`);
-    const why = (r) => `#${ruleNumber[r.id]} (${r.metric} ${r.metric.includes("latency") ? `${Math.round(r.value)} ms` : r.value} ${OPERATORS[r.operator]} ${r.threshold})`;
+    out.push(
+      `  fleet (${w.instances} instances, ${w.seconds} s window): p95 ${p95} · mean ${Math.round(w.latency)} ms · ${w.errors} errors · ${Math.round(w.rps)} gate calls/s`,
+    );
+    const why = (r) =>
+      `#${ruleNumber[r.id]} (${r.metric} ${r.metric.includes("latency") ? `${Math.round(r.value)} ms` : r.value} ${OPERATORS[r.operator]} ${r.threshold})`;
     const applied = status.rules.filter((r) => r.applied);
     const overridden = status.rules.filter((r) => r.active && !r.applied);
     out.push(
@@ -182,4 +204,3 @@ function render(title, seconds, phase, summary, status, ruleNumber) {
   }
   return `${out.join("\n")}\n`;
 }
-

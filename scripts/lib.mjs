@@ -58,7 +58,10 @@ export const bin = (name) => path.join(ROOT, "node_modules", ".bin", name);
 /** Whether the module at `moduleUrl` is the script node was started with (symlinks resolved). */
 export function isMain(moduleUrl) {
   try {
-    return process.argv[1] !== undefined && pathToFileURL(realpathSync(process.argv[1])).href === pathToFileURL(realpathSync(fileURLToPath(moduleUrl))).href;
+    return (
+      process.argv[1] !== undefined &&
+      pathToFileURL(realpathSync(process.argv[1])).href === pathToFileURL(realpathSync(fileURLToPath(moduleUrl))).href
+    );
   } catch {
     return false;
   }

@@ -43,9 +43,19 @@ export class LocalControlPlane {
   async start(timeoutMs = 90_000) {
     if (this.dev) return this;
     const args = [
-      "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state,
-      "--show-interactive-dev-session=false", "--log-level", "warn",
-      "--var", `ADMIN_TOKEN:${this.adminToken}`, "--var", `ENCRYPTION_KEY:${this.encryptionKey}`,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(this.port),
+      "--persist-to",
+      this.state,
+      "--show-interactive-dev-session=false",
+      "--log-level",
+      "warn",
+      "--var",
+      `ADMIN_TOKEN:${this.adminToken}`,
+      "--var",
+      `ENCRYPTION_KEY:${this.encryptionKey}`,
       ...Object.entries(this.vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
     ];
     try {
@@ -108,7 +118,14 @@ export class LocalControlPlane {
   async tenant(name = "E2E Co", plan) {
     const org = await this.api("POST", "/v1/organizations", this.adminToken, { name, ...(plan ? { plan } : {}) });
     const key = await this.api("POST", "/v1/api-keys", org.managementToken, { name: "e2e" });
-    return { orgId: org.organization.id, managementToken: org.managementToken, publishKey: key.publishKey, secretKey: key.secretKey, org, key };
+    return {
+      orgId: org.organization.id,
+      managementToken: org.managementToken,
+      publishKey: key.publishKey,
+      secretKey: key.secretKey,
+      org,
+      key,
+    };
   }
 }
 
@@ -125,6 +142,12 @@ export async function startLocalControlPlane(options = {}) {
     quiet: true,
   });
   if (migrate.code !== 0) throw new Error(`migrations failed:\n${migrate.output}`);
-  const cp = new LocalControlPlane({ port: options.port ?? (await freePort()), state, ownsState, quiet: options.quiet ?? true, vars: options.vars });
+  const cp = new LocalControlPlane({
+    port: options.port ?? (await freePort()),
+    state,
+    ownsState,
+    quiet: options.quiet ?? true,
+    vars: options.vars,
+  });
   return cp.start();
 }

@@ -48,7 +48,8 @@ if (!only.length || only.includes("lint")) {
   log("suite: lint and format (biome check)");
   const { code } = await run(bin("biome"), ["check", "--max-diagnostics=50", "."]);
   results.push({ name: "lint: biome check", passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 });
-  if (code !== 0) failures.push({ suite: "lint", test: "biome check", message: "run `npm run format` (formatting) and read the lint findings above" });
+  if (code !== 0)
+    failures.push({ suite: "lint", test: "biome check", message: "run `npm run format` (formatting) and read the lint findings above" });
 }
 
 for (const [name, config] of VITEST_SUITES) {
@@ -143,8 +144,12 @@ process.stdout.write("\n");
 if (failures.length) {
   process.stdout.write(`failed tests (${failures.length}):\n`);
   for (const f of failures.slice(0, 10)) {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips colour codes from vitest's messages
-    const first = f.message.replace(/\x1b\[[0-9;]*m/g, "").split("\n").find((line) => line.trim()) ?? "";
+    const first =
+      f.message
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: strips colour codes from vitest's messages
+        .replace(/\x1b\[[0-9;]*m/g, "")
+        .split("\n")
+        .find((line) => line.trim()) ?? "";
     process.stdout.write(`  ✗ [${f.suite}] ${f.test}\n      ${first.trim().slice(0, 300)}\n`);
   }
   if (failures.length > 10) process.stdout.write(`  … and ${failures.length - 10} more (see above)\n`);

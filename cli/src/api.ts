@@ -15,7 +15,12 @@ export interface ApiErrorBody {
 function isErrorBody(value: unknown): value is ApiErrorBody {
   if (typeof value !== "object" || value === null) return false;
   const e = (value as { error?: unknown }).error;
-  return typeof e === "object" && e !== null && typeof (e as { code?: unknown }).code === "string" && typeof (e as { message?: unknown }).message === "string";
+  return (
+    typeof e === "object" &&
+    e !== null &&
+    typeof (e as { code?: unknown }).code === "string" &&
+    typeof (e as { message?: unknown }).message === "string"
+  );
 }
 
 /** Items asked for per page when the CLI reads a whole listing (the API's maximum). */
@@ -36,10 +41,14 @@ export function normalizeUrl(raw: string): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new CliError(EXIT.USAGE, `"${raw}" is not a URL`, ["Give the control plane's address with its scheme, e.g. --url https://waitstate.example.workers.dev or --url http://127.0.0.1:8787"]);
+    throw new CliError(EXIT.USAGE, `"${raw}" is not a URL`, [
+      "Give the control plane's address with its scheme, e.g. --url https://waitstate.example.workers.dev or --url http://127.0.0.1:8787",
+    ]);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new CliError(EXIT.USAGE, `"${raw}" is not an http(s) URL`, ["Give the control plane's address, e.g. --url https://waitstate.example.workers.dev"]);
+    throw new CliError(EXIT.USAGE, `"${raw}" is not an http(s) URL`, [
+      "Give the control plane's address, e.g. --url https://waitstate.example.workers.dev",
+    ]);
   }
   if (url.search || url.hash) throw new CliError(EXIT.USAGE, `"${raw}": give the control plane's base URL without a query or fragment`);
   return url.toString().replace(/\/+$/, "");
@@ -74,7 +83,8 @@ export class Api {
 
   private async send(method: string, path: string, options: RequestOptions): Promise<Response> {
     const url = new URL(this.baseUrl + path);
-    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(options.query ?? {}))
+      if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, String(v));
     const headers: Record<string, string> = { accept: "application/json", "user-agent": "waitstate-cli/0.1.0" };
     if (options.auth !== false && this.token) headers.authorization = `Bearer ${this.token}`;
     if (options.body !== undefined) headers["content-type"] = "application/json";
@@ -103,7 +113,11 @@ export class Api {
     }
     const service = (body as { service?: unknown } | null)?.service;
     if (!res.ok || service !== SERVICE_NAME) {
-      const what = !res.ok ? `GET /healthz answered HTTP ${res.status}` : body === null ? "GET /healthz did not answer JSON" : `GET /healthz names service ${JSON.stringify(service ?? null)}`;
+      const what = !res.ok
+        ? `GET /healthz answered HTTP ${res.status}`
+        : body === null
+          ? "GET /healthz did not answer JSON"
+          : `GET /healthz names service ${JSON.stringify(service ?? null)}`;
       throw this.notWaitState(what);
     }
     return body as { ok: boolean; service: string; version?: string };
@@ -112,7 +126,7 @@ export class Api {
   async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const res = await this.send(method, path, options);
     const text = await res.text().catch(() => "");
-    let body: unknown ;
+    let body: unknown;
     try {
       body = text === "" ? null : JSON.parse(text);
     } catch {

@@ -52,7 +52,11 @@ export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: "boolean", short: "h", description: "show help" },
 };
 
-export const YES_OPTION: OptionSpec = { type: "boolean", short: "y", description: "do not ask for confirmation (needed without a terminal)" };
+export const YES_OPTION: OptionSpec = {
+  type: "boolean",
+  short: "y",
+  description: "do not ask for confirmation (needed without a terminal)",
+};
 
 export type Values = Record<string, string | boolean | undefined>;
 
@@ -92,7 +96,8 @@ export class Context {
   /** A required string flag, or a usage error naming it. */
   need(name: string): string {
     const v = this.str(name);
-    if (v === undefined || v === "") throw usageError(`${this.commandName()} needs --${name}`, `See: waitstate ${this.command.path.join(" ")} --help`);
+    if (v === undefined || v === "")
+      throw usageError(`${this.commandName()} needs --${name}`, `See: waitstate ${this.command.path.join(" ")} --help`);
     return v;
   }
 
@@ -115,7 +120,8 @@ export class Context {
   arg(index: number): string {
     const v = this.args[index];
     const spec = this.command.args?.[index];
-    if (v === undefined || v === "") throw usageError(`${this.commandName()} needs ${spec ? `<${spec.name}>` : "an argument"}`, `Usage: ${usageLine(this.command)}`);
+    if (v === undefined || v === "")
+      throw usageError(`${this.commandName()} needs ${spec ? `<${spec.name}>` : "an argument"}`, `Usage: ${usageLine(this.command)}`);
     return v;
   }
 

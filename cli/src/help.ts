@@ -16,7 +16,9 @@ const SECTIONS: Array<[string, string[]]> = [
 ];
 
 function optionLines(options: Record<string, OptionSpec>): string[] {
-  const rows = Object.entries(options).map(([name, o]) => [`${o.short ? `-${o.short}, ` : "    "}--${name}${o.value ? ` ${o.value}` : ""}`, o.description] as const);
+  const rows = Object.entries(options).map(
+    ([name, o]) => [`${o.short ? `-${o.short}, ` : "    "}--${name}${o.value ? ` ${o.value}` : ""}`, o.description] as const,
+  );
   const width = Math.max(...rows.map(([l]) => l.length));
   return rows.map(([l, d]) => `  ${l.padEnd(width)}  ${d}`);
 }
@@ -24,7 +26,12 @@ function optionLines(options: Record<string, OptionSpec>): string[] {
 export function overviewHelp(groups: GroupSpec[], version: string): string {
   const byName = new Map(groups.map((g) => [g.name, g]));
   const width = Math.max(...groups.map((g) => g.name.length));
-  const lines = [`waitstate ${version}: manage and watch a WaitState control plane`, "", "Usage: waitstate <command> [sub-command] [arguments] [options]", ""];
+  const lines = [
+    `waitstate ${version}: manage and watch a WaitState control plane`,
+    "",
+    "Usage: waitstate <command> [sub-command] [arguments] [options]",
+    "",
+  ];
   for (const [title, names] of SECTIONS) {
     lines.push(title);
     for (const n of names) {
@@ -33,7 +40,11 @@ export function overviewHelp(groups: GroupSpec[], version: string): string {
     }
     lines.push("");
   }
-  lines.push("Global options", ...optionLines({ ...GLOBAL_OPTIONS, version: { type: "boolean", short: "v", description: "print the version" } }), "");
+  lines.push(
+    "Global options",
+    ...optionLines({ ...GLOBAL_OPTIONS, version: { type: "boolean", short: "v", description: "print the version" } }),
+    "",
+  );
   lines.push(
     "Login and config",
     "  --url/--token flags win, then WAITSTATE_URL / WAITSTATE_TOKEN, then the saved login. The saved login is",
@@ -69,7 +80,10 @@ export function commandHelp(cmd: CommandSpec): string {
   if (cmd.options && Object.keys(cmd.options).length > 0) lines.push("", "Options", ...optionLines(cmd.options));
   lines.push("", "Global options", ...optionLines(GLOBAL_OPTIONS));
   if (cmd.examples?.length) lines.push("", "Examples", ...cmd.examples.map((e) => `  ${e}`));
-  lines.push("", "Exit codes: 0 ok, 1 API failure, 2 usage, 3 not logged in / token rejected, 4 not found, 5 unreachable (waitstate --help)");
+  lines.push(
+    "",
+    "Exit codes: 0 ok, 1 API failure, 2 usage, 3 not logged in / token rejected, 4 not found, 5 unreachable (waitstate --help)",
+  );
   return `${lines.join("\n")}\n`;
 }
 

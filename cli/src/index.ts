@@ -24,7 +24,19 @@ import { webhooksGroup } from "./commands/webhooks.js";
 
 export { EXIT } from "./errors.js";
 
-export const GROUPS: GroupSpec[] = [...authGroups, keysGroup, tokensGroup, sitesGroup, tagsGroup, rulesGroup, killGroup, ...liveGroups, usageGroup, auditGroup, webhooksGroup];
+export const GROUPS: GroupSpec[] = [
+  ...authGroups,
+  keysGroup,
+  tokensGroup,
+  sitesGroup,
+  tagsGroup,
+  rulesGroup,
+  killGroup,
+  ...liveGroups,
+  usageGroup,
+  auditGroup,
+  webhooksGroup,
+];
 
 export interface Io {
   stdout: NodeJS.WriteStream;
@@ -64,7 +76,8 @@ function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
   return d[a.length]![b.length]!;
 }
 
@@ -92,8 +105,13 @@ function resolve(argv: string[]): Resolved {
   }
   const group = GROUPS.find((g) => g.name === first);
   if (!group) {
-    const guess = suggest(first, GROUPS.map((g) => g.name));
-    throw new CliError(EXIT.USAGE, `unknown command "${first}"`, [guess ? `Did you mean: waitstate ${guess}?` : "Run waitstate --help for the commands."]);
+    const guess = suggest(
+      first,
+      GROUPS.map((g) => g.name),
+    );
+    throw new CliError(EXIT.USAGE, `unknown command "${first}"`, [
+      guess ? `Did you mean: waitstate ${guess}?` : "Run waitstate --help for the commands.",
+    ]);
   }
   let command: CommandSpec | undefined;
   const consumed = [idx[0]!];
@@ -106,7 +124,9 @@ function resolve(argv: string[]): Resolved {
     else if (second !== undefined) {
       const names = group.commands.map((c) => c.path[1]!);
       const guess = suggest(second, names);
-      throw new CliError(EXIT.USAGE, `unknown ${group.name} command "${second}"`, [guess ? `Did you mean: waitstate ${group.name} ${guess}?` : `Commands: ${names.join(", ")}`]);
+      throw new CliError(EXIT.USAGE, `unknown ${group.name} command "${second}"`, [
+        guess ? `Did you mean: waitstate ${group.name} ${guess}?` : `Commands: ${names.join(", ")}`,
+      ]);
     } else if (wantsHelp) {
       return { kind: "help", text: groupHelp(group), code: 0 };
     } else if (group.defaultCommand) {
@@ -148,7 +168,11 @@ export async function main(argv: string[], io: Partial<Io> = {}): Promise<number
     });
   }
   const noColor = argv.includes("--no-color");
-  const early = new Output(stdout, stderr, { json: false, colorOut: colorEnabled(stdout, env, noColor), colorErr: colorEnabled(stderr, env, noColor) });
+  const early = new Output(stdout, stderr, {
+    json: false,
+    colorOut: colorEnabled(stdout, env, noColor),
+    colorErr: colorEnabled(stderr, env, noColor),
+  });
 
   let resolved: Resolved;
   try {
@@ -174,19 +198,31 @@ export async function main(argv: string[], io: Partial<Io> = {}): Promise<number
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    const parsed = parseArgs({ args: rest, options: toParseOptions({ ...GLOBAL_OPTIONS, ...command.options }), strict: true, allowPositionals: true });
+    const parsed = parseArgs({
+      args: rest,
+      options: toParseOptions({ ...GLOBAL_OPTIONS, ...command.options }),
+      strict: true,
+      allowPositionals: true,
+    });
     values = parsed.values as Record<string, string | boolean | undefined>;
     positionals = parsed.positionals;
   } catch (err) {
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "").replace(/\s*\n\s*/g, " ");
-    printError(early, new CliError(EXIT.USAGE, message, [`Usage: ${usageLine(command)}`, `See: waitstate ${command.path.join(" ")} --help`]));
+    printError(
+      early,
+      new CliError(EXIT.USAGE, message, [`Usage: ${usageLine(command)}`, `See: waitstate ${command.path.join(" ")} --help`]),
+    );
     return EXIT.USAGE;
   }
   if (values.help) {
     stdout.write(commandHelp(command));
     return EXIT.OK;
   }
-  const out = new Output(stdout, stderr, { json: values.json === true, colorOut: colorEnabled(stdout, env, noColor), colorErr: colorEnabled(stderr, env, noColor) });
+  const out = new Output(stdout, stderr, {
+    json: values.json === true,
+    colorOut: colorEnabled(stdout, env, noColor),
+    colorErr: colorEnabled(stderr, env, noColor),
+  });
   const maxArgs = command.args?.length ?? 0;
   if (positionals.length > maxArgs) {
     printError(out, new CliError(EXIT.USAGE, `unexpected argument "${positionals[maxArgs]}"`, [`Usage: ${usageLine(command)}`]));
@@ -194,7 +230,12 @@ export async function main(argv: string[], io: Partial<Io> = {}): Promise<number
   }
   const missing = (command.args ?? []).findIndex((a, i) => a.required !== false && (positionals[i] === undefined || positionals[i] === ""));
   if (missing !== -1) {
-    printError(out, new CliError(EXIT.USAGE, `waitstate ${command.path.join(" ")} needs <${command.args![missing]!.name}>`, [`Usage: ${usageLine(command)}`]));
+    printError(
+      out,
+      new CliError(EXIT.USAGE, `waitstate ${command.path.join(" ")} needs <${command.args![missing]!.name}>`, [
+        `Usage: ${usageLine(command)}`,
+      ]),
+    );
     return EXIT.USAGE;
   }
   const term: Terminal = { stdin, stderr };

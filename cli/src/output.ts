@@ -173,7 +173,9 @@ export function fmtCondition(rule: Pick<RuleLike, "metric" | "metricTag" | "oper
 
 /** `block`, `throttle ×0.5`. */
 export function fmtAction(rule: Pick<RuleLike, "action" | "actionValue">): string {
-  return rule.action === "throttle" && rule.actionValue !== null && rule.actionValue !== undefined ? `throttle x${rule.actionValue}` : rule.action;
+  return rule.action === "throttle" && rule.actionValue !== null && rule.actionValue !== undefined
+    ? `throttle x${rule.actionValue}`
+    : rule.action;
 }
 
 export function fmtTarget(tagName: string | null | undefined): string {

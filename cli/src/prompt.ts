@@ -18,7 +18,9 @@ export function isInteractive(term: Terminal): boolean {
 export async function confirm(term: Terminal, question: string, yes: boolean, what: string): Promise<void> {
   if (yes) return;
   if (!isInteractive(term)) {
-    throw new CliError(EXIT.USAGE, `refusing to ${what} without confirmation: no terminal to ask on`, ["Pass --yes to confirm from a script."]);
+    throw new CliError(EXIT.USAGE, `refusing to ${what} without confirmation: no terminal to ask on`, [
+      "Pass --yes to confirm from a script.",
+    ]);
   }
   const rl = createInterface({ input: term.stdin, output: term.stderr, terminal: true });
   try {

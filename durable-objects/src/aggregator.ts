@@ -119,7 +119,16 @@ export interface SiteStatus {
    * (or it is cooling down), `applied` when it is the rule that shapes the
    * policy for its target (the first active one by priority).
    */
-  rules: Array<Omit<EngineRule, "metricTag" | "actionValue"> & { metricTag: string | null; actionValue: number | null; active: boolean; applied: boolean; firedAt: number | null; value: number | null }>;
+  rules: Array<
+    Omit<EngineRule, "metricTag" | "actionValue"> & {
+      metricTag: string | null;
+      actionValue: number | null;
+      active: boolean;
+      applied: boolean;
+      firedAt: number | null;
+      value: number | null;
+    }
+  >;
   /** The latest fire/clear records, newest first. */
   events: StoredEvent[];
   evaluatedAt: number;
@@ -265,9 +274,10 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const last = this.instances.get(incoming.instanceId);
     let duplicate = false;
     if (last !== undefined && incoming.ts <= last.ts) {
-      const known = this.sql
-        .exec("SELECT 1 FROM pulse_keys WHERE instance_id = ? AND ts = ? AND digest = ?", incoming.instanceId, incoming.ts, digest)
-        .toArray().length > 0;
+      const known =
+        this.sql
+          .exec("SELECT 1 FROM pulse_keys WHERE instance_id = ? AND ts = ? AND digest = ?", incoming.instanceId, incoming.ts, digest)
+          .toArray().length > 0;
       const certain = incoming.ts > now - KEYS_CERTAIN_MS;
       // The latest pulse itself, re-sent after its key expired, is a re-send too.
       if (known || (!certain && incoming.ts === last.ts)) return this.notCounted(now, false);
@@ -277,7 +287,11 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       duplicate = true;
     }
     const trimmed = trimCustomMetrics(incoming, PLAN_LIMITS[config.value.plan].customMetricsPerTag);
-    const pulse = boundUsage(trimmed, last === undefined || last.ts >= trimmed.ts ? null : trimmed.ts - last.ts, PLAN_LIMITS[config.value.plan].monthlyCalls);
+    const pulse = boundUsage(
+      trimmed,
+      last === undefined || last.ts >= trimmed.ts ? null : trimmed.ts - last.ts,
+      PLAN_LIMITS[config.value.plan].monthlyCalls,
+    );
     // The pulse row carries the instance's latest ts (the alarm copies it to
     // `instances` before rolled-up pulses are deleted); its key outlives it.
     this.sql.exec(
@@ -424,7 +438,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       const pending = this.sql.exec<{ last_seq: number; cutoff: number }>("SELECT last_seq, cutoff FROM rollup_pending").toArray()[0];
       if (pending !== undefined) await this.flushPulses(pending.last_seq, pending.cutoff, now);
       await this.flushPulses(null, Number.MAX_SAFE_INTEGER, now);
-      for (let left = this.auditBacklog(), before = Infinity; left > 0 && left < before; before = left, left = this.auditBacklog()) await this.drainAudit();
+      for (let left = this.auditBacklog(), before = Infinity; left > 0 && left < before; before = left, left = this.auditBacklog())
+        await this.drainAudit();
       if (this.auditBacklog() > 0) throw new Error("the site's audit entries could not be handed over; try again");
     }
     await this.ctx.storage.deleteAlarm();
@@ -534,7 +549,9 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       this.ruleSnapshots.set(row.rule_id, JSON.parse(row.rule) as EngineRule);
     }
     // The window is built from the stored pulses by the first loadConfig, which knows its length.
-    for (const row of this.sql.exec<{ instance_id: string; last_ts: number; seen_at: number }>("SELECT instance_id, last_ts, seen_at FROM instances")) {
+    for (const row of this.sql.exec<{ instance_id: string; last_ts: number; seen_at: number }>(
+      "SELECT instance_id, last_ts, seen_at FROM instances",
+    )) {
       this.instances.set(row.instance_id, { ts: row.last_ts, seenAt: row.seen_at, saved: true });
     }
     for (const row of this.sql.exec<{ instance_id: string; ts: number; seen: number }>(
@@ -566,7 +583,11 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   }
 
   private setMeta(key: string, value: unknown): void {
-    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, JSON.stringify(value));
+    this.sql.exec(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+      key,
+      JSON.stringify(value),
+    );
   }
 
   private adopt(orgId: string, siteId: string, now: number): void {
@@ -714,7 +735,12 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     // Transitions only, so steady pulses never write an entry; handed over in the background.
     const transitions: AutoEntry[] = recorded.map((event) => ruleEntry(event, config.rules));
     if (capExceeded && this.current?.status !== "cap_exceeded") {
-      transitions.push({ kind: "cap_exceeded", at: now, target: null, details: { plan: config.plan, monthlyCalls: limits.monthlyCalls, usage, month: config.month } });
+      transitions.push({
+        kind: "cap_exceeded",
+        at: now,
+        target: null,
+        details: { plan: config.plan, monthlyCalls: limits.monthlyCalls, usage, month: config.month },
+      });
     }
     if (transitions.length > 0) this.audit(transitions);
     const evaluated: PolicyBody = {
@@ -734,7 +760,14 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.lastEvaluated = evaluatedJson;
     if (checked.problem !== null && this.foldProblem === null) {
       console.error(`policy for ${this.identity!.orgId}:${this.identity!.siteId} folded to pass the schema: ${checked.problem}`);
-      this.audit([{ kind: "policy.folded", at: now, target: null, details: { problem: checked.problem, entriesFolded: checked.folded, killSignal: checked.body.killSignal } }]);
+      this.audit([
+        {
+          kind: "policy.folded",
+          at: now,
+          target: null,
+          details: { problem: checked.problem, entriesFolded: checked.folded, killSignal: checked.body.killSignal },
+        },
+      ]);
     }
     this.foldProblem = checked.problem;
     const body = checked.body;
@@ -774,7 +807,14 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const rule = this.ruleSnapshots.get(event.ruleId);
     const full: ReflexEvent =
       event.metric === "" && rule !== undefined
-        ? { ...event, tagName: rule.tagName, metric: rule.metric, metricTag: rule.metricTag ?? null, operator: rule.operator, threshold: rule.threshold }
+        ? {
+            ...event,
+            tagName: rule.tagName,
+            metric: rule.metric,
+            metricTag: rule.metricTag ?? null,
+            operator: rule.operator,
+            threshold: rule.threshold,
+          }
         : event;
     this.sql.exec("INSERT INTO events (body) VALUES (?)", JSON.stringify(full));
     return full;
@@ -815,7 +855,11 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       const rows = this.sql.exec<{ seq: number; body: string }>("SELECT seq, body FROM audit_outbox ORDER BY seq LIMIT 100").toArray();
       if (identity === null || rows.length === 0) return;
       try {
-        await recordAudit(this.env, identity.orgId, rows.map((r) => JSON.parse(r.body) as AuditEntry));
+        await recordAudit(
+          this.env,
+          identity.orgId,
+          rows.map((r) => JSON.parse(r.body) as AuditEntry),
+        );
         this.sql.exec("DELETE FROM audit_outbox WHERE seq <= ?", rows[rows.length - 1]!.seq);
       } catch (error) {
         console.error("audit hand-off failed; the next alarm retries it", error);

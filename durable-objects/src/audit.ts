@@ -102,7 +102,21 @@ export function auditInsert(db: D1Database, orgId: string, entry: AuditEntry): D
       `INSERT INTO audit_log (id, org_id, at, site_id, actor_type, actor_id, actor_name, actor_role, kind, target, before, after, details)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     )
-    .bind(entry.id, orgId, entry.at, entry.siteId, entry.actor.type, entry.actor.id, entry.actor.name, entry.actor.role ?? null, entry.kind, entry.target, json(entry.before), json(entry.after), json(entry.details));
+    .bind(
+      entry.id,
+      orgId,
+      entry.at,
+      entry.siteId,
+      entry.actor.type,
+      entry.actor.id,
+      entry.actor.name,
+      entry.actor.role ?? null,
+      entry.kind,
+      entry.target,
+      json(entry.before),
+      json(entry.after),
+      json(entry.details),
+    );
 }
 
 // ------------------------------------------------------------ event patterns

@@ -1,11 +1,30 @@
 /** @waitstate/durable-objects: the SiteAggregator, the WebhookDispatcher and what the Worker needs to talk to them. */
 export { SUSPENSION_RETRY_AFTER_SECONDS, SiteAggregator, aggregatorName, policyKey, trimCustomMetrics } from "./aggregator.js";
-export type { AggregatorEnv, AggregatorFailure, CachedPolicy, IngestRequest, IngestResult, PolicyResult, StoredEvent } from "./aggregator.js";
+export type {
+  AggregatorEnv,
+  AggregatorFailure,
+  CachedPolicy,
+  IngestRequest,
+  IngestResult,
+  PolicyResult,
+  StoredEvent,
+} from "./aggregator.js";
 export { insertSiteWithinCap, siteCapMessage } from "./sites.js";
 export { insertTagWithinCap, tagCapMessage } from "./tags.js";
 export { SITE_ROLLUP_TAG, flushMinutes, monthOf, nextRollupAt, rollupMinutes } from "./rollup.js";
 export type { RollupRow, StoredPulse } from "./rollup.js";
-export { ACTOR_TYPES, AUDIT_KINDS, SYSTEM_ACTOR, auditId, auditInsert, kindMatches, openSecret, patternKnown, signWebhook, webhookBody } from "./audit.js";
+export {
+  ACTOR_TYPES,
+  AUDIT_KINDS,
+  SYSTEM_ACTOR,
+  auditId,
+  auditInsert,
+  kindMatches,
+  openSecret,
+  patternKnown,
+  signWebhook,
+  webhookBody,
+} from "./audit.js";
 export type { ActorType, AuditActor, AuditEntry, AuditKind, WebhookPayload } from "./audit.js";
 export {
   DEFAULT_WEBHOOK_RETRY_BASE_MS,

@@ -121,7 +121,9 @@ export function flushMinutes(db: D1Database, orgId: string, siteId: string, puls
   }
   const last = Math.max(...pulses.map((p) => p.receivedAt));
   statements.push(
-    db.prepare("UPDATE sites SET last_pulse_at = max(coalesce(last_pulse_at, 0), ?) WHERE org_id = ? AND site_id = ?").bind(last, orgId, siteId),
+    db
+      .prepare("UPDATE sites SET last_pulse_at = max(coalesce(last_pulse_at, 0), ?) WHERE org_id = ? AND site_id = ?")
+      .bind(last, orgId, siteId),
   );
   return statements;
 }

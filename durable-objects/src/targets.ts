@@ -27,7 +27,7 @@ export function allowsPrivateTargets(value: unknown): boolean {
 
 /** IPv4 ranges that are not the public internet: [first octets as a 32-bit number, prefix length, what it is]. */
 const IPV4_BLOCKED: ReadonlyArray<readonly [number, number, string]> = [
-  [0x00000000, 8, "a \"this network\" address (0.0.0.0/8)"],
+  [0x00000000, 8, 'a "this network" address (0.0.0.0/8)'],
   [0x0a000000, 8, "a private address (10.0.0.0/8)"],
   [0x64400000, 10, "a carrier-grade NAT address (100.64.0.0/10)"],
   [0x7f000000, 8, "a loopback address (127.0.0.0/8)"],
@@ -121,7 +121,8 @@ export function targetProblem(hostname: string): string | null {
   const v4 = parseIpv4(host);
   if (v4 !== null) return ipv4Problem(v4);
   if (host === "localhost" || host.endsWith(".localhost")) return "a loopback name (localhost)";
-  if (host.endsWith(".local") || host.endsWith(".internal") || host.endsWith(".home.arpa")) return "a name of a local network (.local, .internal, .home.arpa)";
+  if (host.endsWith(".local") || host.endsWith(".internal") || host.endsWith(".home.arpa"))
+    return "a name of a local network (.local, .internal, .home.arpa)";
   if (!host.includes(".")) return "a single-label name, which resolves inside the local network";
   return null;
 }

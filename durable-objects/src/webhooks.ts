@@ -200,7 +200,9 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
   async dispatch(orgId: string, entries: AuditEntry[]): Promise<{ queued: number }> {
     this.adopt(orgId);
     if (entries.length === 0) return { queued: 0 };
-    const { results } = await this.env.DB.prepare("SELECT id, events FROM webhooks WHERE org_id = ? AND enabled = 1").bind(orgId).all<{ id: string; events: string }>();
+    const { results } = await this.env.DB.prepare("SELECT id, events FROM webhooks WHERE org_id = ? AND enabled = 1")
+      .bind(orgId)
+      .all<{ id: string; events: string }>();
     if (results.length === 0) return { queued: 0 };
     const hooks = results.map((hook) => ({ id: hook.id, events: parseEvents(hook.events) }));
     const now = Date.now();
@@ -243,7 +245,10 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
     await this.syncQuietly();
     await this.sendDue();
     await this.syncQuietly();
-    this.sql.exec("DELETE FROM deliveries WHERE status != 'pending' AND version = synced_version AND updated_at < ?", Date.now() - FINISHED_KEPT_MS);
+    this.sql.exec(
+      "DELETE FROM deliveries WHERE status != 'pending' AND version = synced_version AND updated_at < ?",
+      Date.now() - FINISHED_KEPT_MS,
+    );
     await this.scheduleNext();
   }
 
@@ -252,7 +257,11 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
   private async sendDue(): Promise<void> {
     const now = Date.now();
     const due = this.sql
-      .exec<DeliveryRow>("SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", now, SEND_BATCH)
+      .exec<DeliveryRow>(
+        "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        now,
+        SEND_BATCH,
+      )
       .toArray();
     if (due.length === 0) return;
     let hooks: Map<string, Hook>;
@@ -280,7 +289,9 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
           this.finish(delivery, "failed", { delivered: false, statusCode: null, error: "target_refused" }, false);
           return;
         }
-        const outcome: Outcome = hook.secret.ok ? await this.send(hook.url, hook.secret.value, delivery) : { delivered: false, statusCode: null, error: "secret_unavailable" };
+        const outcome: Outcome = hook.secret.ok
+          ? await this.send(hook.url, hook.secret.value, delivery)
+          : { delivered: false, statusCode: null, error: "secret_unavailable" };
         const attempts = delivery.attempts + 1;
         if (outcome.delivered) this.finish(delivery, "delivered", outcome, true);
         else if (attempts >= WEBHOOK_MAX_ATTEMPTS) this.finish(delivery, "failed", outcome, true);
@@ -378,11 +389,25 @@ export class WebhookDispatcher extends DurableObject<DispatcherEnv> {
              ON CONFLICT (id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, last_status_code = excluded.last_status_code,
                last_error = excluded.last_error, next_attempt_at = excluded.next_attempt_at, delivered_at = excluded.delivered_at`,
           )
-          .bind(r.id, this.orgId, r.webhook_id, r.event_id, r.kind, r.status, r.attempts, r.last_status_code, r.last_error, r.next_attempt_at, r.delivered_at, r.created_at),
+          .bind(
+            r.id,
+            this.orgId,
+            r.webhook_id,
+            r.event_id,
+            r.kind,
+            r.status,
+            r.attempts,
+            r.last_status_code,
+            r.last_error,
+            r.next_attempt_at,
+            r.delivered_at,
+            r.created_at,
+          ),
       ),
     );
     // A row changed while D1 was being written keeps its newer version unsynced.
-    for (const r of rows) this.sql.exec("UPDATE deliveries SET synced_version = ? WHERE id = ? AND version = ?", r.version, r.id, r.version);
+    for (const r of rows)
+      this.sql.exec("UPDATE deliveries SET synced_version = ? WHERE id = ? AND version = ?", r.version, r.id, r.version);
     if (rows.length === 100) await this.sync();
   }
 

@@ -65,7 +65,11 @@ export async function runCli(args: string[], options: CliOptions = {}): Promise<
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       running.child.kill("SIGKILL");
-      reject(new Error(`waitstate ${args.join(" ")} did not finish within ${timeoutMs} ms\nstdout: ${running.stdout()}\nstderr: ${running.stderr()}`));
+      reject(
+        new Error(
+          `waitstate ${args.join(" ")} did not finish within ${timeoutMs} ms\nstdout: ${running.stdout()}\nstderr: ${running.stderr()}`,
+        ),
+      );
     }, timeoutMs);
   });
   try {
@@ -76,7 +80,11 @@ export async function runCli(args: string[], options: CliOptions = {}): Promise<
 }
 
 /** Waits until `predicate()` is truthy, polling every 100 ms. */
-export async function until<T>(predicate: () => T | Promise<T>, timeoutMs: number, what: string): Promise<Exclude<T, null | undefined | false | 0 | "">> {
+export async function until<T>(
+  predicate: () => T | Promise<T>,
+  timeoutMs: number,
+  what: string,
+): Promise<Exclude<T, null | undefined | false | 0 | "">> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await predicate();
@@ -100,7 +108,11 @@ export async function runInTerminal(
   options: { env?: Record<string, string | undefined>; answers?: Array<[prompt: string, typed: string]>; timeoutMs?: number } = {},
 ): Promise<CliResult> {
   const command = [process.execPath, CLI_BIN, ...args].map(shellQuote).join(" ");
-  const child = spawn(SCRIPT_BIN, ["-qec", command, "/dev/null"], { cwd: ROOT, env: childEnv({ TERM: "xterm", ...options.env }), stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(SCRIPT_BIN, ["-qec", command, "/dev/null"], {
+    cwd: ROOT,
+    env: childEnv({ TERM: "xterm", ...options.env }),
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   const pending = [...(options.answers ?? [])];

@@ -31,17 +31,29 @@ export class EdgeWorker {
   /** Starts `wrangler dev` for the example and waits until the Worker answers (its status route is no gate call). */
   async start(vars: Record<string, string>, timeoutMs = 60_000): Promise<this> {
     const args = [
-      "--config", CONFIG,
-      "--ip", "127.0.0.1",
-      "--port", String(this.port),
-      "--inspector-port", String(await freePort()),
-      "--persist-to", this.state,
+      "--config",
+      CONFIG,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(this.port),
+      "--inspector-port",
+      String(await freePort()),
+      "--persist-to",
+      this.state,
       "--show-interactive-dev-session=false",
-      "--log-level", "warn",
+      "--log-level",
+      "warn",
       ...Object.entries(vars).flatMap(([key, value]) => ["--var", `${key}:${value}`]),
     ];
     try {
-      this.dev = await WranglerDev.start({ args, readyUrl: `${this.url}/__waitstate/status`, name: "wrangler dev (edge worker)", timeoutMs, anyStatus: true });
+      this.dev = await WranglerDev.start({
+        args,
+        readyUrl: `${this.url}/__waitstate/status`,
+        name: "wrangler dev (edge worker)",
+        timeoutMs,
+        anyStatus: true,
+      });
     } catch (error) {
       rmSync(this.state, { recursive: true, force: true });
       throw error;

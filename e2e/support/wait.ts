@@ -7,7 +7,12 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * and returns it. A check that throws is retried; after `timeoutMs` the error
  * names `what` and the last error seen.
  */
-export async function until<T>(check: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs: number, what: string, everyMs = 100): Promise<T> {
+export async function until<T>(
+  check: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeoutMs: number,
+  what: string,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -17,7 +22,8 @@ export async function until<T>(check: () => Promise<T | null | undefined | false
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
     await sleep(everyMs);
   }
 }

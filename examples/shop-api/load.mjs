@@ -40,10 +40,20 @@ export function startLoad(o) {
             reason = "unparsable_429";
           }
         }
-        finish({ target: s.target, tier: s.tier, cost: s.cost, sentAt, doneAt: Date.now(), status: res.statusCode ?? 0, reason: String(reason ?? "none") });
+        finish({
+          target: s.target,
+          tier: s.tier,
+          cost: s.cost,
+          sentAt,
+          doneAt: Date.now(),
+          status: res.statusCode ?? 0,
+          reason: String(reason ?? "none"),
+        });
       });
     });
-    req.on("error", (e) => finish({ target: s.target, tier: s.tier, cost: s.cost, sentAt, doneAt: Date.now(), status: 0, reason: e.code ?? "network_error" }));
+    req.on("error", (e) =>
+      finish({ target: s.target, tier: s.tier, cost: s.cost, sentAt, doneAt: Date.now(), status: 0, reason: e.code ?? "network_error" }),
+    );
     req.end();
   }
 

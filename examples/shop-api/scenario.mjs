@@ -14,8 +14,28 @@ export const TIERS = [
 export function layeredRules(siteId, cooldownSeconds) {
   return [
     { tagName: "free", metric: "latency", operator: "gt", threshold: 1000, action: "block", priority: 1, cooldownSeconds, siteId },
-    { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "throttle", actionValue: 0.5, priority: 2, cooldownSeconds, siteId },
-    { tagName: "pro", metric: "errors", operator: "gt", threshold: 50, action: "throttle", actionValue: 0.7, priority: 3, cooldownSeconds, siteId },
+    {
+      tagName: "free",
+      metric: "latency",
+      operator: "gt",
+      threshold: 500,
+      action: "throttle",
+      actionValue: 0.5,
+      priority: 2,
+      cooldownSeconds,
+      siteId,
+    },
+    {
+      tagName: "pro",
+      metric: "errors",
+      operator: "gt",
+      threshold: 50,
+      action: "throttle",
+      actionValue: 0.7,
+      priority: 3,
+      cooldownSeconds,
+      siteId,
+    },
   ];
 }
 

@@ -70,9 +70,30 @@ export interface PlanLimits {
 }
 
 export const PLAN_LIMITS: Readonly<Record<Plan, Readonly<PlanLimits>>> = Object.freeze({
-  hobby: Object.freeze({ leaseSeconds: 300, pulseIntervalMs: 30_000, sites: 1, monthlyCalls: 1_000_000, customMetricsPerTag: 0, tags: 100 }),
-  pro: Object.freeze({ leaseSeconds: 120, pulseIntervalMs: 2_000, sites: 10, monthlyCalls: 100_000_000, customMetricsPerTag: 5, tags: 1000 }),
-  enterprise: Object.freeze({ leaseSeconds: 60, pulseIntervalMs: 1_000, sites: null, monthlyCalls: null, customMetricsPerTag: null, tags: MAX_TAGS_PER_POLICY }),
+  hobby: Object.freeze({
+    leaseSeconds: 300,
+    pulseIntervalMs: 30_000,
+    sites: 1,
+    monthlyCalls: 1_000_000,
+    customMetricsPerTag: 0,
+    tags: 100,
+  }),
+  pro: Object.freeze({
+    leaseSeconds: 120,
+    pulseIntervalMs: 2_000,
+    sites: 10,
+    monthlyCalls: 100_000_000,
+    customMetricsPerTag: 5,
+    tags: 1000,
+  }),
+  enterprise: Object.freeze({
+    leaseSeconds: 60,
+    pulseIntervalMs: 1_000,
+    sites: null,
+    monthlyCalls: null,
+    customMetricsPerTag: null,
+    tags: MAX_TAGS_PER_POLICY,
+  }),
 });
 
 /** A lease a policy gets when it does not say (the shortest plan lease). */
@@ -134,15 +155,7 @@ export const MAX_ID_LENGTH = 128;
 export const METRIC_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/;
 
 /** Built-in reflex metrics (docs/design.md#metrics). */
-export const BUILTIN_METRICS = [
-  "latency",
-  "p50_latency",
-  "p95_latency",
-  "p99_latency",
-  "errors",
-  "error_rate",
-  "rps",
-] as const;
+export const BUILTIN_METRICS = ["latency", "p50_latency", "p95_latency", "p99_latency", "errors", "error_rate", "rps"] as const;
 export type BuiltinMetric = (typeof BUILTIN_METRICS)[number];
 
 /**

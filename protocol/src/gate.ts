@@ -191,9 +191,7 @@ export function decideWithLimit(
       case "fixed_rps":
         return takeSafeModeToken(state, now) ? RESULTS.leaseExpiredAllowed : RESULTS.leaseExpiredDenied;
       case "last_policy":
-        return enforce(policy, limit, limitFromTag, weight).allowed
-          ? RESULTS.leaseExpiredAllowed
-          : RESULTS.leaseExpiredDenied;
+        return enforce(policy, limit, limitFromTag, weight).allowed ? RESULTS.leaseExpiredAllowed : RESULTS.leaseExpiredDenied;
       default:
         return RESULTS.leaseExpiredAllowed;
     }
@@ -210,23 +208,11 @@ export function decideWithLimit(
  * const state = newGateState({ lastSyncAt: Date.now() });
  * decide({ tagMaxWeights: { free: 0 } }, state, Date.now(), "free"); // { allowed: false, reason: "tag_blocked" }
  */
-export function decide(
-  policy: GatePolicy | null,
-  state: GateState,
-  now: number,
-  tag?: string,
-  weight?: number,
-): GateResult {
+export function decide(policy: GatePolicy | null, state: GateState, now: number, tag?: string, weight?: number): GateResult {
   return decideCompiled(policy === null ? null : compilePolicy(policy), state, now, tag, weight);
 }
 
-export function decideCompiled(
-  policy: CompiledPolicy | null,
-  state: GateState,
-  now: number,
-  tag?: string,
-  weight?: number,
-): GateResult {
+export function decideCompiled(policy: CompiledPolicy | null, state: GateState, now: number, tag?: string, weight?: number): GateResult {
   const w = weight === undefined ? 1 : normalizeWeight(weight);
   if (policy === null) return decideWithLimit(null, state, now, Number.POSITIVE_INFINITY, false, w);
   const tagLimit = policy.tagLimits.get(normalizeTag(tag));
@@ -244,9 +230,7 @@ export function gate(policy: GatePolicy | null, tag?: string, weight?: number): 
   const w = weight === undefined ? 1 : normalizeWeight(weight);
   const compiled = compilePolicy(policy);
   const tagLimit = compiled.tagLimits.get(normalizeTag(tag));
-  return tagLimit === undefined
-    ? enforce(compiled, compiled.globalMaxWeight, false, w)
-    : enforce(compiled, tagLimit, true, w);
+  return tagLimit === undefined ? enforce(compiled, compiled.globalMaxWeight, false, w) : enforce(compiled, tagLimit, true, w);
 }
 
 export interface TagCount {
@@ -323,8 +307,7 @@ export class LocalGate {
   markSynced(syncedAt: number): void {
     markSynced(this.state, syncedAt);
     const p = this.policy;
-    this.fastUntil =
-      p !== null && p.statusCode === STATUS_OK && !p.killSignal ? syncedAt + p.leaseMs : Number.NEGATIVE_INFINITY;
+    this.fastUntil = p !== null && p.statusCode === STATUS_OK && !p.killSignal ? syncedAt + p.leaseMs : Number.NEGATIVE_INFINITY;
   }
 
   gate(tag: string = DEFAULT_TAG, weight: number = 1, now: number): GateResult {

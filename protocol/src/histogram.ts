@@ -60,9 +60,7 @@ export interface HistogramEncoding {
   b: number[];
 }
 
-export type HistogramDecodeResult =
-  | { ok: true; value: LatencyHistogram }
-  | { ok: false; error: string };
+export type HistogramDecodeResult = { ok: true; value: LatencyHistogram } | { ok: false; error: string };
 
 export class LatencyHistogram {
   private readonly counts = new Float64Array(HISTOGRAM_BUCKETS);
@@ -145,9 +143,7 @@ export class LatencyHistogram {
       const c = this.counts[i]!;
       if (c !== 0) b.push(i, c);
     }
-    return this.total === 0
-      ? { n: 0, s: 0, lo: 0, hi: 0, b }
-      : { n: this.total, s: this.sumMs, lo: this.minMs, hi: this.maxMs, b };
+    return this.total === 0 ? { n: 0, s: 0, lo: 0, hi: 0, b } : { n: this.total, s: this.sumMs, lo: this.minMs, hi: this.maxMs, b };
   }
 
   toJSON(): HistogramEncoding {

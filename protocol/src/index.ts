@@ -66,7 +66,16 @@ export {
   normalizeTag,
   normalizeWeight,
 } from "./gate.js";
-export type { CompiledPolicy, GatePolicy, GateResult, GateState, GateStateOptions, LocalGateOptions, TagCount, TakenCounts } from "./gate.js";
+export type {
+  CompiledPolicy,
+  GatePolicy,
+  GateResult,
+  GateState,
+  GateStateOptions,
+  LocalGateOptions,
+  TagCount,
+  TakenCounts,
+} from "./gate.js";
 export {
   HISTOGRAM_BOUNDED_BUCKETS,
   HISTOGRAM_BUCKETS,
@@ -121,7 +130,17 @@ export type {
 } from "./lifecycle.js";
 export { POLICY_BOUNDS, isWeightLimit, killSwitchPolicy, parsePolicy, parseTagMaxWeights, validatePolicy } from "./policy.js";
 export type { PolicyParseResult, TagMapResult, WirePolicy } from "./policy.js";
-export { MetricStats, WindowAccumulator, compare, evaluateReflexes, mergeWindow, nameRecord, own, readMetric, windowNeeds } from "./reflex.js";
+export {
+  MetricStats,
+  WindowAccumulator,
+  compare,
+  evaluateReflexes,
+  mergeWindow,
+  nameRecord,
+  own,
+  readMetric,
+  windowNeeds,
+} from "./reflex.js";
 export type {
   CustomAggregate,
   EngineRule,

@@ -207,15 +207,7 @@ export type LifecycleEvent =
  * - `stand_down`: `suspended`: cancel pulse and poll timers until `suspendedUntil`.
  * - `resumed`: the stand-down is over; pulse now.
  */
-export type LifecycleAction =
-  | "pulse"
-  | "poll"
-  | "install"
-  | "confirm"
-  | "safe_mode_entered"
-  | "safe_mode_ended"
-  | "stand_down"
-  | "resumed";
+export type LifecycleAction = "pulse" | "poll" | "install" | "confirm" | "safe_mode_entered" | "safe_mode_ended" | "stand_down" | "resumed";
 
 export interface LifecycleStep {
   state: LifecycleState;
@@ -270,7 +262,9 @@ export function step(state: LifecycleState, event: LifecycleEvent): LifecycleSte
     case "pulse_done": {
       if (state.stopped) return { state, actions };
       const failures = event.delivered ? 0 : state.failures + 1;
-      const delay = event.delivered ? pulseDelayMs(state.intervalMs, event.random) : backoffMs(state.intervalMs, state.leaseMs, failures, event.random);
+      const delay = event.delivered
+        ? pulseDelayMs(state.intervalMs, event.random)
+        : backoffMs(state.intervalMs, state.leaseMs, failures, event.random);
       return { state: { ...state, failures, nextPulseAt: active(state) ? now + delay : null }, actions };
     }
     case "poll_due": {
@@ -290,7 +284,12 @@ export function step(state: LifecycleState, event: LifecycleEvent): LifecycleSte
     case "policy": {
       const { policy } = event;
       // A cached read older than what a pulse already brought confirms the sync but does not roll the policy back.
-      if (event.source === "poll" && state.policyIssuedAt !== null && policy.issuedAt !== undefined && policy.issuedAt < state.policyIssuedAt) {
+      if (
+        event.source === "poll" &&
+        state.policyIssuedAt !== null &&
+        policy.issuedAt !== undefined &&
+        policy.issuedAt < state.policyIssuedAt
+      ) {
         actions.push("confirm");
         return { state: synced(state, now, actions), actions };
       }
@@ -317,7 +316,8 @@ export function step(state: LifecycleState, event: LifecycleEvent): LifecycleSte
       return { state: synced(state, now, actions), actions };
     }
     case "lease_check": {
-      if (state.stopped || state.safeMode || state.lastSyncAt === null || now <= state.lastSyncAt + state.leaseMs) return { state, actions };
+      if (state.stopped || state.safeMode || state.lastSyncAt === null || now <= state.lastSyncAt + state.leaseMs)
+        return { state, actions };
       actions.push("safe_mode_entered");
       return { state: { ...state, safeMode: true }, actions };
     }
@@ -363,7 +363,10 @@ export function due(state: LifecycleState, now: number): Due {
 /** The earliest moment something becomes due (a single-timer client sleeps until then); null when nothing ever will. */
 export function nextWakeAt(state: LifecycleState): number | null {
   // No allocation: an edge sync() compares against this on every request.
-  return earliest(earliest(state.stopped ? null : state.suspendedUntil, state.nextPulseAt), earliest(state.nextPollAt, leaseCheckAt(state)));
+  return earliest(
+    earliest(state.stopped ? null : state.suspendedUntil, state.nextPulseAt),
+    earliest(state.nextPollAt, leaseCheckAt(state)),
+  );
 }
 
 function earliest(a: number | null, b: number | null): number | null {

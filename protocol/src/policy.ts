@@ -72,7 +72,8 @@ export function parseTagMaxWeights(input: unknown): TagMapResult {
   const out = Object.create(null) as Record<string, number | null>;
   for (const key of keys) {
     if (key.length === 0) return { ok: false, key, message: "invalid key: tag must not be empty" };
-    if (key.length > MAX_TAG_NAME_LENGTH) return { ok: false, key, message: `invalid key: tag must be at most ${MAX_TAG_NAME_LENGTH} characters` };
+    if (key.length > MAX_TAG_NAME_LENGTH)
+      return { ok: false, key, message: `invalid key: tag must be at most ${MAX_TAG_NAME_LENGTH} characters` };
     const value = input[key];
     if (!isWeightLimit(value)) return { ok: false, key, message: "expected a non-negative number or null" };
     out[key] = value;
@@ -129,7 +130,8 @@ export function parsePolicy(input: unknown): PolicyParseResult {
     policy.issuedAt = o.issuedAt;
   }
   if (o.retryAfterSeconds !== undefined) {
-    if (!isInt(o.retryAfterSeconds, retry.min, retry.max)) return fail("retryAfterSeconds", `expected an integer of seconds between ${retry.min} and ${retry.max}`);
+    if (!isInt(o.retryAfterSeconds, retry.min, retry.max))
+      return fail("retryAfterSeconds", `expected an integer of seconds between ${retry.min} and ${retry.max}`);
     policy.retryAfterSeconds = o.retryAfterSeconds;
   }
   return { ok: true, policy };
@@ -160,7 +162,9 @@ export function killSwitchPolicy(input: unknown): WirePolicy | null {
     // The kill switch is obeyed whatever status the policy claims.
     status: "ok",
     pulseInterval: isInt(input.pulseInterval, pi.min, pi.max) ? input.pulseInterval : DEFAULT_PULSE_INTERVAL_MS,
-    leaseDurationSeconds: isInt(input.leaseDurationSeconds, lease.min, lease.max) ? input.leaseDurationSeconds : DEFAULT_LEASE_DURATION_SECONDS,
+    leaseDurationSeconds: isInt(input.leaseDurationSeconds, lease.min, lease.max)
+      ? input.leaseDurationSeconds
+      : DEFAULT_LEASE_DURATION_SECONDS,
   };
   if (isInt(input.issuedAt, 0, Number.MAX_SAFE_INTEGER)) policy.issuedAt = input.issuedAt;
   return policy;

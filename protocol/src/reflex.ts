@@ -378,7 +378,17 @@ export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
   // Rules that were deleted while active are cleared too, so the record is complete.
   for (const [id, state] of Object.entries(previous)) {
     if (!present.has(id) && state.active) {
-      events.push({ kind: "cleared", ruleId: id, at: now, tagName: null, metric: "", metricTag: null, value: undefined, operator: "gt", threshold: 0 });
+      events.push({
+        kind: "cleared",
+        ruleId: id,
+        at: now,
+        tagName: null,
+        metric: "",
+        metricTag: null,
+        value: undefined,
+        operator: "gt",
+        threshold: 0,
+      });
     }
   }
 
@@ -399,7 +409,9 @@ export function evaluateReflexes(input: ReflexInput): ReflexOutcome {
   }
   if (allTraffic !== null) {
     globalMaxWeight = limitOf(allTraffic, globalBaseline);
-    triage(allTraffic, states[allTraffic.id]!, stats.windowSeconds, input.tags ?? {}, tagMaxWeights, (tag) => limitOf(allTraffic!, baselineOf(tag)));
+    triage(allTraffic, states[allTraffic.id]!, stats.windowSeconds, input.tags ?? {}, tagMaxWeights, (tag) =>
+      limitOf(allTraffic!, baselineOf(tag)),
+    );
   }
   return { globalMaxWeight, tagMaxWeights, applied, states, events };
 }

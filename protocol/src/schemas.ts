@@ -135,12 +135,14 @@ export const PulseSchema = z
  * SDKs run, into a prototype-less object: `z.record` would drop a `__proto__`
  * entry, so a block rule on that tag would vanish from the policy.
  */
-const TagMaxWeightsSchema = z.custom<Record<string, number | null>>(() => true).transform((value, ctx) => {
-  const parsed = parseTagMaxWeights(value);
-  if (parsed.ok) return parsed.value;
-  ctx.addIssue({ code: "custom", path: parsed.key === undefined ? [] : [parsed.key], message: parsed.message });
-  return z.NEVER;
-});
+const TagMaxWeightsSchema = z
+  .custom<Record<string, number | null>>(() => true)
+  .transform((value, ctx) => {
+    const parsed = parseTagMaxWeights(value);
+    if (parsed.ok) return parsed.value;
+    ctx.addIssue({ code: "custom", path: parsed.key === undefined ? [] : [parsed.key], message: parsed.message });
+    return z.NEVER;
+  });
 
 export const PolicySchema = z.object({
   version: count.default(0),

@@ -20,24 +20,14 @@ export const MIN_LEASE_INTERVALS = 3;
 
 /** What an operator sends: each field optional; `null` returns it to the plan's value. */
 export const SiteSettingsSchema = z.strictObject({
-  pulseIntervalMs: z
-    .int()
-    .min(SITE_TIMING_BOUNDS.pulseIntervalMs.min)
-    .max(SITE_TIMING_BOUNDS.pulseIntervalMs.max)
-    .nullable()
-    .optional(),
+  pulseIntervalMs: z.int().min(SITE_TIMING_BOUNDS.pulseIntervalMs.min).max(SITE_TIMING_BOUNDS.pulseIntervalMs.max).nullable().optional(),
   leaseDurationSeconds: z
     .int()
     .min(SITE_TIMING_BOUNDS.leaseDurationSeconds.min)
     .max(SITE_TIMING_BOUNDS.leaseDurationSeconds.max)
     .nullable()
     .optional(),
-  windowSeconds: z
-    .number()
-    .min(SITE_TIMING_BOUNDS.windowSeconds.min)
-    .max(SITE_TIMING_BOUNDS.windowSeconds.max)
-    .nullable()
-    .optional(),
+  windowSeconds: z.number().min(SITE_TIMING_BOUNDS.windowSeconds.min).max(SITE_TIMING_BOUNDS.windowSeconds.max).nullable().optional(),
 });
 export type SiteSettings = z.output<typeof SiteSettingsSchema>;
 

@@ -49,7 +49,8 @@ export const FUNCTIONS: Record<string, (a: Args) => unknown> = {
   pollDelayMs: (a) => rules.pollDelayMs(n(a, "intervalMs"), n(a, "random")),
   backoffMs: (a) => rules.backoffMs(n(a, "intervalMs"), n(a, "leaseMs"), n(a, "failures"), n(a, "random")),
   policyPacing: (a) => rules.policyPacing(a.policy as unknown as rules.LifecyclePolicy),
-  classifyPulseAnswer: (a) => rules.classifyPulseAnswer(a.status as unknown as number | null, a.counted as unknown as boolean, a.policyValid as unknown as boolean),
+  classifyPulseAnswer: (a) =>
+    rules.classifyPulseAnswer(a.status as unknown as number | null, a.counted as unknown as boolean, a.policyValid as unknown as boolean),
   pulseLeavesOutbox: (a) => rules.pulseLeavesOutbox(a.outcome as unknown as rules.PulseOutcome),
   classifyPollAnswer: (a) => rules.classifyPollAnswer(a.status as unknown as number | null, a.policyValid as unknown as boolean),
   tokenRefreshDelayMs: (a) => rules.tokenRefreshDelayMs(n(a, "expiresAt"), n(a, "now")),
@@ -63,7 +64,9 @@ export function runFunctionCase(c: FunctionCase, functions = FUNCTIONS): string[
   const f = functions[c.fn];
   if (f === undefined) return [`unknown function ${c.fn}`];
   const got = f(c.args as Args);
-  return same(got, c.expect) ? [] : [`${c.fn}(${JSON.stringify(c.args)}): expected ${JSON.stringify(c.expect)}, got ${JSON.stringify(got)}`];
+  return same(got, c.expect)
+    ? []
+    : [`${c.fn}(${JSON.stringify(c.args)}): expected ${JSON.stringify(c.expect)}, got ${JSON.stringify(got)}`];
 }
 
 /** Fields of `got` that differ from the `expected` subset. */
@@ -83,7 +86,10 @@ export function runClientCase(c: ClientCase): string[] {
     if ("event" in s) {
       const out = rules.step(state, s.event);
       state = out.state;
-      if (!same(out.actions, s.expect.actions)) mismatches.push(`step ${i} (${s.event.type}): actions expected ${JSON.stringify(s.expect.actions)}, got ${JSON.stringify(out.actions)}`);
+      if (!same(out.actions, s.expect.actions))
+        mismatches.push(
+          `step ${i} (${s.event.type}): actions expected ${JSON.stringify(s.expect.actions)}, got ${JSON.stringify(out.actions)}`,
+        );
       mismatches.push(...diff(`step ${i} (${s.event.type})`, state, s.expect.state ?? {}));
     } else {
       const got = { ...rules.due(state, s.due), wakeAt: rules.nextWakeAt(state) };

@@ -40,7 +40,9 @@ describe("lifecycle.json conformance vectors", () => {
     const outcomes = (fn: string) => new Set(FUNCTION_CASES.filter((c) => c.fn === fn).map((c) => c.expect));
     expect(outcomes("classifyPulseAnswer")).toEqual(new Set(["policy", "counted", "not_delivered", "rejected", "retry"]));
     expect(outcomes("classifyPollAnswer")).toEqual(new Set(["policy", "not_modified", "invalid_policy", "unauthorized", "failed"]));
-    const statuses = new Set(CLIENT_CASES.flatMap((c) => c.steps.flatMap((s) => ("event" in s && s.event.type === "policy" ? [s.event.policy.status] : []))));
+    const statuses = new Set(
+      CLIENT_CASES.flatMap((c) => c.steps.flatMap((s) => ("event" in s && s.event.type === "policy" ? [s.event.policy.status] : []))),
+    );
     expect([...statuses].sort()).toEqual(["cap_exceeded", "ok", "suspended"]);
   });
 

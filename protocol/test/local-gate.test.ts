@@ -28,7 +28,7 @@ describe("LocalGate", () => {
     const local = new LocalGate();
     local.update({ tagMaxWeights: { free: 0 } }, T);
     expect(local.gate("free", 1, T)).toBe(RESULTS.tagBlocked);
-    local.update({ tagMaxWeights: {} , globalMaxWeight: 0 }, T + 1);
+    local.update({ tagMaxWeights: {}, globalMaxWeight: 0 }, T + 1);
     expect(local.gate("free", 1, T + 1)).toBe(RESULTS.globalBlock);
     local.update({}, T + 2);
     expect(local.gate("free", 1, T + 2)).toBe(RESULTS.allowed);
@@ -96,6 +96,11 @@ describe("tag cap (maxTags)", () => {
     const long = "x".repeat(129);
     local.gate(long, 1, T);
     local.gate("x".repeat(128), 1, T);
-    expect(local.takeCounts().tags.map((t) => t.tag.length).sort((a, b) => a - b)).toEqual([OVERFLOW_TAG.length, 128]);
+    expect(
+      local
+        .takeCounts()
+        .tags.map((t) => t.tag.length)
+        .sort((a, b) => a - b),
+    ).toEqual([OVERFLOW_TAG.length, 128]);
   });
 });

@@ -20,11 +20,24 @@ describe("policy.json conformance vectors", () => {
     const names = POLICY_CASES.map((c) => c.name).join("\n");
     expect(names).toContain("4096 tag entries");
     expect(names).toContain("4097 tag entries");
-    const bound = POLICY_CASES.find((c) => c.valid && Object.keys((c.input as { tagMaxWeights?: object }).tagMaxWeights ?? {}).length === MAX_TAGS_PER_POLICY);
+    const bound = POLICY_CASES.find(
+      (c) => c.valid && Object.keys((c.input as { tagMaxWeights?: object }).tagMaxWeights ?? {}).length === MAX_TAGS_PER_POLICY,
+    );
     expect(bound).toBeDefined();
     const paths = new Set(POLICY_CASES.filter((c) => !c.valid).map((c) => c.path!.split(".")[0]));
     expect([...paths].sort()).toEqual(
-      ["(root)", "globalMaxWeight", "issuedAt", "killSignal", "leaseDurationSeconds", "pulseInterval", "retryAfterSeconds", "status", "tagMaxWeights", "version"].sort(),
+      [
+        "(root)",
+        "globalMaxWeight",
+        "issuedAt",
+        "killSignal",
+        "leaseDurationSeconds",
+        "pulseInterval",
+        "retryAfterSeconds",
+        "status",
+        "tagMaxWeights",
+        "version",
+      ].sort(),
     );
   });
 
@@ -45,7 +58,9 @@ describe("policy.json conformance vectors", () => {
 
   it("a valid policy's tag map has no prototype: Object.prototype names are ordinary tags", () => {
     const input = JSON.parse('{"tagMaxWeights":{"__proto__":0,"toString":1}}') as unknown;
-    for (const policy of [parsePolicy(input), parseWith(PolicySchema, input)].map((r) => ("policy" in r ? r.policy : r.ok ? r.value : null))) {
+    for (const policy of [parsePolicy(input), parseWith(PolicySchema, input)].map((r) =>
+      "policy" in r ? r.policy : r.ok ? r.value : null,
+    )) {
       const tags = policy!.tagMaxWeights;
       expect(Object.getPrototypeOf(tags)).toBeNull();
       expect(Object.keys(tags)).toEqual(["__proto__", "toString"]);
@@ -63,7 +78,10 @@ describe("policy.json conformance vectors", () => {
 });
 
 describe("killSwitchPolicy: a policy that cannot be installed but carries the kill switch", () => {
-  const killCases = POLICY_CASES.filter((c): c is PolicyCase & { input: Record<string, unknown> } => !c.valid && (c.input as { killSignal?: unknown } | null)?.killSignal === true);
+  const killCases = POLICY_CASES.filter(
+    (c): c is PolicyCase & { input: Record<string, unknown> } =>
+      !c.valid && (c.input as { killSignal?: unknown } | null)?.killSignal === true,
+  );
 
   it("the vectors hold such policies, the 4097-tag one among them", () => {
     expect(killCases.map((c) => c.name).join("\n")).toMatch(/4097 tag entries with the kill switch/);

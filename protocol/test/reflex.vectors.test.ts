@@ -18,7 +18,12 @@ describe("reflex.json conformance vectors", () => {
 const T = 1_740_000_000_000;
 
 describe("WindowAccumulator (the Durable Object's window)", () => {
-  const viaAccumulator = (pulses: Parameters<typeof mergeWindow>[0], now: number, w: number | undefined, rules: Parameters<typeof windowNeeds>[0]) => {
+  const viaAccumulator = (
+    pulses: Parameters<typeof mergeWindow>[0],
+    now: number,
+    w: number | undefined,
+    rules: Parameters<typeof windowNeeds>[0],
+  ) => {
     const acc = new WindowAccumulator();
     for (const p of pulses) acc.add(p, p.ts);
     return acc.stats(now, w, windowNeeds(rules));
@@ -33,7 +38,15 @@ describe("WindowAccumulator (the Durable Object's window)", () => {
       instanceId: `i${i % 3}`,
       usageDelta: 10 + i,
       metrics: { latency: 5 + i, errors: i % 4, latencyHistogram: LatencyHistogram.fromValues([5 + i, 6 + i, 50 + i]).encode() },
-      tagMetrics: [{ tag: "free", count: 3 + i, errors: 1, latency: 7, customMetrics: { queue_depth: { min: i, max: i + 2, sum: 2 * i + 2, count: 2 } } }],
+      tagMetrics: [
+        {
+          tag: "free",
+          count: 3 + i,
+          errors: 1,
+          latency: 7,
+          customMetrics: { queue_depth: { min: i, max: i + 2, sum: 2 * i + 2, count: 2 } },
+        },
+      ],
       ts: T + i * 1000,
     }));
     const acc = new WindowAccumulator();
@@ -52,7 +65,19 @@ describe("WindowAccumulator (the Durable Object's window)", () => {
 
   it("merges only the tags the rules read", () => {
     const acc = new WindowAccumulator();
-    acc.add({ instanceId: "a", usageDelta: 2, metrics: {}, tagMetrics: [{ tag: "x", count: 1 }, { tag: "y", count: 1 }], ts: T }, T);
+    acc.add(
+      {
+        instanceId: "a",
+        usageDelta: 2,
+        metrics: {},
+        tagMetrics: [
+          { tag: "x", count: 1 },
+          { tag: "y", count: 1 },
+        ],
+        ts: T,
+      },
+      T,
+    );
     const stats = acc.stats(T, 30, windowNeeds([{ metricTag: "y", enabled: true }]));
     expect([...stats.tags.keys()]).toEqual(["y"]);
     expect(stats.site.calls).toBe(2);
@@ -63,12 +88,24 @@ describe("reflex engine details", () => {
   it("records each fire with the rule id and the values that fired it", () => {
     const stats = mergeWindow([{ instanceId: "a", usageDelta: 10, metrics: { latency: 1200, errors: 0 }, ts: T }], T);
     const out = evaluateReflexes({
-      rules: [{ id: "r1", tagName: "free", metric: "latency", operator: "gt", threshold: 1000, action: "block", enabled: true, priority: 1 }],
+      rules: [
+        { id: "r1", tagName: "free", metric: "latency", operator: "gt", threshold: 1000, action: "block", enabled: true, priority: 1 },
+      ],
       stats,
       now: T,
     });
     expect(out.events).toEqual([
-      { kind: "fired", ruleId: "r1", at: T, tagName: "free", metric: "latency", metricTag: null, value: 1200, operator: "gt", threshold: 1000 },
+      {
+        kind: "fired",
+        ruleId: "r1",
+        at: T,
+        tagName: "free",
+        metric: "latency",
+        metricTag: null,
+        value: 1200,
+        operator: "gt",
+        threshold: 1000,
+      },
     ]);
     expect(out.states.r1).toEqual({ active: true, lastMatchedAt: T, firedAt: T });
   });

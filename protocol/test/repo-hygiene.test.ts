@@ -48,7 +48,13 @@ function trackedTextFiles(): { file: string; text: string }[] {
 function headingSlugs(markdown: string): Set<string> {
   const slugs = new Set<string>();
   for (const [, heading] of markdown.matchAll(/^#{1,6} +(.+)$/gm)) {
-    slugs.add(heading!.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, "").replace(/ /g, "-"));
+    slugs.add(
+      heading!
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, "")
+        .replace(/ /g, "-"),
+    );
   }
   return slugs;
 }
@@ -81,7 +87,8 @@ describe("repository hygiene", () => {
       const text = byFile.get(file);
       const tracked = TRACKED.some((t) => t === file || t.startsWith(`${file}/`));
       if (!tracked) broken.push(`${from} → ${target}: no such tracked file`);
-      else if (anchor && text !== undefined && file.endsWith(".md") && !headingSlugs(text).has(anchor)) broken.push(`${from} → ${target}: no such heading`);
+      else if (anchor && text !== undefined && file.endsWith(".md") && !headingSlugs(text).has(anchor))
+        broken.push(`${from} → ${target}: no such heading`);
     };
     for (const { file, text } of files) {
       // Comments and docs name the specification as docs/<file>.md#<heading>.

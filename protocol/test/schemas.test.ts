@@ -1,11 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  ErrorBodySchema,
-  PolicySchema,
-  PulseSchema,
-  ReflexRuleSchema,
-  parseWith,
-} from "../src/schemas.js";
+import { ErrorBodySchema, PolicySchema, PulseSchema, ReflexRuleSchema, parseWith } from "../src/schemas.js";
 import { isValidCustomMetricName } from "../src/constants.js";
 import { LatencyHistogram } from "../src/histogram.js";
 
@@ -51,14 +45,43 @@ describe("PulseSchema", () => {
     ["a missing instanceId", { instanceId: undefined }, "instanceId"],
     ["an empty tag", { tagMetrics: [{ tag: "", count: 1 }] }, "tagMetrics[0].tag"],
     ["a huge tagMetrics array", { tagMetrics: Array.from({ length: 10_000 }, (_, i) => ({ tag: `t${i}`, count: 1 })) }, "tagMetrics"],
-    ["a duplicate tag", { tagMetrics: [{ tag: "a", count: 1 }, { tag: "a", count: 2 }] }, "tagMetrics[1].tag"],
+    [
+      "a duplicate tag",
+      {
+        tagMetrics: [
+          { tag: "a", count: 1 },
+          { tag: "a", count: 2 },
+        ],
+      },
+      "tagMetrics[1].tag",
+    ],
     ["bounced above usage", { usageDelta: 1, bouncedUnits: 2 }, "bouncedUnits"],
     ["NaN latency smuggled as null", { metrics: { latency: null, errors: 0 } }, "metrics.latency"],
-    ["a reserved custom metric name", { tagMetrics: [{ tag: "a", count: 1, customMetrics: { latency: { min: 1, max: 1, sum: 1, count: 1 } } }] }, "tagMetrics[0].customMetrics.latency"],
-    ["an invalid custom metric name", { tagMetrics: [{ tag: "a", count: 1, customMetrics: { "Queue-Depth": { min: 1, max: 1, sum: 1, count: 1 } } }] }, "tagMetrics[0].customMetrics.Queue-Depth"],
-    ["a custom metric with min above max", { tagMetrics: [{ tag: "a", count: 1, customMetrics: { depth: { min: 5, max: 1, sum: 1, count: 1 } } }] }, "tagMetrics[0].customMetrics.depth"],
-    ["an inconsistent histogram", { metrics: { latency: 1, errors: 0, latencyHistogram: { n: 5, s: 1, lo: 1, hi: 1, b: [3, 1] } } }, "metrics.latencyHistogram"],
-    ["a histogram with a huge bucket array", { metrics: { latency: 1, errors: 0, latencyHistogram: { n: 1, s: 1, lo: 1, hi: 1, b: Array(100_000).fill(1) } } }, "metrics.latencyHistogram.b"],
+    [
+      "a reserved custom metric name",
+      { tagMetrics: [{ tag: "a", count: 1, customMetrics: { latency: { min: 1, max: 1, sum: 1, count: 1 } } }] },
+      "tagMetrics[0].customMetrics.latency",
+    ],
+    [
+      "an invalid custom metric name",
+      { tagMetrics: [{ tag: "a", count: 1, customMetrics: { "Queue-Depth": { min: 1, max: 1, sum: 1, count: 1 } } }] },
+      "tagMetrics[0].customMetrics.Queue-Depth",
+    ],
+    [
+      "a custom metric with min above max",
+      { tagMetrics: [{ tag: "a", count: 1, customMetrics: { depth: { min: 5, max: 1, sum: 1, count: 1 } } }] },
+      "tagMetrics[0].customMetrics.depth",
+    ],
+    [
+      "an inconsistent histogram",
+      { metrics: { latency: 1, errors: 0, latencyHistogram: { n: 5, s: 1, lo: 1, hi: 1, b: [3, 1] } } },
+      "metrics.latencyHistogram",
+    ],
+    [
+      "a histogram with a huge bucket array",
+      { metrics: { latency: 1, errors: 0, latencyHistogram: { n: 1, s: 1, lo: 1, hi: 1, b: Array(100_000).fill(1) } } },
+      "metrics.latencyHistogram.b",
+    ],
     ["a negative timestamp", { ts: -1 }, "ts"],
     ["an instanceId with spaces", { instanceId: "web 01" }, "instanceId"],
   ])("rejects %s with a readable path", (_label, patch, path) => {
@@ -83,14 +106,26 @@ describe("PulseSchema", () => {
 describe("PolicySchema", () => {
   it("accepts the wire policy of docs/protocol.md", () => {
     const wire = {
-      version: 42, globalMaxWeight: null, tagMaxWeights: { free: 0, pro: 5 }, killSignal: false, status: "ok",
-      pulseInterval: 2000, leaseDurationSeconds: 120, issuedAt: 1740000060000,
+      version: 42,
+      globalMaxWeight: null,
+      tagMaxWeights: { free: 0, pro: 5 },
+      killSignal: false,
+      status: "ok",
+      pulseInterval: 2000,
+      leaseDurationSeconds: 120,
+      issuedAt: 1740000060000,
     };
     expect(parseWith(PolicySchema, wire)).toEqual({ ok: true, value: wire });
   });
 
   it("fills defaults for a shorter policy", () => {
-    const parsed = parseWith(PolicySchema, { globalMaxWeight: 5, tagMaxWeights: { free: 0, pro: 3 }, pulseInterval: 2000, leaseDurationSeconds: 120, status: "ok" });
+    const parsed = parseWith(PolicySchema, {
+      globalMaxWeight: 5,
+      tagMaxWeights: { free: 0, pro: 3 },
+      pulseInterval: 2000,
+      leaseDurationSeconds: 120,
+      status: "ok",
+    });
     expect(parsed.ok && parsed.value.killSignal === false && parsed.value.version === 0).toBe(true);
   });
 

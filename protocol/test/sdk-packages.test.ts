@@ -25,7 +25,9 @@ function specifiers(text: string): string[] {
 describe.each(PACKAGES)("$dir as packed", ({ dir, modules }) => {
   const PKG = path.join(ROOT, dir);
   const manifest = JSON.parse(readFileSync(path.join(PKG, "package.json"), "utf8")) as Record<string, unknown>;
-  const packed = JSON.parse(execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: PKG, encoding: "utf8" })) as Array<{
+  const packed = JSON.parse(
+    execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: PKG, encoding: "utf8" }),
+  ) as Array<{
     files: Array<{ path: string }>;
   }>;
   const files = new Set(packed[0]!.files.map((f) => f.path));
@@ -74,8 +76,12 @@ describe.each(PACKAGES)("$dir as packed", ({ dir, modules }) => {
   });
 
   it(`${dir}/src holds no copy of a protocol/src file`, () => {
-    const protocolSources = readdirSync(path.join(ROOT, "protocol/src")).map((f) => readFileSync(path.join(ROOT, "protocol/src", f), "utf8"));
-    const tracked = execFileSync("git", ["ls-files", `${dir}/src`], { cwd: ROOT, encoding: "utf8" }).split("\n").filter(Boolean);
+    const protocolSources = readdirSync(path.join(ROOT, "protocol/src")).map((f) =>
+      readFileSync(path.join(ROOT, "protocol/src", f), "utf8"),
+    );
+    const tracked = execFileSync("git", ["ls-files", `${dir}/src`], { cwd: ROOT, encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean);
     expect(tracked.length).toBeGreaterThan(0);
     const copies = tracked.filter((f) => {
       const text = readFileSync(path.join(ROOT, f), "utf8");

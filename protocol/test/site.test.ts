@@ -22,9 +22,13 @@ describe("site timing", () => {
   it("names the problem: interval under the plan, window under one interval, lease under three", () => {
     expect(minPulseIntervalMs("enterprise")).toBe(250);
     expect(minPulseIntervalMs("hobby")).toBe(30_000);
-    expect(timingProblem("hobby", siteTiming("hobby", { pulseIntervalMs: 1000, leaseDurationSeconds: null, windowSeconds: null }))).toMatch(/^pulseIntervalMs/);
+    expect(timingProblem("hobby", siteTiming("hobby", { pulseIntervalMs: 1000, leaseDurationSeconds: null, windowSeconds: null }))).toMatch(
+      /^pulseIntervalMs/,
+    );
     expect(timingProblem("enterprise", { pulseIntervalMs: 1000, leaseDurationSeconds: 60, windowSeconds: 0.5 })).toMatch(/^windowSeconds/);
-    expect(timingProblem("enterprise", { pulseIntervalMs: 1000, leaseDurationSeconds: 2.9, windowSeconds: 1 })).toMatch(/^leaseDurationSeconds/);
+    expect(timingProblem("enterprise", { pulseIntervalMs: 1000, leaseDurationSeconds: 2.9, windowSeconds: 1 })).toMatch(
+      /^leaseDurationSeconds/,
+    );
     expect(timingProblem("enterprise", { pulseIntervalMs: 1000, leaseDurationSeconds: 3, windowSeconds: 1 })).toBeNull();
     for (const plan of ["hobby", "pro", "enterprise"] as const) expect(timingProblem(plan, siteTiming(plan))).toBeNull();
   });
@@ -46,7 +50,14 @@ describe("site timing", () => {
 });
 
 describe("WindowAccumulator with narrow buckets", () => {
-  const pulse = (latency: number) => ({ instanceId: "a", ts: 0, usageDelta: 10, bouncedUnits: 0, metrics: { latency, errors: 0 }, tagMetrics: [] });
+  const pulse = (latency: number) => ({
+    instanceId: "a",
+    ts: 0,
+    usageDelta: 10,
+    bouncedUnits: 0,
+    metrics: { latency, errors: 0 },
+    tagMetrics: [],
+  });
 
   it("a 1 s window of 100 ms buckets drops what arrived more than a second ago", () => {
     const acc = new WindowAccumulator(100);

@@ -13,7 +13,15 @@ import policyText from "../vectors/policy.json?raw";
 import tokenExchangeText from "../vectors/token-exchange.json?raw";
 import { LocalGate, decide, newGateState, type GatePolicy, type GateResult } from "../src/gate.js";
 import type { SafeModeStrategy } from "../src/constants.js";
-import { evaluateReflexes, mergeWindow, type EngineRule, type RuleState, type TagConfig, type WindowPulse, type WindowStats } from "../src/reflex.js";
+import {
+  evaluateReflexes,
+  mergeWindow,
+  type EngineRule,
+  type RuleState,
+  type TagConfig,
+  type WindowPulse,
+  type WindowStats,
+} from "../src/reflex.js";
 
 export interface GateCall {
   now: number;
@@ -88,7 +96,8 @@ function canonical(value: unknown): string {
 
 /** The case's mismatch with a parser's outcome, or null when they agree. */
 export function policyMismatch(c: PolicyCase, got: PolicyOutcome): string | null {
-  if (got.valid !== c.valid) return `expected ${c.valid ? "valid" : `invalid at ${c.path}`}, got ${got.valid ? "valid" : `invalid at ${got.path}`}`;
+  if (got.valid !== c.valid)
+    return `expected ${c.valid ? "valid" : `invalid at ${c.path}`}, got ${got.valid ? "valid" : `invalid at ${got.path}`}`;
   if (got.valid) {
     const expected = canonical(c.policy);
     const actual = canonical(got.policy);
@@ -165,9 +174,7 @@ export function runGateCase(c: GateCase, factory: GateFactory): Mismatch[] {
 
 /** A copy of a case with one expectation flipped: a runner that cannot fail on it is broken. */
 export function brokenCopy(c: GateCase, callIndex = 0): GateCase {
-  const calls = c.calls.map((call, i) =>
-    i === callIndex ? { ...call, expect: { ...call.expect, allowed: !call.expect.allowed } } : call,
-  );
+  const calls = c.calls.map((call, i) => (i === callIndex ? { ...call, expect: { ...call.expect, allowed: !call.expect.allowed } } : call));
   return { ...c, name: `${c.name} (deliberately broken)`, calls };
 }
 
@@ -193,7 +200,12 @@ export const localGateFactory: GateFactory = (c) => {
 
 /** Runs a case's steps in order, carrying rule states; returns the mismatches. */
 /** How a case's window is merged: `mergeWindow` itself, or another route to the same stats. */
-export type WindowMerge = (pulses: ReflexCase["steps"][number]["pulses"], now: number, windowSeconds: number | undefined, rules: ReflexCase["rules"]) => WindowStats;
+export type WindowMerge = (
+  pulses: ReflexCase["steps"][number]["pulses"],
+  now: number,
+  windowSeconds: number | undefined,
+  rules: ReflexCase["rules"],
+) => WindowStats;
 
 export function runReflexCase(c: ReflexCase, merge: WindowMerge = (pulses, now, w) => mergeWindow(pulses, now, w)): string[] {
   let states: Record<string, RuleState> = c.initialStates ?? {};
@@ -215,4 +227,3 @@ export function runReflexCase(c: ReflexCase, merge: WindowMerge = (pulses, now, 
   });
   return mismatches;
 }
-

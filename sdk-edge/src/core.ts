@@ -123,7 +123,10 @@ function checkedInstance(module: WebAssembly.Module): CoreExports {
   try {
     exports = new WebAssembly.Instance(module, {}).exports as unknown as CoreExports;
   } catch (e) {
-    throw new EdgeError("ABI_MISMATCH", `the wasm module cannot be instantiated with no imports, so it is not @waitstate/edge's (expected ABI version ${ABI_VERSION}): ${e instanceof Error ? e.message : String(e)}`);
+    throw new EdgeError(
+      "ABI_MISMATCH",
+      `the wasm module cannot be instantiated with no imports, so it is not @waitstate/edge's (expected ABI version ${ABI_VERSION}): ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   const found = typeof exports.ws_abi_version === "function" ? exports.ws_abi_version() : null;
   if (found !== ABI_VERSION) {
@@ -162,7 +165,10 @@ export async function init(moduleOrBytes?: WebAssembly.Module | ArrayBuffer | Ar
     return;
   }
   if (!(moduleOrBytes instanceof ArrayBuffer) && !ArrayBuffer.isView(moduleOrBytes)) {
-    throw new EdgeError("INVALID_ARGUMENT", `init() takes a WebAssembly.Module, an ArrayBuffer or a typed array (got ${typeof moduleOrBytes})`);
+    throw new EdgeError(
+      "INVALID_ARGUMENT",
+      `init() takes a WebAssembly.Module, an ArrayBuffer or a typed array (got ${typeof moduleOrBytes})`,
+    );
   }
   // A copy into a plain ArrayBuffer: the view may sit on a SharedArrayBuffer or a larger buffer.
   const bytes = ArrayBuffer.isView(moduleOrBytes)
@@ -172,7 +178,10 @@ export async function init(moduleOrBytes?: WebAssembly.Module | ArrayBuffer | Ar
   try {
     module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
   } catch (e) {
-    throw new EdgeError("WASM_ERROR", `init(): the bytes are not a wasm module (${bytes.length} bytes): ${e instanceof Error ? e.message : String(e)}`);
+    throw new EdgeError(
+      "WASM_ERROR",
+      `init(): the bytes are not a wasm module (${bytes.length} bytes): ${e instanceof Error ? e.message : String(e)}`,
+    );
   }
   initSync(module);
 }
@@ -378,8 +387,16 @@ export class EdgeGate {
     this.bounced = new Uint32Array(this.core.memory.buffer, this.core.ws_bounced_ptr(), this.maxTags);
     const strategy = options.safeModeStrategy ?? "open";
     const rps = options.safeModeMaxRps ?? DEFAULT_SAFE_MODE_MAX_RPS;
-    if (typeof strategy !== "string" || !Object.hasOwn(STRATEGY_CODES, strategy) || typeof rps !== "number" || this.core.ws_configure(STRATEGY_CODES[strategy], rps) !== 0) {
-      throw new EdgeError("INVALID_ARGUMENT", `safeModeStrategy must be open, fixed_rps or last_policy and safeModeMaxRps a non-negative number (got ${String(strategy)}, ${String(rps)})`);
+    if (
+      typeof strategy !== "string" ||
+      !Object.hasOwn(STRATEGY_CODES, strategy) ||
+      typeof rps !== "number" ||
+      this.core.ws_configure(STRATEGY_CODES[strategy], rps) !== 0
+    ) {
+      throw new EdgeError(
+        "INVALID_ARGUMENT",
+        `safeModeStrategy must be open, fixed_rps or last_policy and safeModeMaxRps a non-negative number (got ${String(strategy)}, ${String(rps)})`,
+      );
     }
   }
 
@@ -434,7 +451,10 @@ export class EdgeGate {
     const kill = killSwitchPolicy(raw);
     if (kill === null || this.install(kill, syncedAt, etag) !== null) return this.reject(problem);
     this.onError(
-      new EdgeError("INVALID_POLICY", `${problem}; the policy carries the kill switch, which is honoured: every call is denied (kill_signal) until a valid policy arrives`),
+      new EdgeError(
+        "INVALID_POLICY",
+        `${problem}; the policy carries the kill switch, which is honoured: every call is denied (kill_signal) until a valid policy arrives`,
+      ),
     );
     return true;
   }
@@ -564,7 +584,12 @@ export class EdgeGate {
     }
     let timeoutMs = options.timeoutMs ?? DEFAULT_PULSE_TIMEOUT_MS;
     if (typeof timeoutMs !== "number" || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-      this.onError(new EdgeError("INVALID_ARGUMENT", `sendPulse: timeoutMs must be a positive number of ms (got ${String(timeoutMs)}); using ${DEFAULT_PULSE_TIMEOUT_MS}`));
+      this.onError(
+        new EdgeError(
+          "INVALID_ARGUMENT",
+          `sendPulse: timeoutMs must be a positive number of ms (got ${String(timeoutMs)}); using ${DEFAULT_PULSE_TIMEOUT_MS}`,
+        ),
+      );
       timeoutMs = DEFAULT_PULSE_TIMEOUT_MS;
     }
     // A call whose context was cancelled (workerd) never ends: a second past its deadline, it no longer blocks.
@@ -617,8 +642,13 @@ export class EdgeGate {
       });
     let body = serialize(counts.tags);
     // UTF-8 takes at most 3 bytes per UTF-16 unit: only a large body is measured.
-    if (counts.tags.length > MAX_TAGS_PER_PULSE || (body.length * 3 > PULSE_BODY_BUDGET && encoder.encode(body).length > PULSE_BODY_BUDGET)) {
-      body = serialize(fitTags(counts.tags, PULSE_BODY_BUDGET - encoder.encode(serialize([{ tag: OVERFLOW_TAG, count: 0, bounced: 0 }])).length));
+    if (
+      counts.tags.length > MAX_TAGS_PER_PULSE ||
+      (body.length * 3 > PULSE_BODY_BUDGET && encoder.encode(body).length > PULSE_BODY_BUDGET)
+    ) {
+      body = serialize(
+        fitTags(counts.tags, PULSE_BODY_BUDGET - encoder.encode(serialize([{ tag: OVERFLOW_TAG, count: 0, bounced: 0 }])).length),
+      );
     }
     return { body, ts, usageDelta: counts.usageDelta };
   }
@@ -640,7 +670,14 @@ export class EdgeGate {
   }
 
   /** Posts a built pulse, freshly signed; settles {@link pending} as the answer says (docs/client.md#delivery-outcomes). */
-  private async post(url: string, pulse: PendingPulse, options: PulseOptions, signal: AbortSignal, timeoutMs: number, token: object): Promise<PostOutcome> {
+  private async post(
+    url: string,
+    pulse: PendingPulse,
+    options: PulseOptions,
+    signal: AbortSignal,
+    timeoutMs: number,
+    token: object,
+  ): Promise<PostOutcome> {
     const signed = this.sign(pulse.body, options.now ?? Date.now(), options);
     let status: number;
     let text: string;
@@ -655,7 +692,9 @@ export class EdgeGate {
     } catch (e) {
       if (this.sending?.token !== token) return "abandoned";
       const why = signal.aborted ? `no answer within ${timeoutMs} ms` : e instanceof Error ? e.message : String(e);
-      this.onError(new EdgeError("PULSE_FAILED", `pulse not delivered (${why}); its ${pulse.usageDelta} calls are kept for the next attempt`));
+      this.onError(
+        new EdgeError("PULSE_FAILED", `pulse not delivered (${why}); its ${pulse.usageDelta} calls are kept for the next attempt`),
+      );
       return "failed";
     }
     // A newer call took over (this one outlived its deadline): it owns the pending pulse now.
@@ -670,15 +709,30 @@ export class EdgeGate {
         this.settle(pulse);
         return "delivered";
       }
-      this.onError(new EdgeError("PULSE_FAILED", `pulse answered ${status} without a policy or the ${COUNTED_HEADER} header; its ${pulse.usageDelta} calls are kept for the next attempt`));
+      this.onError(
+        new EdgeError(
+          "PULSE_FAILED",
+          `pulse answered ${status} without a policy or the ${COUNTED_HEADER} header; its ${pulse.usageDelta} calls are kept for the next attempt`,
+        ),
+      );
       return "failed";
     }
     if (status === 400 || status === 413 || status === 422) {
       this.settle(pulse);
-      this.onError(new EdgeError("PULSE_REJECTED", `the control plane refused a pulse (${status}: ${text.slice(0, 200)}); its ${pulse.usageDelta} calls cannot be delivered and were dropped`));
+      this.onError(
+        new EdgeError(
+          "PULSE_REJECTED",
+          `the control plane refused a pulse (${status}: ${text.slice(0, 200)}); its ${pulse.usageDelta} calls cannot be delivered and were dropped`,
+        ),
+      );
       return "rejected";
     }
-    this.onError(new EdgeError("PULSE_FAILED", `pulse answered ${status}: ${text.slice(0, 200)}; its ${pulse.usageDelta} calls are kept for the next attempt`));
+    this.onError(
+      new EdgeError(
+        "PULSE_FAILED",
+        `pulse answered ${status}: ${text.slice(0, 200)}; its ${pulse.usageDelta} calls are kept for the next attempt`,
+      ),
+    );
     return "failed";
   }
 
@@ -712,7 +766,12 @@ export class EdgeGate {
       if (this.tags.length >= this.maxTags) {
         if (this.tags.length === this.maxTags) {
           this.tags.push(OVERFLOW_TAG); // report once
-          this.onError(new EdgeError("INVALID_ARGUMENT", `more than ${this.maxTags} distinct tags: further tags are gated by the global limit and counted as ${OVERFLOW_TAG}`));
+          this.onError(
+            new EdgeError(
+              "INVALID_ARGUMENT",
+              `more than ${this.maxTags} distinct tags: further tags are gated by the global limit and counted as ${OVERFLOW_TAG}`,
+            ),
+          );
         }
         return this.maxTags;
       }
@@ -866,7 +925,8 @@ export class EdgeHistogram {
    * integer from 1 to 2^32 - 1.
    */
   record(valueMs: number, times = 1): boolean {
-    if (typeof valueMs !== "number" || typeof times !== "number" || !Number.isInteger(times) || times < 1 || times > 0xffff_ffff) return false;
+    if (typeof valueMs !== "number" || typeof times !== "number" || !Number.isInteger(times) || times < 1 || times > 0xffff_ffff)
+      return false;
     return this.pool.core.ws_hist_record(this.slot, valueMs, times) === 0;
   }
 

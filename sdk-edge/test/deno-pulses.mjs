@@ -11,6 +11,9 @@ const results = [];
 for (let round = 0; round < 5; round++) {
   for (let i = 0; i < 3 + round; i++, calls++) gate.gate(i % 2 ? "free" : "x".repeat(200));
   const started = Date.now();
-  results.push({ ok: await gate.sendPulse(url, { instanceId: "edge-deno", publishKey: "pk_fake", secretKey: "sk_fake", timeoutMs: 300 }), ms: Date.now() - started });
+  results.push({
+    ok: await gate.sendPulse(url, { instanceId: "edge-deno", publishKey: "pk_fake", secretKey: "sk_fake", timeoutMs: 300 }),
+    ms: Date.now() - started,
+  });
 }
 console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, calls, results, errors, pending: gate.pendingPulses, etag: gate.etag }));

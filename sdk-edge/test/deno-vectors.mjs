@@ -34,7 +34,11 @@ for (const c of read("histogram.json").cases) {
   const ok =
     c.kind === "index"
       ? got.b[0] === c.expectIndex
-      : JSON.stringify(got.b) === JSON.stringify(c.expect.b) && got.n === c.expect.n && got.lo === c.expect.lo && got.hi === c.expect.hi && close(got.s, c.expect.s) &&
+      : JSON.stringify(got.b) === JSON.stringify(c.expect.b) &&
+        got.n === c.expect.n &&
+        got.lo === c.expect.lo &&
+        got.hi === c.expect.hi &&
+        close(got.s, c.expect.s) &&
         c.quantiles.every(([q, want]) => close(h.quantile(q), want));
   if (ok) passed++;
   else failures.push(`histogram ${c.name}: got ${JSON.stringify(got)}`);

@@ -48,7 +48,13 @@ export function runHistogramCase(api: EdgeApi, c: HistogramCase): string[] {
   const values = (key: string) => (c[key] as Array<number | string>).map(vectorNumber);
   const check = (h: EdgeHistogramClass, expect: HistogramEncoding, quantiles: Array<[number, number | null]>) => {
     const got = h.encode();
-    if (JSON.stringify(got.b) !== JSON.stringify(expect.b) || got.n !== expect.n || got.lo !== expect.lo || got.hi !== expect.hi || !closeTo(got.s, expect.s)) {
+    if (
+      JSON.stringify(got.b) !== JSON.stringify(expect.b) ||
+      got.n !== expect.n ||
+      got.lo !== expect.lo ||
+      got.hi !== expect.hi ||
+      !closeTo(got.s, expect.s)
+    ) {
       errors.push(`${c.name}: encoding ${JSON.stringify(got)} != ${JSON.stringify(expect)}`);
     }
     for (const [q, want] of quantiles) {
@@ -66,7 +72,11 @@ export function runHistogramCase(api: EdgeApi, c: HistogramCase): string[] {
     }
     case "bounds": {
       // Each bound lands in its own bucket, the next float above it in the next one.
-      for (const [key, index] of [["first", 0], ["tenth", 10], ["last", 164]] as const) {
+      for (const [key, index] of [
+        ["first", 0],
+        ["tenth", 10],
+        ["last", 164],
+      ] as const) {
         const bound = c[key] as number;
         h.reset();
         h.record(bound);
@@ -177,23 +187,27 @@ export function edgeVectorSuite(label: string, api: EdgeApi, hmacExpected: (c: (
   describe(`${label}: a policy EdgeGate cannot install still honours its kill switch`, () => {
     const killCases = POLICY_CASES.filter((c) => !c.valid && (c.input as { killSignal?: unknown } | null)?.killSignal === true);
 
-    it.each(killCases.map((c) => [c.name, c] as const))("%s: every call denied with kill_signal, reported as INVALID_POLICY", (_name, c) => {
-      const errors: Array<{ code: string; message: string }> = [];
-      const g = new api.EdgeGate({ onError: (e) => errors.push({ code: e.code, message: e.message }) });
-      expect(g.update({ globalMaxWeight: null }, T)).toBe(true);
-      expect(g.gate("free", 1, T + 1)).toEqual({ allowed: true, reason: "allowed" });
-      expect(g.update(JSON.stringify(c.input), T + 10)).toBe(true);
-      for (const tag of ["free", "tag-0001", "__proto__", undefined]) expect(g.gate(tag, 1, T + 20)).toEqual({ allowed: false, reason: "kill_signal" });
-      expect(g.policy?.killSignal).toBe(true);
-      expect(errors).toHaveLength(1);
-      expect(errors[0]!.code).toBe("INVALID_POLICY");
-      expect(errors[0]!.message.startsWith(`${c.path}: `), errors[0]!.message).toBe(true);
-      expect(errors[0]!.message).toMatch(/kill switch, which is honoured/);
-      expect(api.gate(c.input as never, "free")).toEqual({ allowed: false, reason: "kill_signal" });
-      // A valid policy without the kill switch lifts it.
-      expect(g.update({ tagMaxWeights: { free: 0 } }, T + 30)).toBe(true);
-      expect(g.gate("pro", 1, T + 40)).toEqual({ allowed: true, reason: "allowed" });
-    });
+    it.each(killCases.map((c) => [c.name, c] as const))(
+      "%s: every call denied with kill_signal, reported as INVALID_POLICY",
+      (_name, c) => {
+        const errors: Array<{ code: string; message: string }> = [];
+        const g = new api.EdgeGate({ onError: (e) => errors.push({ code: e.code, message: e.message }) });
+        expect(g.update({ globalMaxWeight: null }, T)).toBe(true);
+        expect(g.gate("free", 1, T + 1)).toEqual({ allowed: true, reason: "allowed" });
+        expect(g.update(JSON.stringify(c.input), T + 10)).toBe(true);
+        for (const tag of ["free", "tag-0001", "__proto__", undefined])
+          expect(g.gate(tag, 1, T + 20)).toEqual({ allowed: false, reason: "kill_signal" });
+        expect(g.policy?.killSignal).toBe(true);
+        expect(errors).toHaveLength(1);
+        expect(errors[0]!.code).toBe("INVALID_POLICY");
+        expect(errors[0]!.message.startsWith(`${c.path}: `), errors[0]!.message).toBe(true);
+        expect(errors[0]!.message).toMatch(/kill switch, which is honoured/);
+        expect(api.gate(c.input as never, "free")).toEqual({ allowed: false, reason: "kill_signal" });
+        // A valid policy without the kill switch lifts it.
+        expect(g.update({ tagMaxWeights: { free: 0 } }, T + 30)).toBe(true);
+        expect(g.gate("pro", 1, T + 40)).toEqual({ allowed: true, reason: "allowed" });
+      },
+    );
 
     it("an invalid policy without the kill switch is refused and the last good one stays", () => {
       const errors: string[] = [];

@@ -11,11 +11,15 @@ const env = { ...process.env, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
 
 describe("@waitstate/edge in Deno", () => {
   it("fails on a deliberately broken policy vector", () => {
-    const out = execFileSync(deno, ["run", "--no-prompt", `--allow-read=${root}`, path.join(root, "sdk-edge/test/deno-vectors.mjs"), "--broken"], {
-      encoding: "utf8",
-      env,
-      timeout: 60_000,
-    });
+    const out = execFileSync(
+      deno,
+      ["run", "--no-prompt", `--allow-read=${root}`, path.join(root, "sdk-edge/test/deno-vectors.mjs"), "--broken"],
+      {
+        encoding: "utf8",
+        env,
+        timeout: 60_000,
+      },
+    );
     const report = JSON.parse(out.trim().split("\n").pop()!) as { failed: number; failures: string[] };
     expect(report.failures).toEqual([expect.stringMatching(/^policy an empty object/)]);
   }, 90_000);
@@ -57,7 +61,10 @@ describe("@waitstate/edge in Deno", () => {
       expect(report.results[1]!.ms).toBeGreaterThanOrEqual(290);
       expect(report.results[1]!.ms).toBeLessThan(3_000);
       expect(report.results.at(-1)!.ok).toBe(true);
-      expect(report.errors.slice(0, 2).map((e) => e.message)).toEqual([expect.stringMatching(/answered 500.*kept/), expect.stringMatching(/no answer within 300 ms/)]);
+      expect(report.errors.slice(0, 2).map((e) => e.message)).toEqual([
+        expect.stringMatching(/answered 500.*kept/),
+        expect.stringMatching(/no answer within 300 ms/),
+      ]);
       expect([report.pending, report.etag]).toEqual([0, '"policy-7"']);
       const { seen, counted } = cp.state;
       expect(seen.slice(0, 4).map((s) => s.step)).toEqual(["500", "hang", "drop", "count-then-drop"]);

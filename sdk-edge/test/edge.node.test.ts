@@ -21,14 +21,29 @@ describe("EdgeGate in Node", () => {
     const errors: edge.EdgeError[] = [];
     const g = new edge.EdgeGate({ onError: (e) => errors.push(e) });
     expect(g.update({ tagMaxWeights: { free: 0 } }, T)).toBe(true);
-    for (const bad of ["{not json", "[]", '{"tagMaxWeights":{"free":-1}}', '{"status":"paused"}', '{"globalMaxWeight":"5"}', '{"leaseDurationSeconds":0}']) {
+    for (const bad of [
+      "{not json",
+      "[]",
+      '{"tagMaxWeights":{"free":-1}}',
+      '{"status":"paused"}',
+      '{"globalMaxWeight":"5"}',
+      '{"leaseDurationSeconds":0}',
+    ]) {
       expect(g.update(bad, T)).toBe(false);
     }
     expect(errors).toHaveLength(6);
     expect(errors.every((e) => e.code === "INVALID_POLICY")).toBe(true);
     expect(errors[2]!.message).toContain("tagMaxWeights.free");
     expect(g.gate("free", 1, T)).toEqual({ allowed: false, reason: "tag_blocked" });
-    expect(g.policy).toEqual({ version: 0, globalMaxWeight: null, tagMaxWeights: { free: 0 }, killSignal: false, status: "ok", pulseInterval: 5000, leaseDurationSeconds: 60 });
+    expect(g.policy).toEqual({
+      version: 0,
+      globalMaxWeight: null,
+      tagMaxWeights: { free: 0 },
+      killSignal: false,
+      status: "ok",
+      pulseInterval: 5000,
+      leaseDurationSeconds: 60,
+    });
   });
 
   it("accepts the policy as JSON text", () => {
@@ -115,7 +130,9 @@ describe("the build under test", () => {
 
   it("dist/waitstate.wasm is the committed module (sdk-edge/wasm/waitstate.wasm)", () => {
     const committed = readFileSync(new URL("../wasm/waitstate.wasm", import.meta.url));
-    expect(readFileSync(new URL("../dist/waitstate.wasm", import.meta.url)).equals(committed), "run `npm run setup` at the repo root").toBe(true);
+    expect(readFileSync(new URL("../dist/waitstate.wasm", import.meta.url)).equals(committed), "run `npm run setup` at the repo root").toBe(
+      true,
+    );
   });
 });
 
@@ -262,7 +279,11 @@ describe("pulses", () => {
       ts: T,
     });
     expect(p.signature).toBe(createHmac("sha256", "sk_test").update(`${p.body}.${T}`).digest("hex"));
-    expect(p.headers).toMatchObject({ "x-waitstate-id": "pk_test", "x-waitstate-timestamp": String(T), "x-waitstate-signature": p.signature });
+    expect(p.headers).toMatchObject({
+      "x-waitstate-id": "pk_test",
+      "x-waitstate-timestamp": String(T),
+      "x-waitstate-signature": p.signature,
+    });
     expect(JSON.parse(g.pulse(opts).body).usageDelta).toBe(0);
   });
 
@@ -289,7 +310,8 @@ describe("pulses", () => {
       req.on("data", (d: Buffer) => (body += d.toString()));
       req.on("end", () => {
         seen.push({ url: req.url ?? "", headers: req.headers, body });
-        if (seen.length === 1) res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version: 2, tagMaxWeights: { free: 0 } }));
+        if (seen.length === 1)
+          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ version: 2, tagMaxWeights: { free: 0 } }));
         else res.writeHead(401).end('{"error":{"code":"BAD_SIGNATURE","message":"no"}}');
       });
     });

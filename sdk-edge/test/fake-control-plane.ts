@@ -42,7 +42,15 @@ export interface FakeState {
 
 export const FAKE_SECRET = "sk_fake";
 export const FAKE_ETAG = '"policy-7"';
-export const FAKE_POLICY = { version: 7, globalMaxWeight: null, tagMaxWeights: { free: 0 }, killSignal: false, status: "ok", pulseInterval: 1000, leaseDurationSeconds: 60 };
+export const FAKE_POLICY = {
+  version: 7,
+  globalMaxWeight: null,
+  tagMaxWeights: { free: 0 },
+  killSignal: false,
+  status: "ok",
+  pulseInterval: 1000,
+  leaseDurationSeconds: 60,
+};
 
 export class FakeControlPlane {
   url = "";
@@ -126,7 +134,9 @@ export class FakeControlPlane {
       case "500":
       case "401":
       case "400":
-        return void res.writeHead(Number(step), { "content-type": "application/json" }).end(`{"error":{"code":"SCRIPTED","message":"${step}"}}`);
+        return void res
+          .writeHead(Number(step), { "content-type": "application/json" })
+          .end(`{"error":{"code":"SCRIPTED","message":"${step}"}}`);
       case "proxy-page":
         return void res.writeHead(200, { "content-type": "text/html" }).end("<html>maintenance</html>");
       case "counted-no-policy":
@@ -135,7 +145,9 @@ export class FakeControlPlane {
       case "ok": {
         if (!seen.signatureValid) return void res.writeHead(401).end('{"error":{"code":"INVALID_SIGNATURE","message":"no"}}');
         if (seen.schemaProblems.length > 0) {
-          return void res.writeHead(422).end(JSON.stringify({ error: { code: "VALIDATION_FAILED", message: seen.schemaProblems.join("; ") } }));
+          return void res
+            .writeHead(422)
+            .end(JSON.stringify({ error: { code: "VALIDATION_FAILED", message: seen.schemaProblems.join("; ") } }));
         }
         count();
         return void res

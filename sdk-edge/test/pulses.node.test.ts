@@ -39,7 +39,13 @@ function traffic(gate: edge.EdgeGate, n: number): number {
   return n;
 }
 
-const parse = (body: string) => JSON.parse(body) as { ts: number; usageDelta: number; metrics: { latency: number; errors: number }; tagMetrics: Array<{ tag: string; count: number; bounced: number }> };
+const parse = (body: string) =>
+  JSON.parse(body) as {
+    ts: number;
+    usageDelta: number;
+    metrics: { latency: number; errors: number };
+    tagMetrics: Array<{ tag: string; count: number; bounced: number }>;
+  };
 
 describe("sendPulse delivers every call exactly once", { timeout: 60_000 }, () => {
   it("through 500, 401, a hang, a dropped connection, a lost answer and a proxy's page", async () => {

@@ -125,10 +125,13 @@ export class AuthManager {
     const delayMs = Math.max(0, this.life.refreshAt - Date.now());
     if (this.timer !== null) clearTimeout(this.timer);
     // setTimeout holds at most ~24.8 days; a longer token is refreshed early, which is harmless.
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      void this.authenticate();
-    }, Math.min(delayMs, 2 ** 31 - 1));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        void this.authenticate();
+      },
+      Math.min(delayMs, 2 ** 31 - 1),
+    );
     this.timer.unref();
   }
 }

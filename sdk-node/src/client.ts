@@ -147,7 +147,8 @@ function resolveOptions(options: WaitStateOptions): ResolvedOptions {
   }
   const key = (name: "publishKey" | "secretKey"): string => {
     const v = options[name];
-    if (typeof v !== "string" || v.trim() === "") throw invalid(`${name} is required (a non-empty string; set it from an environment variable)`);
+    if (typeof v !== "string" || v.trim() === "")
+      throw invalid(`${name} is required (a non-empty string; set it from an environment variable)`);
     if (v.length > 200) throw invalid(`${name} is longer than 200 characters`);
     return v;
   };
@@ -162,7 +163,8 @@ function resolveOptions(options: WaitStateOptions): ResolvedOptions {
   const int = (name: "pulseInterval" | "requestTimeoutMs", min: number, max: number, fallback: number): number => {
     const v = options[name];
     if (v === undefined) return fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw invalid(`${name} must be an integer of ms between ${min} and ${max}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
+      throw invalid(`${name} must be an integer of ms between ${min} and ${max}`);
     return v;
   };
   const publishKey = key("publishKey");
@@ -170,7 +172,9 @@ function resolveOptions(options: WaitStateOptions): ResolvedOptions {
   const fromEnv = options.baseUrl === undefined ? envBaseUrl() : undefined;
   const rawUrl = options.baseUrl ?? fromEnv;
   if (rawUrl === undefined) {
-    throw invalid(`baseUrl is required: pass your control plane's URL (e.g. baseUrl: "http://127.0.0.1:8787" for \`npm start\`) or set ${BASE_URL_ENV}`);
+    throw invalid(
+      `baseUrl is required: pass your control plane's URL (e.g. baseUrl: "http://127.0.0.1:8787" for \`npm start\`) or set ${BASE_URL_ENV}`,
+    );
   }
   let url: URL | null = null;
   try {
@@ -411,10 +415,13 @@ export class WaitState {
     this.pulseTimer = null;
     const at = this.life.nextPulseAt;
     if (at === null) return;
-    this.pulseTimer = setTimeout(() => {
-      this.pulseTimer = null;
-      void this.pulseNow();
-    }, delayUntil(at, now));
+    this.pulseTimer = setTimeout(
+      () => {
+        this.pulseTimer = null;
+        void this.pulseNow();
+      },
+      delayUntil(at, now),
+    );
     this.pulseTimer.unref();
   }
 
@@ -518,10 +525,13 @@ export class WaitState {
     this.pollTimer = null;
     const at = this.life.nextPollAt;
     if (at === null) return;
-    this.pollTimer = setTimeout(() => {
-      this.pollTimer = null;
-      void this.poll().finally(() => this.armPoll(Date.now()));
-    }, delayUntil(at, now));
+    this.pollTimer = setTimeout(
+      () => {
+        this.pollTimer = null;
+        void this.poll().finally(() => this.armPoll(Date.now()));
+      },
+      delayUntil(at, now),
+    );
     this.pollTimer.unref();
   }
 
@@ -575,7 +585,11 @@ export class WaitState {
   }
 
   private invalidPolicy(why: string, answer: HttpAnswer, source: "pulse" | "poll"): void {
-    this.fail("INVALID_POLICY", `ignored a policy from the ${source} that fails the schema (${why}); the last good policy stays`, answer.status);
+    this.fail(
+      "INVALID_POLICY",
+      `ignored a policy from the ${source} that fails the schema (${why}); the last good policy stays`,
+      answer.status,
+    );
   }
 
   /**
@@ -672,13 +686,16 @@ export class WaitState {
     this.resumeTimer = null;
     const until = this.life.suspendedUntil;
     if (this.stopped || until === null) return;
-    this.resumeTimer = setTimeout(() => {
-      this.resumeTimer = null;
-      const at = Date.now();
-      if (!this.advance({ type: "resume", now: at, random: Math.random() }).includes("resumed")) return this.armResume(at);
-      this.armPulse(at);
-      this.armPoll(at);
-    }, delayUntil(until, now));
+    this.resumeTimer = setTimeout(
+      () => {
+        this.resumeTimer = null;
+        const at = Date.now();
+        if (!this.advance({ type: "resume", now: at, random: Math.random() }).includes("resumed")) return this.armResume(at);
+        this.armPulse(at);
+        this.armPoll(at);
+      },
+      delayUntil(until, now),
+    );
     this.resumeTimer.unref();
   }
 
@@ -697,7 +714,10 @@ export class WaitState {
     const pending = this.outbox.reduce((n, p) => n + p.usageDelta, 0);
     if (!(await this.deliver(final))) {
       this.onError(
-        new WaitStateError("SHUTDOWN_FLUSH_FAILED", `the final pulse could not be delivered; ${pending} calls of this instance were not reported`),
+        new WaitStateError(
+          "SHUTDOWN_FLUSH_FAILED",
+          `the final pulse could not be delivered; ${pending} calls of this instance were not reported`,
+        ),
       );
     }
     this.releaseClock();

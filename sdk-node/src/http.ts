@@ -35,7 +35,7 @@ export async function httpRequest(url: string, init: HttpRequest): Promise<HttpO
     const where = endpoint(url);
     const reason = timedOut
       ? `no answer from ${where} within ${init.timeoutMs} ms`
-      : connectionFailure(cause?.code, where) ?? `${cause?.message ?? (err instanceof Error ? err.message : String(err))} (${where})`;
+      : (connectionFailure(cause?.code, where) ?? `${cause?.message ?? (err instanceof Error ? err.message : String(err))} (${where})`);
     return { ok: false, reason, timedOut };
   }
 }
@@ -78,7 +78,8 @@ function connectionFailure(code: string | undefined, where: string): string | nu
 export function describeAnswer(answer: HttpAnswer): string {
   try {
     const body = JSON.parse(answer.text) as { error?: { code?: unknown; message?: unknown } };
-    if (body.error && typeof body.error.code === "string") return `${answer.status} ${body.error.code}: ${String(body.error.message ?? "")}`;
+    if (body.error && typeof body.error.code === "string")
+      return `${answer.status} ${body.error.code}: ${String(body.error.message ?? "")}`;
   } catch {
     // not JSON
   }

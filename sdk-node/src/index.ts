@@ -18,7 +18,14 @@ export {
   type TagTelemetry,
   type TelemetryCollectorOptions,
 } from "./telemetry.js";
-export { signPulse, createSignedHeaders, signTokenExchange, createTokenExchangeHeaders, type SignedHeaders, type TokenExchangeHeaders } from "./signing.js";
+export {
+  signPulse,
+  createSignedHeaders,
+  signTokenExchange,
+  createTokenExchangeHeaders,
+  type SignedHeaders,
+  type TokenExchangeHeaders,
+} from "./signing.js";
 export { AuthManager, TOKEN_REFRESH_MARGIN_MS, type AuthManagerOptions } from "./auth.js";
 export { LatencyHistogram, type HistogramEncoding } from "../../protocol/src/histogram.js";
 export type { GateReason, PolicyStatus, SafeModeStrategy } from "../../protocol/src/constants.js";

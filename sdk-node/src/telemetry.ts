@@ -103,7 +103,10 @@ export class TelemetryCollector {
     if (prev === undefined) {
       if (entry.custom.size >= MAX_CUSTOM_METRICS_PER_TAG) {
         this.onError(
-          new WaitStateError("TOO_MANY_METRICS", `report: a tag carries at most ${MAX_CUSTOM_METRICS_PER_TAG} custom metrics per pulse; "${metric}" was dropped`),
+          new WaitStateError(
+            "TOO_MANY_METRICS",
+            `report: a tag carries at most ${MAX_CUSTOM_METRICS_PER_TAG} custom metrics per pulse; "${metric}" was dropped`,
+          ),
         );
         return false;
       }
@@ -229,7 +232,9 @@ export function buildPulses(
     size += bytes;
   }
   if (current.length > 0) chunks.push(current);
-  return chunks.map((chunk, i) => serialize(meta, meta.ts + i, i === 0 ? meta.prevTs : meta.ts + i - 1, chunk, i === 0 ? metrics : emptyMetrics));
+  return chunks.map((chunk, i) =>
+    serialize(meta, meta.ts + i, i === 0 ? meta.prevTs : meta.ts + i - 1, chunk, i === 0 ? metrics : emptyMetrics),
+  );
 }
 
 function serialize(meta: PulseMeta, ts: number, prevTs: number | undefined, tagMetrics: WireTagMetric[], metrics: object): PreparedPulse {

@@ -59,7 +59,16 @@ describe("PolicyCache", () => {
 describe("parsePolicy agrees with the protocol's PolicySchema", () => {
   const inputs: unknown[] = [
     {},
-    { version: 3, globalMaxWeight: null, tagMaxWeights: { free: 0, pro: 2.5, vip: null }, killSignal: true, status: "over_limit", pulseInterval: 2000, leaseDurationSeconds: 120, issuedAt: 1740000060000 },
+    {
+      version: 3,
+      globalMaxWeight: null,
+      tagMaxWeights: { free: 0, pro: 2.5, vip: null },
+      killSignal: true,
+      status: "over_limit",
+      pulseInterval: 2000,
+      leaseDurationSeconds: 120,
+      issuedAt: 1740000060000,
+    },
     { status: "suspended", retryAfterSeconds: 60 },
     { status: "cap_exceeded", pulseInterval: 300000 },
     null,
@@ -226,7 +235,14 @@ describe("buildPulses", () => {
     t.reportLatency(1000, "pro");
     t.reportError("pro");
     const [pulse, ...rest] = buildPulses(
-      { usageDelta: 5, bouncedUnits: 2, tags: [{ tag: "free", count: 3, bounced: 2 }, { tag: "pro", count: 2, bounced: 0 }] },
+      {
+        usageDelta: 5,
+        bouncedUnits: 2,
+        tags: [
+          { tag: "free", count: 3, bounced: 2 },
+          { tag: "pro", count: 2, bounced: 0 },
+        ],
+      },
       t.take(),
       meta,
     );

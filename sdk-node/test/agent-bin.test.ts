@@ -49,7 +49,8 @@ async function listening(agent: Agent, timeoutMs = 20_000): Promise<string> {
     const match = /listening on (http:\/\/\S+)/.exec(agent.stdout());
     if (match) return match[1]!;
     if (agent.child.exitCode !== null) throw new Error(`the agent exited ${agent.child.exitCode}: ${agent.stderr()}`);
-    if (Date.now() > until) throw new Error(`no "listening" line within ${timeoutMs} ms; stdout ${agent.stdout()} stderr ${agent.stderr()}`);
+    if (Date.now() > until)
+      throw new Error(`no "listening" line within ${timeoutMs} ms; stdout ${agent.stdout()} stderr ${agent.stderr()}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -107,7 +108,9 @@ describe("waitstate-agent (the bin)", () => {
       expect(cp.pulses.length).toBe(pulsesBefore + 1);
       const final = cp.pulses.at(-1)!.body;
       expect(final).toMatchObject({ instanceId: `agent-bin-${signal.toLowerCase()}`, usageDelta: 1 });
-      expect(final.tagMetrics).toEqual([expect.objectContaining({ tag: "bin", count: 1, latencyHistogram: expect.objectContaining({ n: 1, s: 8 }) })]);
+      expect(final.tagMetrics).toEqual([
+        expect.objectContaining({ tag: "bin", count: 1, latencyHistogram: expect.objectContaining({ n: 1, s: 8 }) }),
+      ]);
       expect(agent.stdout()).toContain(`waitstate-agent: ${signal}: closing, sending the final pulse`);
       expect(agent.stderr()).toBe("");
       await expect(fetch(`${url}/health`)).rejects.toThrow();
@@ -118,21 +121,42 @@ describe("waitstate-agent (the bin)", () => {
   it.each([
     ["WAITSTATE_SECRET_KEY", { WAITSTATE_PUBLISH_KEY: "pk_test" }, /^waitstate-agent: WAITSTATE_SECRET_KEY must be set/],
     ["WAITSTATE_PUBLISH_KEY", { WAITSTATE_SECRET_KEY: "sk_test" }, /^waitstate-agent: WAITSTATE_PUBLISH_KEY must be set/],
-    ["PORT", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "http://127.0.0.1:1", PORT: "nine" }, /^waitstate-agent: PORT must be/],
-    ["WAITSTATE_BASE_URL (no default host)", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" }, /^waitstate-agent: WAITSTATE_BASE_URL must be set/],
-    ["WAITSTATE_BASE_URL", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "localhost" }, /^waitstate-agent: invalid configuration: .*baseUrl must be an http\(s\) URL/],
-  ])("exits 1 with a message naming %s when it is missing or bad", async (_name, env, message) => {
-    const agent = spawnAgent({ ...env, PORT: (env as Record<string, string>).PORT ?? "0" });
-    expect(await agent.exited).toEqual({ code: 1, signal: null });
-    expect(agent.stderr()).toMatch(message);
-    expect(agent.stderr().trim().split("\n")).toHaveLength(1);
-    expect(agent.stdout()).not.toContain("listening");
-  }, 30_000);
+    [
+      "PORT",
+      { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "http://127.0.0.1:1", PORT: "nine" },
+      /^waitstate-agent: PORT must be/,
+    ],
+    [
+      "WAITSTATE_BASE_URL (no default host)",
+      { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" },
+      /^waitstate-agent: WAITSTATE_BASE_URL must be set/,
+    ],
+    [
+      "WAITSTATE_BASE_URL",
+      { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "localhost" },
+      /^waitstate-agent: invalid configuration: .*baseUrl must be an http\(s\) URL/,
+    ],
+  ])(
+    "exits 1 with a message naming %s when it is missing or bad",
+    async (_name, env, message) => {
+      const agent = spawnAgent({ ...env, PORT: (env as Record<string, string>).PORT ?? "0" });
+      expect(await agent.exited).toEqual({ code: 1, signal: null });
+      expect(agent.stderr()).toMatch(message);
+      expect(agent.stderr().trim().split("\n")).toHaveLength(1);
+      expect(agent.stdout()).not.toContain("listening");
+    },
+    30_000,
+  );
 
   it("exits 1 when the port is taken", async () => {
     const cp = await startCp(100);
     const taken = new URL(cp.url).port;
-    const agent = spawnAgent({ WAITSTATE_PUBLISH_KEY: cp.publishKey, WAITSTATE_SECRET_KEY: cp.secretKey, WAITSTATE_BASE_URL: cp.url, PORT: taken });
+    const agent = spawnAgent({
+      WAITSTATE_PUBLISH_KEY: cp.publishKey,
+      WAITSTATE_SECRET_KEY: cp.secretKey,
+      WAITSTATE_BASE_URL: cp.url,
+      PORT: taken,
+    });
     expect(await agent.exited).toEqual({ code: 1, signal: null });
     expect(agent.stderr()).toMatch(new RegExp(`^waitstate-agent: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
   }, 30_000);
@@ -153,7 +177,9 @@ describe("waitstate-agent (the bin)", () => {
     agent.child.kill("SIGTERM");
     expect((await agent.exited).code).toBe(0);
     const lines = agent.stderr().trim().split("\n");
-    expect(lines.some((l) => /^waitstate-agent: PULSE_FAILED \(401\): pulse not accepted \(401 INVALID_SIGNATURE: bad signature\)/.test(l))).toBe(true);
+    expect(
+      lines.some((l) => /^waitstate-agent: PULSE_FAILED \(401\): pulse not accepted \(401 INVALID_SIGNATURE: bad signature\)/.test(l)),
+    ).toBe(true);
     for (const line of lines) expect(line).toMatch(/^waitstate-agent: [A-Z_]+( \(\d+\))?: /);
   }, 30_000);
 });

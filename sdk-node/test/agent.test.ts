@@ -63,10 +63,18 @@ async function postJson(url: string, body?: unknown): Promise<{ status: number; 
   return { status: res.status, json: await res.json() };
 }
 
-type TagMetric = { tag: string; count: number; bounced: number; errors: number; latency: number; latencyHistogram?: { n: number; s: number }; customMetrics?: Record<string, unknown> };
+type TagMetric = {
+  tag: string;
+  count: number;
+  bounced: number;
+  errors: number;
+  latency: number;
+  latencyHistogram?: { n: number; s: number };
+  customMetrics?: Record<string, unknown>;
+};
 
 function tagMetricsOf(pulse: ReceivedPulse | undefined): TagMetric[] {
-  return ((pulse?.body.tagMetrics ?? []) as TagMetric[]);
+  return (pulse?.body.tagMetrics ?? []) as TagMetric[];
 }
 
 /** The tag's entry in the last pulse after the client's final flush. */
@@ -78,7 +86,11 @@ async function finalPulseEntry(h: Harness, tag: string): Promise<TagMetric | und
 }
 
 /** Asks /gate until `predicate` holds on the answer (the policy arrives with a pulse). */
-async function gateUntil(url: string, body: unknown, predicate: (answer: { allowed: boolean; reason: string }) => boolean): Promise<{ allowed: boolean; reason: string }> {
+async function gateUntil(
+  url: string,
+  body: unknown,
+  predicate: (answer: { allowed: boolean; reason: string }) => boolean,
+): Promise<{ allowed: boolean; reason: string }> {
   const until = Date.now() + 5000;
   for (;;) {
     const answer = (await (await post(`${url}/gate`, body)).json()) as { allowed: boolean; reason: string };
@@ -202,7 +214,12 @@ describe("happy paths", () => {
   it("every route feeds the one client: one pulse carries them all", async () => {
     const h = await startSynced();
     await post(`${h.url}/gate`, { tag: "checkout" });
-    await post(`${h.url}/coprocess`, { version: 1, stage: "RouterRequest", control: "continue", headers: { "x-waitstate-tag": ["checkout"] } });
+    await post(`${h.url}/coprocess`, {
+      version: 1,
+      stage: "RouterRequest",
+      control: "continue",
+      headers: { "x-waitstate-tag": ["checkout"] },
+    });
     await post(`${h.url}/report-latency`, { ms: 10, tag: "checkout" });
     await post(`${h.url}/report-error`, { tag: "checkout" });
     await post(`${h.url}/report-metric`, { metric: "cart_items", value: 3, tag: "checkout" });
@@ -218,7 +235,10 @@ describe("happy paths", () => {
   it("ignores a query string and answers on keep-alive connections", async () => {
     const h = await startSynced();
     for (let i = 0; i < 5; i++) {
-      expect(await postJson(`${h.url}/gate?from=test`, { tag: "search" })).toEqual({ status: 200, json: { allowed: true, reason: "allowed" } });
+      expect(await postJson(`${h.url}/gate?from=test`, { tag: "search" })).toEqual({
+        status: 200,
+        json: { allowed: true, reason: "allowed" },
+      });
     }
   });
 });
@@ -270,7 +290,11 @@ describe("POST /coprocess (Apollo Router coprocessor)", () => {
     expect(json).toEqual({
       ...sent,
       control: { break: 429 },
-      body: { errors: [{ message: expect.stringContaining("tag_blocked"), extensions: { code: "RATE_LIMITED", reason: "tag_blocked", tag: "free" } }] },
+      body: {
+        errors: [
+          { message: expect.stringContaining("tag_blocked"), extensions: { code: "RATE_LIMITED", reason: "tag_blocked", tag: "free" } },
+        ],
+      },
     });
   });
 
@@ -288,7 +312,10 @@ describe("POST /coprocess (Apollo Router coprocessor)", () => {
   it("a malformed weight header means the default weight, not a failed request", async () => {
     const h = await startSynced({ tagMaxWeights: { paid: 1 } });
     for (const weight of [["lots"], [""], ["-4"], [7], {}]) {
-      const { status, json } = await postJson(`${h.url}/coprocess`, routerRequest({ "x-waitstate-tag": ["paid"], "x-waitstate-weight": weight }));
+      const { status, json } = await postJson(
+        `${h.url}/coprocess`,
+        routerRequest({ "x-waitstate-tag": ["paid"], "x-waitstate-weight": weight }),
+      );
       expect(status).toBe(200);
       expect((json as { control: unknown }).control).toBe("continue");
     }
@@ -318,7 +345,9 @@ describe("POST /coprocess (Apollo Router coprocessor)", () => {
 
 describe("bad requests get a typed error, and the agent keeps serving", () => {
   const huge = JSON.stringify({ tag: "x".repeat(100 * 1024) });
-  const cases: Array<[name: string, method: string, path: string, body: string | undefined, status: number, code: AgentErrorCode, message: RegExp]> = [
+  const cases: Array<
+    [name: string, method: string, path: string, body: string | undefined, status: number, code: AgentErrorCode, message: RegExp]
+  > = [
     ["bad JSON", "POST", "/gate", "{tag:", 400, "INVALID_JSON", /^body: not valid JSON/],
     ["a JSON array", "POST", "/gate", "[1]", 400, "INVALID_BODY", /^body: expected an object, got an array$/],
     ["JSON null", "POST", "/report-error", "null", 400, "INVALID_BODY", /^body: expected an object, got null$/],
@@ -335,12 +364,44 @@ describe("bad requests get a typed error, and the agent keeps serving", () => {
     ["ms negative", "POST", "/report-latency", '{"ms":-0.5}', 400, "INVALID_BODY", /^ms: /],
     ["report-error tag an array", "POST", "/report-error", '{"tag":["a"]}', 400, "INVALID_BODY", /^tag: expected a string, got an array$/],
     ["metric missing", "POST", "/report-metric", '{"value":1}', 400, "INVALID_BODY", /^metric: required$/],
-    ["metric value a string", "POST", "/report-metric", '{"metric":"depth","value":"1"}', 400, "INVALID_BODY", /^value: expected a finite number/],
-    ["metric name with capitals", "POST", "/report-metric", '{"metric":"Queue Depth","value":1}', 400, "INVALID_METRIC_NAME", /^metric: "Queue Depth" is not a valid/],
+    [
+      "metric value a string",
+      "POST",
+      "/report-metric",
+      '{"metric":"depth","value":"1"}',
+      400,
+      "INVALID_BODY",
+      /^value: expected a finite number/,
+    ],
+    [
+      "metric name with capitals",
+      "POST",
+      "/report-metric",
+      '{"metric":"Queue Depth","value":1}',
+      400,
+      "INVALID_METRIC_NAME",
+      /^metric: "Queue Depth" is not a valid/,
+    ],
     ["metric name reserved", "POST", "/report-metric", '{"metric":"p95_latency","value":1}', 400, "INVALID_METRIC_NAME", /p95_latency/],
-    ["metric name too long", "POST", "/report-metric", JSON.stringify({ metric: `m${"x".repeat(63)}`, value: 1 }), 400, "INVALID_METRIC_NAME", /^metric: /],
+    [
+      "metric name too long",
+      "POST",
+      "/report-metric",
+      JSON.stringify({ metric: `m${"x".repeat(63)}`, value: 1 }),
+      400,
+      "INVALID_METRIC_NAME",
+      /^metric: /,
+    ],
     ["coprocess empty body", "POST", "/coprocess", "", 400, "INVALID_BODY", /^body: expected a JSON object, got nothing$/],
-    ["coprocess headers an array", "POST", "/coprocess", '{"stage":"RouterRequest","headers":[]}', 400, "INVALID_BODY", /^headers: expected an object/],
+    [
+      "coprocess headers an array",
+      "POST",
+      "/coprocess",
+      '{"stage":"RouterRequest","headers":[]}',
+      400,
+      "INVALID_BODY",
+      /^headers: expected an object/,
+    ],
     ["coprocess stage a number", "POST", "/coprocess", '{"stage":1}', 400, "INVALID_BODY", /^stage: /],
     ["coprocess latencyMs a string", "POST", "/coprocess", '{"latencyMs":"5"}', 400, "INVALID_BODY", /^latencyMs: /],
     ["coprocess weight negative", "POST", "/coprocess", '{"weight":-2}', 400, "INVALID_BODY", /^weight: /],
@@ -391,20 +452,23 @@ describe("bad requests get a typed error, and the agent keeps serving", () => {
     const chunk = Buffer.alloc(16 * 1024, 0x20);
     const outcome = await new Promise<{ status: number; body: string; sentBytes: number }>((resolve, reject) => {
       let sentBytes = 0;
-      const req = request({ host: "127.0.0.1", port, method: "POST", path: "/gate", headers: { "transfer-encoding": "chunked" } }, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (d: string) => (body += d));
-        res.on("end", () => {
-          clearInterval(writer);
-          resolve({ status: res.statusCode ?? 0, body, sentBytes });
-        });
-      });
+      const req = request(
+        { host: "127.0.0.1", port, method: "POST", path: "/gate", headers: { "transfer-encoding": "chunked" } },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (body += d));
+          res.on("end", () => {
+            clearInterval(writer);
+            resolve({ status: res.statusCode ?? 0, body, sentBytes });
+          });
+        },
+      );
       req.on("error", (e) => {
         clearInterval(writer);
         reject(e);
       });
-      req.write("{\"tag\":\"");
+      req.write('{"tag":"');
       // Never ends by itself: only the agent's answer stops it.
       const writer = setInterval(() => {
         if (sentBytes > 64 * 1024 * 1024) {
@@ -490,7 +554,10 @@ describe("bad requests get a typed error, and the agent keeps serving", () => {
     cleanups.push(() => agent.close());
     const url = await agent.listen(0, "127.0.0.1");
     const res = await postJson(`${url}/gate`, { tag: "a" });
-    expect(res).toEqual({ status: 500, json: { error: { code: "INTERNAL", message: "the agent failed to handle this request; see its log" } } });
+    expect(res).toEqual({
+      status: 500,
+      json: { error: { code: "INTERNAL", message: "the agent failed to handle this request; see its log" } },
+    });
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^waitstate-agent: INTERNAL: Error: gate exploded \| with a second line/);
     expect(lines[0]).not.toContain("\n");
@@ -596,10 +663,22 @@ describe("configuration from the environment", () => {
     ["no keys", {}, /^WAITSTATE_PUBLISH_KEY and WAITSTATE_SECRET_KEY must be set/],
     ["no secret key", { WAITSTATE_PUBLISH_KEY: "pk" }, /^WAITSTATE_SECRET_KEY must be set/],
     ["a blank publish key", { ...keys, WAITSTATE_PUBLISH_KEY: "  " }, /^WAITSTATE_PUBLISH_KEY must be set/],
-    ["no control plane (there is no default host)", { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" }, /^WAITSTATE_BASE_URL must be set/],
+    [
+      "no control plane (there is no default host)",
+      { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" },
+      /^WAITSTATE_BASE_URL must be set/,
+    ],
     ["a blank control plane", { ...keys, WAITSTATE_BASE_URL: " " }, /^WAITSTATE_BASE_URL must be set/],
-    ["an unknown strategy", { ...keys, WAITSTATE_SAFE_MODE_STRATEGY: "closed" }, /^WAITSTATE_SAFE_MODE_STRATEGY must be one of open, fixed_rps, last_policy, got "closed"$/],
-    ["a max rps that is not a number", { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "fast" }, /^WAITSTATE_SAFE_MODE_MAX_RPS must be a number >= 0/],
+    [
+      "an unknown strategy",
+      { ...keys, WAITSTATE_SAFE_MODE_STRATEGY: "closed" },
+      /^WAITSTATE_SAFE_MODE_STRATEGY must be one of open, fixed_rps, last_policy, got "closed"$/,
+    ],
+    [
+      "a max rps that is not a number",
+      { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "fast" },
+      /^WAITSTATE_SAFE_MODE_MAX_RPS must be a number >= 0/,
+    ],
     ["a negative max rps", { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "-1" }, /^WAITSTATE_SAFE_MODE_MAX_RPS/],
     ["a port out of range", { ...keys, PORT: "70000" }, /^PORT must be an integer from 0 to 65535, got "70000"$/],
     ["a port that is not a number", { ...keys, PORT: "http" }, /^PORT must be/],

@@ -63,7 +63,9 @@ describe("options", () => {
     clients.push({ ws: fromEnv, errors: [] } as unknown as TestClient);
     expect(await fromEnv.ready(5000)).toBe(true);
     vi.stubEnv("WAITSTATE_BASE_URL", "not a url");
-    expect(() => new WaitState({ publishKey: "pk", secretKey: "sk" })).toThrow(/WAITSTATE_BASE_URL \(no baseUrl option given\) must be an http\(s\) URL/);
+    expect(() => new WaitState({ publishKey: "pk", secretKey: "sk" })).toThrow(
+      /WAITSTATE_BASE_URL \(no baseUrl option given\) must be an http\(s\) URL/,
+    );
     const explicit = new WaitState({ publishKey: cp.publishKey, secretKey: cp.secretKey, baseUrl: cp.url, onError: () => {} });
     clients.push({ ws: explicit, errors: [] } as unknown as TestClient);
     expect(await explicit.ready(5000)).toBe(true);
@@ -188,7 +190,10 @@ describe("gate and lifecycle", () => {
     const { ws } = client();
     await ws.ready(2000);
     // As the control plane sends it: JSON, where "__proto__" is an own key.
-    cp.setPolicy({ globalMaxWeight: 0, tagMaxWeights: JSON.parse('{"__proto__": 0, "toString": 0, "valueOf": null, "constructor": 5}') as Record<string, number | null> });
+    cp.setPolicy({
+      globalMaxWeight: 0,
+      tagMaxWeights: JSON.parse('{"__proto__": 0, "toString": 0, "valueOf": null, "constructor": 5}') as Record<string, number | null>,
+    });
     await eventually(() => ws.gate("__proto__").reason === "tag_blocked", 2000);
     const tags = ws.policy!.tagMaxWeights;
     expect(Object.getPrototypeOf(tags)).toBeNull();
@@ -206,7 +211,11 @@ describe("gate and lifecycle", () => {
     for (const p of cp.pulses) {
       for (const t of (p.body.tagMetrics as Array<{ tag: string; count: number; errors: number; customMetrics?: unknown }>) ?? []) {
         const prev = seen.get(t.tag);
-        seen.set(t.tag, { count: (prev?.count ?? 0) + t.count, errors: (prev?.errors ?? 0) + t.errors, custom: t.customMetrics ?? prev?.custom });
+        seen.set(t.tag, {
+          count: (prev?.count ?? 0) + t.count,
+          errors: (prev?.errors ?? 0) + t.errors,
+          custom: t.customMetrics ?? prev?.custom,
+        });
       }
     }
     expect(seen.get("toString")).toMatchObject({ count: 1, custom: { depth: { min: 3, max: 3, sum: 3, count: 1 } } });
@@ -371,10 +380,19 @@ describe("telemetry", () => {
     expect(elapsed).toBeGreaterThanOrEqual(15);
     expect(stop()).toBe(elapsed); // once only
     await cp.nextPulses(2);
-    const bodies = cp.pulses.slice(from).map((p) => p.body as unknown as {
-      metrics: { latency: number; errors: number; latencyHistogram?: { n: number } };
-      tagMetrics: Array<{ tag: string; latency: number; errors: number; latencyHistogram?: { n: number; s: number }; customMetrics?: Record<string, unknown> }>;
-    });
+    const bodies = cp.pulses.slice(from).map(
+      (p) =>
+        p.body as unknown as {
+          metrics: { latency: number; errors: number; latencyHistogram?: { n: number } };
+          tagMetrics: Array<{
+            tag: string;
+            latency: number;
+            errors: number;
+            latencyHistogram?: { n: number; s: number };
+            customMetrics?: Record<string, unknown>;
+          }>;
+        },
+    );
     const withData = bodies.find((b) => b.tagMetrics.some((t) => t.tag === "search"))!;
     const search = withData.tagMetrics.find((t) => t.tag === "search")!;
     expect(search.latency).toBe(20);

@@ -71,9 +71,11 @@ function drive(): void {
       const got = t.ws.gate(tag, weight);
       t.calls++;
       if (want.result && (got.allowed !== want.result.allowed || got.reason !== want.result.reason)) {
-        if (t.mismatches.length < 5) t.mismatches.push(`${t.strategy} ${tag}/${weight}: got ${JSON.stringify(got)}, want ${JSON.stringify(want.result)}`);
+        if (t.mismatches.length < 5)
+          t.mismatches.push(`${t.strategy} ${tag}/${weight}: got ${JSON.stringify(got)}, want ${JSON.stringify(want.result)}`);
       }
-      if (want.reason && got.reason !== want.reason && t.mismatches.length < 5) t.mismatches.push(`${t.strategy}: reason ${got.reason}, want ${want.reason}`);
+      if (want.reason && got.reason !== want.reason && t.mismatches.length < 5)
+        t.mismatches.push(`${t.strategy}: reason ${got.reason}, want ${want.reason}`);
       if (got.reason === "lease_expired") {
         if (got.allowed) t.leaseExpiredAllowed++;
         else t.leaseExpiredDenied++;

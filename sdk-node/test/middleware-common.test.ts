@@ -165,7 +165,11 @@ describe("the 429 body", () => {
 
   it("still answers for a reason this SDK version does not know", () => {
     const body = JSON.parse(denialBody("brand_new")) as { error: Record<string, unknown> };
-    expect(body.error).toEqual({ code: "RATE_LIMITED", message: "Too many requests: the policy denied it (reason: brand_new).", reason: "brand_new" });
+    expect(body.error).toEqual({
+      code: "RATE_LIMITED",
+      message: "Too many requests: the policy denied it (reason: brand_new).",
+      reason: "brand_new",
+    });
   });
 
   it("is a Web Response with status 429, Retry-After and JSON", async () => {

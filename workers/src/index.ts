@@ -28,7 +28,9 @@ export { SiteAggregator, WebhookDispatcher } from "@waitstate/durable-objects";
 
 const app = new Hono<AppEnv>();
 
-app.get("/healthz", openTo("public"), (c) => c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }));
+app.get("/healthz", openTo("public"), (c) =>
+  c.json({ ok: true, service: "waitstate-control-plane", version: c.env.WAITSTATE_VERSION ?? "dev" }),
+);
 // First: it marks the API calls dashboard sessions make (audit actor) before any route runs.
 registerDashboard(app);
 registerOrganizations(app);

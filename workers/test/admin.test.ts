@@ -25,7 +25,9 @@ async function published(orgId: string, siteId: string) {
 /** The org.* entries after its creation, oldest first. */
 async function auditKinds(token: string) {
   const res = await call("GET", "/v1/audit-log?kind=org.*", { token });
-  return (res.json.entries as Array<{ kind: string; actor: unknown; before: unknown; after: unknown }>).filter((e) => e.kind !== "org.created").reverse();
+  return (res.json.entries as Array<{ kind: string; actor: unknown; before: unknown; after: unknown }>)
+    .filter((e) => e.kind !== "org.created")
+    .reverse();
 }
 
 describe("PATCH /v1/admin/organizations/:id", () => {
@@ -62,14 +64,28 @@ describe("PATCH /v1/admin/organizations/:id", () => {
     expect(res.status, res.text).toBe(200);
     expect(res.json).toMatchObject({ id: keys.orgId, plan: "pro", suspended: false });
     // published at once, before any pulse
-    expect(await published(keys.orgId, "prod")).toMatchObject({ status: "ok", pulseInterval: PLAN_LIMITS.pro.pulseIntervalMs, leaseDurationSeconds: PLAN_LIMITS.pro.leaseSeconds });
-    expect((await sendPulse(keys, seedPulse({ siteId: "prod", ts: Date.now() + 1 }))).json).toMatchObject({ pulseInterval: 2000, leaseDurationSeconds: 120 });
+    expect(await published(keys.orgId, "prod")).toMatchObject({
+      status: "ok",
+      pulseInterval: PLAN_LIMITS.pro.pulseIntervalMs,
+      leaseDurationSeconds: PLAN_LIMITS.pro.leaseSeconds,
+    });
+    expect((await sendPulse(keys, seedPulse({ siteId: "prod", ts: Date.now() + 1 }))).json).toMatchObject({
+      pulseInterval: 2000,
+      leaseDurationSeconds: 120,
+    });
     expect((await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "second" } })).status).toBe(201);
 
     const entries = await auditKinds(keys.token);
-    expect(entries).toEqual([
-      { kind: "org.plan_changed", actor: { type: "admin", id: null, name: "ADMIN_TOKEN", role: null }, before: { plan: "hobby" }, after: { plan: "pro" } },
-    ].map((e) => expect.objectContaining(e)));
+    expect(entries).toEqual(
+      [
+        {
+          kind: "org.plan_changed",
+          actor: { type: "admin", id: null, name: "ADMIN_TOKEN", role: null },
+          before: { plan: "hobby" },
+          after: { plan: "pro" },
+        },
+      ].map((e) => expect.objectContaining(e)),
+    );
     // the same plan again changes nothing and records nothing
     expect((await patch(keys.orgId, { plan: "pro" })).status).toBe(200);
     expect(await auditKinds(keys.token)).toHaveLength(1);
@@ -78,7 +94,10 @@ describe("PATCH /v1/admin/organizations/:id", () => {
   it("suspension makes every site's policy suspended (the gate fails open), resume makes it normal again", async () => {
     const keys = await orgWithKey("Suspend Co", "enterprise");
     for (const siteId of ["a", "b"]) expect((await sendPulse(keys, seedPulse({ siteId }))).status).toBe(200);
-    const ruled = await call("POST", "/v1/reflex-rules", { token: keys.token, body: { tagName: "free", metric: "rps", operator: "gte", threshold: 0, action: "block", priority: 1, siteId: "a" } });
+    const ruled = await call("POST", "/v1/reflex-rules", {
+      token: keys.token,
+      body: { tagName: "free", metric: "rps", operator: "gte", threshold: 0, action: "block", priority: 1, siteId: "a" },
+    });
     expect(ruled.status, ruled.text).toBe(201);
 
     const res = await patch(keys.orgId, { suspended: true });
@@ -92,7 +111,10 @@ describe("PATCH /v1/admin/organizations/:id", () => {
       expect(decide(policy, state, Date.now(), "free", 1)).toEqual({ allowed: true, reason: "suspended" });
     }
     // a pulse that still arrives gets the same answer
-    expect((await sendPulse(keys, seedPulse({ siteId: "a", ts: Date.now() + 1 }))).json).toMatchObject({ status: "suspended", retryAfterSeconds: 300 });
+    expect((await sendPulse(keys, seedPulse({ siteId: "a", ts: Date.now() + 1 }))).json).toMatchObject({
+      status: "suspended",
+      retryAfterSeconds: 300,
+    });
     expect((await call("GET", "/v1/organizations", { token: keys.token })).json.organizations[0]).toMatchObject({ suspended: true });
     // suspending again changes nothing
     expect((await patch(keys.orgId, { suspended: true })).json.suspendedAt).toBe(res.json.suspendedAt);

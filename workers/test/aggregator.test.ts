@@ -19,7 +19,11 @@ interface VectorCase {
   tags?: Record<string, { maxWeight?: number; priority?: number }>;
   windowSeconds?: number;
   initialStates?: unknown;
-  steps: Array<{ now: number; pulses: Array<Record<string, unknown> & { instanceId: string; ts: number }>; expect: { globalMaxWeight: number | null; tagMaxWeights: Record<string, number | null>; events: Array<[string, string]> } }>;
+  steps: Array<{
+    now: number;
+    pulses: Array<Record<string, unknown> & { instanceId: string; ts: number }>;
+    expect: { globalMaxWeight: number | null; tagMaxWeights: Record<string, number | null>; events: Array<[string, string]> };
+  }>;
 }
 
 describe("SiteAggregator reproduces the reflex vectors through real pulses", () => {
@@ -33,7 +37,10 @@ describe("SiteAggregator reproduces the reflex vectors through real pulses", () 
     const arrived = new Map<string, number>();
     return c.steps.every((step) => {
       for (const p of step.pulses) arrived.set(`${p.instanceId}@${p.ts}`, p.ts);
-      const window = [...arrived].filter(([, ts]) => ts > step.now - 30_000 && ts <= step.now).map(([k]) => k).sort();
+      const window = [...arrived]
+        .filter(([, ts]) => ts > step.now - 30_000 && ts <= step.now)
+        .map(([k]) => k)
+        .sort();
       return JSON.stringify(window) === JSON.stringify(step.pulses.map((p) => `${p.instanceId}@${p.ts}`).sort());
     });
   };
@@ -108,7 +115,14 @@ describe("SiteAggregator state", () => {
 
   it("rolls complete minutes up into D1 on its alarm: telemetry, usage, events, last pulse", async () => {
     const { org } = await createOrg("Rollup Co");
-    const rule = await insertRule(org.id, { tagName: "free", metric: "errors", operator: "gt", threshold: 5, action: "block", priority: 1 });
+    const rule = await insertRule(org.id, {
+      tagName: "free",
+      metric: "errors",
+      operator: "gt",
+      threshold: 5,
+      action: "block",
+      priority: 1,
+    });
     const stub = stubFor(org.id, "prod");
     const minute = Math.floor(Date.now() / 60_000) * 60_000 - 120_000;
     const h = LatencyHistogram.fromValues([10, 20, 30, 40, 1000]).encode();
@@ -130,7 +144,11 @@ describe("SiteAggregator state", () => {
       expect(res.ok).toBe(true);
     }
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    const rollups = await env.DB.prepare("SELECT tag, minute, calls, bounced, errors, p50, p99 FROM telemetry_rollups WHERE org_id = ? ORDER BY tag").bind(org.id).all();
+    const rollups = await env.DB.prepare(
+      "SELECT tag, minute, calls, bounced, errors, p50, p99 FROM telemetry_rollups WHERE org_id = ? ORDER BY tag",
+    )
+      .bind(org.id)
+      .all();
     const merged = LatencyHistogram.fromValues([10, 20, 30, 40, 1000, 10, 20, 30, 40, 1000]);
     const [expectedP50, expectedP99] = [merged.quantile(0.5), merged.quantile(0.99)];
     expect(rollups.results).toEqual([
@@ -141,11 +159,15 @@ describe("SiteAggregator state", () => {
     expect(usage.results).toEqual([{ month: new Date(minute).toISOString().slice(0, 7), calls: 200, bounced: 20 }]);
     const site = await env.DB.prepare("SELECT last_pulse_at FROM sites WHERE org_id = ? AND site_id = 'prod'").bind(org.id).first();
     expect(site).toEqual({ last_pulse_at: minute + 2000 });
-    const events = await env.DB.prepare("SELECT rule_id, kind, metric, value, threshold FROM reflex_events WHERE org_id = ?").bind(org.id).all();
+    const events = await env.DB.prepare("SELECT rule_id, kind, metric, value, threshold FROM reflex_events WHERE org_id = ?")
+      .bind(org.id)
+      .all();
     expect(events.results).toEqual([{ rule_id: rule, kind: "fired", metric: "errors", value: 8, threshold: 5 }]);
     // A second alarm writes nothing twice.
     await runDurableObjectAlarm(stub);
-    const again = await env.DB.prepare("SELECT sum(calls) AS calls FROM telemetry_rollups WHERE org_id = ? AND tag = ?").bind(org.id, SITE_ROLLUP_TAG).first();
+    const again = await env.DB.prepare("SELECT sum(calls) AS calls FROM telemetry_rollups WHERE org_id = ? AND tag = ?")
+      .bind(org.id, SITE_ROLLUP_TAG)
+      .first();
     expect(again).toEqual({ calls: 200 });
   });
 
@@ -160,15 +182,30 @@ describe("SiteAggregator state", () => {
         orgId: org.id,
         siteId: "prod",
         receivedAt: minute + 1000 * (i + 1),
-        pulse: pulse({ siteId: "prod", instanceId, usageDelta: 160, bouncedUnits: 0, ts: minute + 1000 * (i + 1), tagMetrics: tags.map((tag) => ({ tag, count: 2 })) }),
+        pulse: pulse({
+          siteId: "prod",
+          instanceId,
+          usageDelta: 160,
+          bouncedUnits: 0,
+          ts: minute + 1000 * (i + 1),
+          tagMetrics: tags.map((tag) => ({ tag, count: 2 })),
+        }),
       });
       expect(res.ok).toBe(true);
     }
     // D1 refuses the second batch (a real trigger, so the batch's transaction really rolls back)
-    await env.DB.exec("CREATE TRIGGER fail_t70 BEFORE INSERT ON telemetry_rollups WHEN NEW.tag = 't70' BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+    await env.DB.exec(
+      "CREATE TRIGGER fail_t70 BEFORE INSERT ON telemetry_rollups WHEN NEW.tag = 't70' BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    );
     await expect(runDurableObjectAlarm(stub)).rejects.toThrow(/injected failure/);
-    const siteCalls = () => env.DB.prepare("SELECT calls FROM telemetry_rollups WHERE org_id = ? AND tag = ?").bind(org.id, SITE_ROLLUP_TAG).first<{ calls: number }>();
-    const batches = async () => (await env.DB.prepare("SELECT batch FROM rollup_flushes WHERE org_id = ? ORDER BY batch").bind(org.id).all<{ batch: number }>()).results.map((r) => r.batch);
+    const siteCalls = () =>
+      env.DB.prepare("SELECT calls FROM telemetry_rollups WHERE org_id = ? AND tag = ?")
+        .bind(org.id, SITE_ROLLUP_TAG)
+        .first<{ calls: number }>();
+    const batches = async () =>
+      (
+        await env.DB.prepare("SELECT batch FROM rollup_flushes WHERE org_id = ? ORDER BY batch").bind(org.id).all<{ batch: number }>()
+      ).results.map((r) => r.batch);
     expect(await siteCalls()).toEqual({ calls: 320 }); // the first batch is in D1
     expect(await batches()).toEqual([0]);
     expect(await env.DB.prepare("SELECT calls FROM usage_monthly WHERE org_id = ?").bind(org.id).first()).toBeNull();
@@ -184,7 +221,11 @@ describe("SiteAggregator state", () => {
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await siteCalls()).toEqual({ calls: 320 });
-    const perTag = await env.DB.prepare("SELECT tag, calls FROM telemetry_rollups WHERE org_id = ? AND tag IN ('t00', 't47', 't48', 't70', 't79') ORDER BY tag").bind(org.id).all();
+    const perTag = await env.DB.prepare(
+      "SELECT tag, calls FROM telemetry_rollups WHERE org_id = ? AND tag IN ('t00', 't47', 't48', 't70', 't79') ORDER BY tag",
+    )
+      .bind(org.id)
+      .all();
     expect(perTag.results).toEqual(["t00", "t47", "t48", "t70", "t79"].map((tag) => ({ tag, calls: 4 })));
     expect(await env.DB.prepare("SELECT calls FROM usage_monthly WHERE org_id = ?").bind(org.id).first()).toEqual({ calls: 320 });
     expect(await batches()).toEqual([0, 1]);
@@ -213,12 +254,22 @@ describe("SiteAggregator state", () => {
 
   it("trims custom metrics to the plan's allowance before they reach the rules", async () => {
     const { org } = await createOrg("Hobby Metrics", "hobby");
-    await insertRule(org.id, { tagName: "search", metric: "queue_depth", metricTag: "search", operator: "gt", threshold: 100, action: "block", priority: 1 });
+    await insertRule(org.id, {
+      tagName: "search",
+      metric: "queue_depth",
+      metricTag: "search",
+      operator: "gt",
+      threshold: 100,
+      action: "block",
+      priority: 1,
+    });
     const stub = stubFor(org.id, org.id);
     const res = await stub.ingest({
       orgId: org.id,
       siteId: org.id,
-      pulse: pulse({ tagMetrics: [{ tag: "search", count: 10, customMetrics: { queue_depth: { min: 500, max: 500, sum: 500, count: 1 } } }] }),
+      pulse: pulse({
+        tagMetrics: [{ tag: "search", count: 10, customMetrics: { queue_depth: { min: 500, max: 500, sum: 500, count: 1 } } }],
+      }),
     });
     // Hobby: custom metrics are not usable in rules, so the rule sees no data and matches nothing.
     expect(res.ok && res.policy.tagMaxWeights).toEqual({});

@@ -38,14 +38,22 @@ async function eventually<T>(probe: () => Promise<T | null | undefined | false>,
   }
 }
 
-const tokenRow = (orgId: string) => env.DB.prepare("SELECT id, name FROM management_tokens WHERE org_id = ?").bind(orgId).first<{ id: string; name: string }>();
+const tokenRow = (orgId: string) =>
+  env.DB.prepare("SELECT id, name FROM management_tokens WHERE org_id = ?").bind(orgId).first<{ id: string; name: string }>();
 
 describe("management changes are recorded with actor, target, before and after", () => {
   it("org.created by the ADMIN_TOKEN holder", async () => {
     const { org, token } = await createOrg("Audit Org Co");
     const { entries: list } = await entries(token);
     expect(list).toEqual([
-      expect.objectContaining({ kind: "org.created", target: org.id, siteId: null, actor: { type: "admin", id: null, name: "ADMIN_TOKEN", role: null }, before: null, after: expect.objectContaining({ id: org.id, name: "Audit Org Co" }) }),
+      expect.objectContaining({
+        kind: "org.created",
+        target: org.id,
+        siteId: null,
+        actor: { type: "admin", id: null, name: "ADMIN_TOKEN", role: null },
+        before: null,
+        after: expect.objectContaining({ id: org.id, name: "Audit Org Co" }),
+      }),
     ]);
     expect(list[0]!.id).toMatch(/^aud_[A-Za-z0-9_-]+$/);
   });
@@ -59,7 +67,12 @@ describe("management changes are recorded with actor, target, before and after",
     await call("PATCH", `/v1/tags/${tag.id}`, { token, body: { maxWeight: 2 } });
     await call("DELETE", `/v1/tags/${tag.id}`, { token });
 
-    const rule = (await call("POST", "/v1/reflex-rules", { token, body: { siteId: "prod", tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1 } })).json;
+    const rule = (
+      await call("POST", "/v1/reflex-rules", {
+        token,
+        body: { siteId: "prod", tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1 },
+      })
+    ).json;
     await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { threshold: 700 } });
     await call("DELETE", `/v1/reflex-rules/${rule.id}`, { token });
 
@@ -97,13 +110,37 @@ describe("management changes are recorded with actor, target, before and after",
     expect(byKind["tag.updated"]).toMatchObject({ target: tag.id, siteId: null, before: { maxWeight: 4 }, after: { maxWeight: 2 } });
     expect(byKind["tag.deleted"]).toMatchObject({ target: tag.id, before: { name: "free" }, after: null });
     expect(byKind["rule.created"]).toMatchObject({ target: rule.id, siteId: "prod", before: null, after: { threshold: 500 } });
-    expect(byKind["rule.updated"]).toMatchObject({ target: rule.id, siteId: "prod", before: { threshold: 500 }, after: { threshold: 700 } });
-    expect(byKind["key.rotated"]).toMatchObject({ target: key.id, before: { id: key.id, revokedAt: null }, after: { id: rotated.id }, details: { replacedBy: rotated.id } });
-    expect(byKind["key.revoked"]).toMatchObject({ target: rotated.id, before: { revokedAt: null }, after: { revokedAt: expect.any(Number) } });
+    expect(byKind["rule.updated"]).toMatchObject({
+      target: rule.id,
+      siteId: "prod",
+      before: { threshold: 500 },
+      after: { threshold: 700 },
+    });
+    expect(byKind["key.rotated"]).toMatchObject({
+      target: key.id,
+      before: { id: key.id, revokedAt: null },
+      after: { id: rotated.id },
+      details: { replacedBy: rotated.id },
+    });
+    expect(byKind["key.revoked"]).toMatchObject({
+      target: rotated.id,
+      before: { revokedAt: null },
+      after: { revokedAt: expect.any(Number) },
+    });
     expect(JSON.stringify(mine)).not.toContain(key.secretKey); // secrets are never recorded
     expect(JSON.stringify(mine)).not.toContain(rotated.secretKey);
-    expect(byKind["site.updated"]).toMatchObject({ siteId: "prod", target: "prod", before: { settings: { windowSeconds: null } }, after: { settings: { windowSeconds: 10 } } });
-    expect(byKind["kill.on"]).toMatchObject({ siteId: "prod", before: { killSwitch: false }, after: { killSwitch: true }, details: { changed: true } });
+    expect(byKind["site.updated"]).toMatchObject({
+      siteId: "prod",
+      target: "prod",
+      before: { settings: { windowSeconds: null } },
+      after: { settings: { windowSeconds: 10 } },
+    });
+    expect(byKind["kill.on"]).toMatchObject({
+      siteId: "prod",
+      before: { killSwitch: false },
+      after: { killSwitch: true },
+      details: { changed: true },
+    });
     expect(byKind["kill.off"]).toMatchObject({ before: { killSwitch: true }, after: { killSwitch: false } });
     expect(byKind["site.deleted"]).toMatchObject({ siteId: "prod", before: { siteId: "prod" } });
     // newest first
@@ -126,11 +163,25 @@ describe("automatic actions are recorded as system", () => {
     const keys = await orgWithKey("Audit Auto Co");
     const site = await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "api", pulseIntervalMs: 250, windowSeconds: 0.5 } });
     expect(site.status, site.text).toBe(201);
-    const ruleId = await insertRule(keys.orgId, { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1, cooldownSeconds: 0 });
+    const ruleId = await insertRule(keys.orgId, {
+      tagName: "free",
+      metric: "latency",
+      operator: "gt",
+      threshold: 500,
+      action: "block",
+      priority: 1,
+      cooldownSeconds: 0,
+    });
     const hot = await sendPulse(keys, seedPulse({ siteId: "edge", ts: Date.now(), metrics: { latency: 42, errors: 0 } }));
     expect(hot.status, hot.text).toBe(200);
     const created = await eventually(async () => (await entries(keys.token, "?kind=site.created&siteId=edge")).entries[0], "site.created");
-    expect(created).toMatchObject({ kind: "site.created", siteId: "edge", target: "edge", actor: { type: "system", id: null, name: null }, details: { via: "first_pulse" } });
+    expect(created).toMatchObject({
+      kind: "site.created",
+      siteId: "edge",
+      target: "edge",
+      actor: { type: "system", id: null, name: null },
+      details: { via: "first_pulse" },
+    });
     // The site made through the API is recorded once, as the token's, not again by its first pulse.
     await sendPulse(keys, seedPulse({ siteId: "api", ts: Date.now(), metrics: { latency: 900, errors: 0 } }));
     const fired = await eventually(async () => (await entries(keys.token, "?kind=rule.fired")).entries[0], "rule.fired");
@@ -157,13 +208,22 @@ describe("automatic actions are recorded as system", () => {
     const keys = await orgWithKey("Audit Cap Co", "hobby");
     // One pulse counts at most 1 % of the month (10,000 on hobby): the month starts nearly used up.
     const month = new Date().toISOString().slice(0, 7);
-    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)").bind(keys.orgId, month, 995_000).run();
+    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)")
+      .bind(keys.orgId, month, 995_000)
+      .run();
     for (let i = 0; i < 3; i++) {
-      const res = await sendPulse(keys, seedPulse({ siteId: "s", ts: Date.now() + i, usageDelta: 5_000, bouncedUnits: 0, tagMetrics: [{ tag: "free", count: 5_000 }] }));
+      const res = await sendPulse(
+        keys,
+        seedPulse({ siteId: "s", ts: Date.now() + i, usageDelta: 5_000, bouncedUnits: 0, tagMetrics: [{ tag: "free", count: 5_000 }] }),
+      );
       expect(res.status, res.text).toBe(200);
     }
     const entry = await eventually(async () => (await entries(keys.token, "?kind=cap_exceeded")).entries[0], "cap_exceeded");
-    expect(entry).toMatchObject({ siteId: "s", actor: { type: "system" }, details: { plan: "hobby", monthlyCalls: 1_000_000, usage: 1_000_000 } });
+    expect(entry).toMatchObject({
+      siteId: "s",
+      actor: { type: "system" },
+      details: { plan: "hobby", monthlyCalls: 1_000_000, usage: 1_000_000 },
+    });
     await new Promise((r) => setTimeout(r, 100));
     expect((await entries(keys.token, "?kind=cap_exceeded")).entries).toHaveLength(1);
   });
@@ -175,14 +235,27 @@ describe("automatic actions are recorded as system", () => {
     await eventually(async () => (await entries(keys.token, "?siteId=box")).entries[0], "site.created");
     // An entry stranded in the outbox, as a hand-off that failed would leave it.
     await runInDurableObject(stub, (_instance, state) => {
-      const entry = { id: "aud_stranded", at: Date.now(), siteId: "box", actor: { type: "system", id: null, name: null }, kind: "rule.cleared", target: "rule_x", before: null, after: null, details: null };
+      const entry = {
+        id: "aud_stranded",
+        at: Date.now(),
+        siteId: "box",
+        actor: { type: "system", id: null, name: null },
+        kind: "rule.cleared",
+        target: "rule_x",
+        before: null,
+        after: null,
+        details: null,
+      };
       state.storage.sql.exec("INSERT INTO audit_outbox (body) VALUES (?)", JSON.stringify(entry));
       state.storage.sql.exec("INSERT INTO audit_outbox (body) VALUES (?)", JSON.stringify(entry)); // handed over twice: lands once
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     const list = (await entries(keys.token, "?kind=rule.cleared")).entries;
     expect(list.map((e) => e.id)).toEqual(["aud_stranded"]);
-    const left = await runInDurableObject(stub, (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM audit_outbox").one().n);
+    const left = await runInDurableObject(
+      stub,
+      (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM audit_outbox").one().n,
+    );
     expect(left).toBe(0);
   });
 });
@@ -201,7 +274,13 @@ describe("GET /v1/audit-log filters and pages", () => {
       const id = `aud_${org.id}_${String(i).padStart(2, "0")}`;
       rows.push([id, kind, siteId]);
       stmts.push(
-        env.DB.prepare("INSERT INTO audit_log (id, org_id, at, site_id, actor_type, kind) VALUES (?, ?, ?, ?, 'system', ?)").bind(id, org.id, base + Math.floor(i / 2) * 1000, siteId, kind),
+        env.DB.prepare("INSERT INTO audit_log (id, org_id, at, site_id, actor_type, kind) VALUES (?, ?, ?, ?, 'system', ?)").bind(
+          id,
+          org.id,
+          base + Math.floor(i / 2) * 1000,
+          siteId,
+          kind,
+        ),
       );
     }
     await env.DB.batch(stmts);
@@ -257,7 +336,12 @@ describe("GET /v1/audit-log filters and pages", () => {
     const { org, token } = await createOrg("Audit Segment Co");
     await env.DB.batch(
       ["kill.on", "killer.spree", "kill", "kilm.x"].map((kind, i) =>
-        env.DB.prepare("INSERT INTO audit_log (id, org_id, at, actor_type, kind) VALUES (?, ?, ?, 'system', ?)").bind(`aud_${org.id}_seg${i}`, org.id, i, kind),
+        env.DB.prepare("INSERT INTO audit_log (id, org_id, at, actor_type, kind) VALUES (?, ?, ?, 'system', ?)").bind(
+          `aud_${org.id}_seg${i}`,
+          org.id,
+          i,
+          kind,
+        ),
       ),
     );
     expect((await entries(token, "?kind=kill.*")).entries.map((e) => e.kind)).toEqual(["kill.on"]);
@@ -266,7 +350,13 @@ describe("GET /v1/audit-log filters and pages", () => {
   it("defaults to 50 entries", async () => {
     const { org, token } = await createOrg("Audit Default Co");
     await env.DB.batch(
-      Array.from({ length: 60 }, (_, i) => env.DB.prepare("INSERT INTO audit_log (id, org_id, at, actor_type, kind) VALUES (?, ?, ?, 'system', 'rule.fired')").bind(`aud_d${i}`, org.id, i)),
+      Array.from({ length: 60 }, (_, i) =>
+        env.DB.prepare("INSERT INTO audit_log (id, org_id, at, actor_type, kind) VALUES (?, ?, ?, 'system', 'rule.fired')").bind(
+          `aud_d${i}`,
+          org.id,
+          i,
+        ),
+      ),
     );
     const page = await entries(token);
     expect(page.entries).toHaveLength(50);
@@ -275,7 +365,19 @@ describe("GET /v1/audit-log filters and pages", () => {
 
   it("refuses bad parameters with a typed 400", async () => {
     const { token } = await createOrg("Audit Params Co");
-    for (const query of ["?limit=0", "?limit=201", "?limit=abc", "?kind=nope", "?kind=rule.*.*", "?kind=*", "?from=5&to=4", "?from=-1", "?cursor=!!", "?cursor=bm90LWpzb24", "?siteId=../x"]) {
+    for (const query of [
+      "?limit=0",
+      "?limit=201",
+      "?limit=abc",
+      "?kind=nope",
+      "?kind=rule.*.*",
+      "?kind=*",
+      "?from=5&to=4",
+      "?from=-1",
+      "?cursor=!!",
+      "?cursor=bm90LWpzb24",
+      "?siteId=../x",
+    ]) {
       expectError(await call("GET", `/v1/audit-log${query}`, { token }), 400, "VALIDATION_FAILED");
     }
     expectError(await call("GET", "/v1/audit-log"), 401, "UNAUTHORIZED");

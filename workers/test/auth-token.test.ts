@@ -12,7 +12,9 @@ function b64url(obj: unknown) {
 }
 
 async function getPolicy(orgId: string, token: string, query = "") {
-  const res = await exports.default.fetch(`http://waitstate.test/v1/policy/${orgId}${query}`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await exports.default.fetch(`http://waitstate.test/v1/policy/${orgId}${query}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return { status: res.status, json: (await res.json()) as Record<string, any> };
 }
 
@@ -42,7 +44,10 @@ describe("POST /v1/auth/token", () => {
   });
 
   it("signs exactly as the shared vectors say", async () => {
-    const vectors = JSON.parse(vectorsText) as { prefix: string; cases: Array<{ body: string; timestamp: string; secretKey: string; signed: string; expect: string }> };
+    const vectors = JSON.parse(vectorsText) as {
+      prefix: string;
+      cases: Array<{ body: string; timestamp: string; secretKey: string; signed: string; expect: string }>;
+    };
     expect(vectors.prefix).toBe("POST\n/v1/auth/token\n");
     for (const c of vectors.cases) {
       expect(c.signed).toBe(`${vectors.prefix}${c.body}.${c.timestamp}`);
@@ -52,14 +57,22 @@ describe("POST /v1/auth/token", () => {
 
   it("refuses the old body form carrying the secret, with a typed error that says what to do", async () => {
     const keys = await orgWithKey("Legacy Co");
-    const old = expectError(await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } }), 401, "UNSIGNED_TOKEN_EXCHANGE");
+    const old = expectError(
+      await call("POST", "/v1/auth/token", { body: { publishKey: keys.publishKey, secretKey: keys.secretKey } }),
+      401,
+      "UNSIGNED_TOKEN_EXCHANGE",
+    );
     expect(old.message).toMatch(/upgrade the WaitState SDK/);
     expect(old.message).toContain("x-waitstate-signature");
     expect(old.message).toMatch(/rotate the key/);
     // Even correctly signed, a body with the secret in it is refused: the secret travelled.
     const body = JSON.stringify({ publishKey: keys.publishKey, secretKey: keys.secretKey });
     expectError(await exchangeToken(keys, { body }), 401, "UNSIGNED_TOKEN_EXCHANGE");
-    expectError(await exchangeToken(keys, { body: JSON.stringify({ publishKey: keys.publishKey }), unsigned: true }), 401, "UNSIGNED_TOKEN_EXCHANGE");
+    expectError(
+      await exchangeToken(keys, { body: JSON.stringify({ publishKey: keys.publishKey }), unsigned: true }),
+      401,
+      "UNSIGNED_TOKEN_EXCHANGE",
+    );
   });
 
   it("refuses a bad signature, a stale timestamp, an unknown key, a revoked key and no signature", async () => {

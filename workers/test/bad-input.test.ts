@@ -73,14 +73,62 @@ const BAD_BODIES: Array<[string, string, boolean]> = [
   ["a JSON array", "[]", true],
   ["JSON null", "null", true],
   ["a bare string", '"hello"', true],
-  ["wrong types", JSON.stringify({ name: 42, plan: 7, suspended: "yes", role: 3, siteIds: "prod", maxWeight: "ten", priority: "high", enabled: "yes", metric: 5, threshold: "x", tagName: 3, publishKey: 1, secretKey: [], environment: "prod", siteId: "../x", gracePeriodSeconds: "1h" }), true],
-  ["oversized fields", JSON.stringify({ name: "x".repeat(5000), tagName: "t".repeat(5000), metric: "m".repeat(5000), publishKey: "p".repeat(5000), enabled: true }), true],
+  [
+    "wrong types",
+    JSON.stringify({
+      name: 42,
+      plan: 7,
+      suspended: "yes",
+      role: 3,
+      siteIds: "prod",
+      maxWeight: "ten",
+      priority: "high",
+      enabled: "yes",
+      metric: 5,
+      threshold: "x",
+      tagName: 3,
+      publishKey: 1,
+      secretKey: [],
+      environment: "prod",
+      siteId: "../x",
+      gracePeriodSeconds: "1h",
+    }),
+    true,
+  ],
+  [
+    "oversized fields",
+    JSON.stringify({
+      name: "x".repeat(5000),
+      tagName: "t".repeat(5000),
+      metric: "m".repeat(5000),
+      publishKey: "p".repeat(5000),
+      enabled: true,
+    }),
+    true,
+  ],
   ["an oversized body", JSON.stringify({ name: "x".repeat(70_000) }), true],
   ["missing fields", "{}", false],
-  // biome-ignore lint/correctness/noPrecisionLoss: a number no JSON parser keeps exactly, on purpose
-  ["numbers out of range", JSON.stringify({ name: "n", maxWeight: -1, priority: 1e308, threshold: 1e309, cooldownSeconds: -5, actionValue: 7, gracePeriodSeconds: 1e9, environment: 1 }), false],
+  [
+    "numbers out of range",
+    JSON.stringify({
+      name: "n",
+      maxWeight: -1,
+      priority: 1e308,
+      // biome-ignore lint/correctness/noPrecisionLoss: a number no JSON parser keeps exactly, on purpose
+      threshold: 1e309,
+      cooldownSeconds: -5,
+      actionValue: 7,
+      gracePeriodSeconds: 1e9,
+      environment: 1,
+    }),
+    false,
+  ],
   ["a prototype key", '{"__proto__": {"admin": true}, "name": "proto"}', false],
-  ["a field no endpoint knows", JSON.stringify({ name: "n", siteId: "s", url: "https://hooks.example.test/x", enabled: true, zzUnknownField: 1 }), true],
+  [
+    "a field no endpoint knows",
+    JSON.stringify({ name: "n", siteId: "s", url: "https://hooks.example.test/x", enabled: true, zzUnknownField: 1 }),
+    true,
+  ],
   ["a webhook URL on a private address", JSON.stringify({ url: "http://127.1:1/" }), true],
 ];
 
@@ -107,7 +155,13 @@ let jwt: string;
 let hookId: string;
 let spareKeyId: string;
 const tokenFor = (auth: Auth) => (auth === "admin" ? ADMIN : auth === "management" ? keys.token : auth === "jwt" ? jwt : undefined);
-const fill = (p: string) => p.replace("{org}", keys.orgId).replace("{bad}", "nope%20%00").replace("{site}", "prod").replace("{hook}", hookId).replace("{key}", spareKeyId);
+const fill = (p: string) =>
+  p
+    .replace("{org}", keys.orgId)
+    .replace("{bad}", "nope%20%00")
+    .replace("{site}", "prod")
+    .replace("{hook}", hookId)
+    .replace("{key}", spareKeyId);
 
 function expectTyped(res: { status: number; json: unknown; text: string }, what: string) {
   expect(res.status, `${what}: ${res.text}`).toBeGreaterThanOrEqual(400);
@@ -123,7 +177,10 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
     const spare = await call("POST", "/v1/api-keys", { token: keys.token, body: { name: "spare" } });
     expect(spare.status, spare.text).toBe(201);
     spareKeyId = spare.json.id;
-    const hook = await call("POST", "/v1/webhooks", { token: keys.token, body: { url: "https://hooks.example.test/sweep", events: ["kill.*"], enabled: false } });
+    const hook = await call("POST", "/v1/webhooks", {
+      token: keys.token,
+      body: { url: "https://hooks.example.test/sweep", events: ["kill.*"], enabled: false },
+    });
     expect(hook.status, hook.text).toBe(201);
     hookId = hook.json.id;
   });
@@ -135,7 +192,14 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
       else expect(res.json).not.toHaveProperty("admin"); // accepted: and nothing leaked through __proto__
     });
     it(`${e.method} ${e.path} with a non-JSON content type`, async () => {
-      expectTyped(await call(e.method, fill(e.path), { token: tokenFor(e.auth), rawBody: "name=x", contentType: "application/x-www-form-urlencoded" }), e.path);
+      expectTyped(
+        await call(e.method, fill(e.path), {
+          token: tokenFor(e.auth),
+          rawBody: "name=x",
+          contentType: "application/x-www-form-urlencoded",
+        }),
+        e.path,
+      );
     });
   }
 
@@ -166,7 +230,12 @@ describe("bad-input sweep: every endpoint answers 4xx with a code, never 500", (
       seedPulse({ tagMetrics: Array.from({ length: 600 }, (_, i) => ({ tag: `t${i}`, count: 1 })) }),
       seedPulse({ tagMetrics: [{ tag: "a", count: 1, latencyHistogram: { n: 1, s: 1, lo: 1, hi: 1, b: [999, 1] } }] }),
       seedPulse({ tagMetrics: [{ tag: "a", count: 1, customMetrics: { "Bad-Name": { min: 1, max: 1, sum: 1, count: 1 } } }] }),
-      seedPulse({ tagMetrics: [{ tag: "a", count: 1 }, { tag: "a", count: 2 }] }),
+      seedPulse({
+        tagMetrics: [
+          { tag: "a", count: 1 },
+          { tag: "a", count: 2 },
+        ],
+      }),
       seedPulse({ metrics: "fast" }),
     ];
     for (const body of extreme) expectTyped(await sendPulse(keys, body), `pulse ${JSON.stringify(body).slice(0, 80)}`);

@@ -15,7 +15,9 @@ const failure = (query: Promise<unknown>) =>
 
 describe("D1 schema (migrations/ applied in workerd)", () => {
   it("creates every table of the schema", async () => {
-    const { results } = await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%' AND name != 'd1_migrations' ORDER BY name").all<{ name: string }>();
+    const { results } = await env.DB.prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite%' AND name != 'd1_migrations' ORDER BY name",
+    ).all<{ name: string }>();
     expect(results.map((r) => r.name)).toEqual([
       "api_keys",
       "audit_log",
@@ -49,7 +51,9 @@ describe("D1 schema (migrations/ applied in workerd)", () => {
     await db.insert(apiKeys).values({ id: "key_1", ...key });
     expect(await failure(db.insert(apiKeys).values({ id: "key_2", ...key }))).toMatch(/UNIQUE constraint failed: api_keys.publish_key/);
     await db.insert(tags).values({ id: "t1", orgId: "org_b", name: "pro" });
-    expect(await failure(db.insert(tags).values({ id: "t2", orgId: "org_b", name: "pro" }))).toMatch(/UNIQUE constraint failed: tags.org_id, tags.name/);
+    expect(await failure(db.insert(tags).values({ id: "t2", orgId: "org_b", name: "pro" }))).toMatch(
+      /UNIQUE constraint failed: tags.org_id, tags.name/,
+    );
   });
 
   it("deletes an org's data with the org", async () => {

@@ -20,7 +20,10 @@ interface Page {
   headers: Headers;
 }
 
-async function request(path: string, options: { method?: string; cookie?: string; form?: Record<string, string>; headers?: Record<string, string>; base?: string } = {}): Promise<Page> {
+async function request(
+  path: string,
+  options: { method?: string; cookie?: string; form?: Record<string, string>; headers?: Record<string, string>; base?: string } = {},
+): Promise<Page> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.cookie) headers.cookie = options.cookie;
   let body: string | undefined;
@@ -28,8 +31,19 @@ async function request(path: string, options: { method?: string; cookie?: string
     headers["content-type"] = "application/x-www-form-urlencoded";
     body = new URLSearchParams(options.form).toString();
   }
-  const res = await exports.default.fetch(`${options.base ?? BASE}${path}`, { method: options.method ?? (options.form ? "POST" : "GET"), headers, body, redirect: "manual" });
-  return { status: res.status, html: await res.text(), location: res.headers.get("location"), setCookies: res.headers.getSetCookie(), headers: res.headers };
+  const res = await exports.default.fetch(`${options.base ?? BASE}${path}`, {
+    method: options.method ?? (options.form ? "POST" : "GET"),
+    headers,
+    body,
+    redirect: "manual",
+  });
+  return {
+    status: res.status,
+    html: await res.text(),
+    location: res.headers.get("location"),
+    setCookies: res.headers.getSetCookie(),
+    headers: res.headers,
+  };
 }
 
 function cookieValue(setCookies: string[], name: string): string | undefined {
@@ -56,7 +70,11 @@ async function login(token: string, base?: string): Promise<Session> {
   expect(form.status).toBe(200);
   const nonce = cookieValue(form.setCookies, "ws_login");
   expect(nonce).toBeTruthy();
-  const res = await request("/dashboard/login", { form: { token, _csrf: csrfOf(form.html) }, cookie: `ws_login=${nonce}`, ...(base ? { base } : {}) });
+  const res = await request("/dashboard/login", {
+    form: { token, _csrf: csrfOf(form.html) },
+    cookie: `ws_login=${nonce}`,
+    ...(base ? { base } : {}),
+  });
   expect(res.status, res.html).toBe(303);
   const value = cookieValue(res.setCookies, "ws_session");
   expect(value).toBeTruthy();
@@ -131,7 +149,9 @@ describe("without a session", () => {
   });
 
   it("remembers where the user was going, only for dashboard paths", async () => {
-    expect((await request("/dashboard/rules?siteId=prod")).location).toBe(`/dashboard/login?next=${encodeURIComponent("/dashboard/rules?siteId=prod")}`);
+    expect((await request("/dashboard/rules?siteId=prod")).location).toBe(
+      `/dashboard/login?next=${encodeURIComponent("/dashboard/rules?siteId=prod")}`,
+    );
     const form = await request("/dashboard/login?next=https://evil.example/");
     expect(form.html).not.toContain("evil.example");
   });
@@ -183,7 +203,10 @@ describe("logging in", () => {
   it("a wrong token shows an error and sets no session cookie", async () => {
     const form = await request("/dashboard/login");
     const nonce = cookieValue(form.setCookies, "ws_login");
-    const res = await request("/dashboard/login", { form: { token: "ws_mgmt_not-a-real-token", _csrf: csrfOf(form.html) }, cookie: `ws_login=${nonce}` });
+    const res = await request("/dashboard/login", {
+      form: { token: "ws_mgmt_not-a-real-token", _csrf: csrfOf(form.html) },
+      cookie: `ws_login=${nonce}`,
+    });
     expect(res.status).toBe(401);
     expect(res.html).toContain("That token is unknown or revoked.");
     expect(res.html).toContain('data-field-error="token"');
@@ -193,7 +216,10 @@ describe("logging in", () => {
 
   it("an empty token asks for one", async () => {
     const form = await request("/dashboard/login");
-    const res = await request("/dashboard/login", { form: { token: "  ", _csrf: csrfOf(form.html) }, cookie: `ws_login=${cookieValue(form.setCookies, "ws_login")}` });
+    const res = await request("/dashboard/login", {
+      form: { token: "  ", _csrf: csrfOf(form.html) },
+      cookie: `ws_login=${cookieValue(form.setCookies, "ws_login")}`,
+    });
     expect(res.status).toBe(400);
     expect(res.html).toContain("Enter your management token.");
     expect(res.setCookies.some((c) => c.startsWith("ws_session="))).toBe(false);
@@ -229,7 +255,12 @@ describe("logging in", () => {
     expect(cookie).toMatch(/; Max-Age=43200/);
     expect(cookie).not.toMatch(/Secure/);
     expect(sessionValue).not.toContain(token.slice(8));
-    expect(atob(sessionValue.split(".")[2]!.replaceAll("-", "+").replaceAll("_", "/") + "==".slice(0, (4 - (sessionValue.split(".")[2]!.length % 4)) % 4))).not.toContain(token.slice(8));
+    expect(
+      atob(
+        sessionValue.split(".")[2]!.replaceAll("-", "+").replaceAll("_", "/") +
+          "==".slice(0, (4 - (sessionValue.split(".")[2]!.length % 4)) % 4),
+      ),
+    ).not.toContain(token.slice(8));
   });
 
   it("over https the cookies are Secure", async () => {
@@ -243,11 +274,17 @@ describe("logging in", () => {
     const form = await request("/dashboard/login?next=/dashboard/keys");
     const nonce = cookieValue(form.setCookies, "ws_login");
     expect(form.html).toContain('name="next" value="/dashboard/keys"');
-    const res = await request("/dashboard/login", { form: { token, _csrf: csrfOf(form.html), next: "/dashboard/keys" }, cookie: `ws_login=${nonce}` });
+    const res = await request("/dashboard/login", {
+      form: { token, _csrf: csrfOf(form.html), next: "/dashboard/keys" },
+      cookie: `ws_login=${nonce}`,
+    });
     expect(res.location).toBe("/dashboard/keys");
     for (const next of ["https://evil.example/", "//evil.example/dashboard", "/dashboard//evil.example", "/v1/api-keys"]) {
       const again = await request("/dashboard/login");
-      const r = await request("/dashboard/login", { form: { token, _csrf: csrfOf(again.html), next }, cookie: `ws_login=${cookieValue(again.setCookies, "ws_login")}` });
+      const r = await request("/dashboard/login", {
+        form: { token, _csrf: csrfOf(again.html), next },
+        cookie: `ws_login=${cookieValue(again.setCookies, "ws_login")}`,
+      });
       expect(r.location, next).toBe("/dashboard/sites");
     }
   });
@@ -266,7 +303,10 @@ describe("logging in", () => {
     const { token, session } = await tenant("Logout Audit Co");
     const res = await post(session, "/dashboard/logout", {});
     expect(res.status).toBe(303);
-    const entries = (await call("GET", "/v1/audit-log?kind=session.*", { token })).json.entries as Array<{ kind: string; actor: { type: string; name: string | null } }>;
+    const entries = (await call("GET", "/v1/audit-log?kind=session.*", { token })).json.entries as Array<{
+      kind: string;
+      actor: { type: string; name: string | null };
+    }>;
     expect(entries.map((e) => e.kind)).toEqual(["session.logout", "session.login"]);
     expect(entries[0]!.actor).toMatchObject({ type: "session", name: "initial" });
     // A refused logout (no CSRF token) records nothing.
@@ -287,7 +327,10 @@ describe("logging in", () => {
     expect(rows?.n).toBe(0);
     // and logging in with it again is refused
     const form = await request("/dashboard/login");
-    const again = await request("/dashboard/login", { form: { token, _csrf: csrfOf(form.html) }, cookie: `ws_login=${cookieValue(form.setCookies, "ws_login")}` });
+    const again = await request("/dashboard/login", {
+      form: { token, _csrf: csrfOf(form.html) },
+      cookie: `ws_login=${cookieValue(form.setCookies, "ws_login")}`,
+    });
     expect(again.status).toBe(401);
   });
 
@@ -378,7 +421,12 @@ describe("tenancy: one organization's session never sees or changes another's", 
     const a = await tenant("Tenant A");
     const b = await tenant("Tenant B");
     await createSite(b.token, "b-secret-site");
-    const rule = (await call("POST", "/v1/reflex-rules", { token: b.token, body: { tagName: "free", metric: "rps", operator: "gt", threshold: 1, action: "block", priority: 1, siteId: "b-secret-site" } })).json;
+    const rule = (
+      await call("POST", "/v1/reflex-rules", {
+        token: b.token,
+        body: { tagName: "free", metric: "rps", operator: "gt", threshold: 1, action: "block", priority: 1, siteId: "b-secret-site" },
+      })
+    ).json;
     const key = (await call("POST", "/v1/api-keys", { token: b.token, body: { name: "b-key" } })).json;
     const tag = (await call("POST", "/v1/tags", { token: b.token, body: { name: "b-tag", maxWeight: 7 } })).json;
 
@@ -445,7 +493,17 @@ describe("pages change things through the API", () => {
     expect(res.status).toBe(303);
     expect(res.location).toBe("/dashboard/rules?done=rule.created");
     const [rule] = await rulesOf(a.token);
-    expect(rule).toMatchObject({ tagName: "free", metric: "p95_latency", operator: "gt", threshold: 500, action: "throttle", actionValue: 0.5, priority: 1, enabled: true, siteId: null });
+    expect(rule).toMatchObject({
+      tagName: "free",
+      metric: "p95_latency",
+      operator: "gt",
+      threshold: 500,
+      action: "throttle",
+      actionValue: 0.5,
+      priority: 1,
+      enabled: true,
+      siteId: null,
+    });
     const page = await request("/dashboard/rules?done=rule.created", { cookie: a.session.cookie });
     expect(page.html).toContain("Rule created.");
     expect(page.html).toContain(`data-rule="${rule!.id}"`);
@@ -486,7 +544,10 @@ describe("pages change things through the API", () => {
 
   it("shows a fired rule as applied, and the policy it made with the reason", async () => {
     const a = await tenant("Fired Co");
-    const key = (await call("POST", "/v1/api-keys", { token: a.token, body: { name: "sdk" } })).json as { publishKey: string; secretKey: string };
+    const key = (await call("POST", "/v1/api-keys", { token: a.token, body: { name: "sdk" } })).json as {
+      publishKey: string;
+      secretKey: string;
+    };
     await post(a.session, "/dashboard/rules", ruleForm({ metric: "latency", threshold: "100", siteId: "shop", cooldownSeconds: "0" }));
     const [rule] = await rulesOf(a.token);
     const pulse = await sendPulse(key, seedPulse({ siteId: "shop", metrics: { latency: 900, errors: 0 } }));
@@ -512,7 +573,9 @@ describe("pages change things through the API", () => {
       [4, 1200, 180],
       [2, 900, 640],
     ] as const) {
-      await env.DB.prepare("INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls, bounced, errors, p50, p95, p99) VALUES (?, 'charts', '__site__', ?, ?, 30, 9, 80, ?, 900)")
+      await env.DB.prepare(
+        "INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls, bounced, errors, p50, p95, p99) VALUES (?, 'charts', '__site__', ?, ?, 30, 9, 80, ?, 900)",
+      )
         .bind(a.org.id, minute - ago * 60_000, calls, p95)
         .run();
     }
@@ -555,12 +618,24 @@ describe("pages change things through the API", () => {
   it("saves a site's timing, with the API's message next to the field it names", async () => {
     const a = await tenant("Timing Co");
     await createSite(a.token, "prod");
-    const bad = await post(a.session, "/dashboard/sites/prod/timing", { pulseIntervalMs: "1000", windowSeconds: "0.5", leaseDurationSeconds: "" });
+    const bad = await post(a.session, "/dashboard/sites/prod/timing", {
+      pulseIntervalMs: "1000",
+      windowSeconds: "0.5",
+      leaseDurationSeconds: "",
+    });
     expect(bad.status).toBe(400);
     expect(bad.html).toMatch(/data-field-error="windowSeconds">[^<]*shorter than the pulse interval/);
-    const ok = await post(a.session, "/dashboard/sites/prod/timing", { pulseIntervalMs: "", windowSeconds: "10", leaseDurationSeconds: "" });
+    const ok = await post(a.session, "/dashboard/sites/prod/timing", {
+      pulseIntervalMs: "",
+      windowSeconds: "10",
+      leaseDurationSeconds: "",
+    });
     expect(ok.status).toBe(303);
-    expect((await call("GET", "/v1/sites/prod", { token: a.token })).json.settings).toEqual({ pulseIntervalMs: null, leaseDurationSeconds: null, windowSeconds: 10 });
+    expect((await call("GET", "/v1/sites/prod", { token: a.token })).json.settings).toEqual({
+      pulseIntervalMs: null,
+      leaseDurationSeconds: null,
+      windowSeconds: 10,
+    });
   });
 
   it("shows a new key's secret once, in the answer that created it, and rotates with a confirmation", async () => {
@@ -590,7 +665,9 @@ describe("pages change things through the API", () => {
     const fresh = after.find((k) => k.revokedAt === null)!;
     const revoked = await post(a.session, `/dashboard/keys/${fresh.id}/revoke`, {});
     expect(revoked.location).toBe("/dashboard/keys?done=key.revoked");
-    expect((await call("GET", "/v1/api-keys", { token: a.token })).json.apiKeys.every((k: { revokedAt: number | null }) => k.revokedAt !== null)).toBe(true);
+    expect(
+      (await call("GET", "/v1/api-keys", { token: a.token })).json.apiKeys.every((k: { revokedAt: number | null }) => k.revokedAt !== null),
+    ).toBe(true);
   });
 
   it("creates and edits tags, with a row's error shown in its row", async () => {
@@ -618,7 +695,15 @@ describe("pages change things through the API", () => {
     const tags = await request("/dashboard/tags", { cookie: a.session.cookie });
     expect(tags.html).not.toContain("<script>alert(1)</script>");
     expect(tags.html).toContain("&lt;script&gt;alert(1)&lt;/script&gt;");
-    for (const path of ["/dashboard/sites", "/dashboard/rules", "/dashboard/tags", "/dashboard/keys", "/dashboard/usage", "/dashboard/audit", "/dashboard/webhooks"]) {
+    for (const path of [
+      "/dashboard/sites",
+      "/dashboard/rules",
+      "/dashboard/tags",
+      "/dashboard/keys",
+      "/dashboard/usage",
+      "/dashboard/audit",
+      "/dashboard/webhooks",
+    ]) {
       const page = await request(path, { cookie: a.session.cookie });
       expect(page.status, path).toBe(200);
       expect(page.html, path).not.toContain(a.token);
@@ -662,7 +747,11 @@ describe("pages change things through the API", () => {
 
   it("creates a webhook, showing its signing secret once", async () => {
     const a = await tenant("Hooks Co");
-    const created = await post(a.session, "/dashboard/webhooks", { url: "https://example.com/hook", events: "rule.fired, kill.*", enabled: "on" });
+    const created = await post(a.session, "/dashboard/webhooks", {
+      url: "https://example.com/hook",
+      events: "rule.fired, kill.*",
+      enabled: "on",
+    });
     expect(created.status).toBe(201);
     const secret = /data-secret[^>]*>\s*([^<\s]+)/.exec(created.html)?.[1] ?? "";
     expect(secret).toMatch(/^whsec_/);
@@ -699,10 +788,22 @@ describe("why the policy says what it says", () => {
     { id: "tag_2", name: "pro", maxWeight: 10, priority: 10, autoCreated: false, createdAt: 0 },
   ];
   const policy = (over: Record<string, unknown>) =>
-    ({ version: 3, globalMaxWeight: null, tagMaxWeights: {}, killSignal: false, status: "ok", pulseInterval: 1000, leaseDurationSeconds: 60, ...over }) as never;
+    ({
+      version: 3,
+      globalMaxWeight: null,
+      tagMaxWeights: {},
+      killSignal: false,
+      status: "ok",
+      pulseInterval: 1000,
+      leaseDurationSeconds: 60,
+      ...over,
+    }) as never;
 
   it("names the all-traffic rule for the global limit, the tiers it shed and the tiers it has not reached", () => {
-    const rows = explainPolicy({ policy: policy({ globalMaxWeight: 0, tagMaxWeights: { free: 0, pro: null } }), rules: [rule({})], tags: {} }, tags);
+    const rows = explainPolicy(
+      { policy: policy({ globalMaxWeight: 0, tagMaxWeights: { free: 0, pro: null } }), rules: [rule({})], tags: {} },
+      tags,
+    );
     expect(rows.map((r) => [r.tag, r.limit, r.ruleId])).toEqual([
       [null, 0, "rule_all"],
       ["free", 0, "rule_all"],
@@ -715,7 +816,14 @@ describe("why the policy says what it says", () => {
 
   it("a tag's own rule wins its row; tags without one show the global limit or their baseline", () => {
     const own = rule({ id: "rule_free", tagName: "free", action: "throttle", actionValue: 0.5, priority: 2 });
-    const rows = explainPolicy({ policy: policy({ tagMaxWeights: { free: 5 } }), rules: [own, rule({ id: "rule_idle", applied: false, active: false })], tags: { enterprise: {} as never } }, tags);
+    const rows = explainPolicy(
+      {
+        policy: policy({ tagMaxWeights: { free: 5 } }),
+        rules: [own, rule({ id: "rule_idle", applied: false, active: false })],
+        tags: { enterprise: {} as never },
+      },
+      tags,
+    );
     expect(rows.map((r) => [r.tag, r.limit, r.ruleId, r.tone])).toEqual([
       [null, null, null, "ok"],
       ["enterprise", null, null, "ok"],

@@ -9,7 +9,10 @@ async function pulseTags(keys: Keys, siteId: string, names: string[], start = Da
   let ts = start;
   for (let i = 0; i < names.length; i += MAX_TAGS_PER_PULSE) {
     const chunk = names.slice(i, i + MAX_TAGS_PER_PULSE);
-    const res = await sendPulse(keys, seedPulse({ siteId, ts: ts++, usageDelta: chunk.length, bouncedUnits: 0, tagMetrics: chunk.map((tag) => ({ tag, count: 1 })) }));
+    const res = await sendPulse(
+      keys,
+      seedPulse({ siteId, ts: ts++, usageDelta: chunk.length, bouncedUnits: 0, tagMetrics: chunk.map((tag) => ({ tag, count: 1 })) }),
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.headers.get("x-waitstate-counted")).toBe("true");
   }
@@ -35,11 +38,18 @@ describe("tags are capped per organization by plan", () => {
     await pulseTags(keys, "prod", names);
     // The 100th through the API fits; the 101st does not, whichever way it comes.
     expect((await call("POST", "/v1/tags", { token: keys.token, body: { name: "api-made" } })).status).toBe(201);
-    const refused = expectError(await call("POST", "/v1/tags", { token: keys.token, body: { name: "one-too-many" } }), 403, "PLAN_LIMIT_REACHED");
+    const refused = expectError(
+      await call("POST", "/v1/tags", { token: keys.token, body: { name: "one-too-many" } }),
+      403,
+      "PLAN_LIMIT_REACHED",
+    );
     expect(refused.message).toContain("100 tags");
     // An existing name is still a conflict, not a cap.
     expectError(await call("POST", "/v1/tags", { token: keys.token, body: { name: "t0" } }), 409, "CONFLICT");
-    const late = await sendPulse(keys, seedPulse({ siteId: "prod", ts: Date.now() + 1000, usageDelta: 7, bouncedUnits: 0, tagMetrics: [{ tag: "late", count: 7 }] }));
+    const late = await sendPulse(
+      keys,
+      seedPulse({ siteId: "prod", ts: Date.now() + 1000, usageDelta: 7, bouncedUnits: 0, tagMetrics: [{ tag: "late", count: 7 }] }),
+    );
     expect(late.status, late.text).toBe(200);
     expect(late.headers.get("x-waitstate-counted")).toBe("true");
     expect(await tagCount(keys.orgId)).toBe(100);
@@ -58,9 +68,15 @@ describe("tags are capped per organization by plan", () => {
     // and a rule on a tag the cap kept out: 4,097 entries before the fold.
     await env.DB.prepare("UPDATE tags SET priority = 1, max_weight = 20 WHERE org_id = ? AND name >= 'tag-2048'").bind(keys.orgId).run();
     await env.DB.prepare("UPDATE tags SET max_weight = 5 WHERE org_id = ? AND name < 'tag-2048'").bind(keys.orgId).run();
-    const all = await call("POST", "/v1/reflex-rules", { token: keys.token, body: { tagName: null, metric: "latency", operator: "gt", threshold: 100, action: "throttle", actionValue: 0.5, priority: 1 } });
+    const all = await call("POST", "/v1/reflex-rules", {
+      token: keys.token,
+      body: { tagName: null, metric: "latency", operator: "gt", threshold: 100, action: "throttle", actionValue: 0.5, priority: 1 },
+    });
     expect(all.status, all.text).toBe(201);
-    const ghost = await call("POST", "/v1/reflex-rules", { token: keys.token, body: { tagName: "ghost", metric: "latency", operator: "gt", threshold: 100, action: "block", priority: 2 } });
+    const ghost = await call("POST", "/v1/reflex-rules", {
+      token: keys.token,
+      body: { tagName: "ghost", metric: "latency", operator: "gt", threshold: 100, action: "block", priority: 2 },
+    });
     expect(ghost.status, ghost.text).toBe(201);
     const kill = await call("POST", "/v1/sites/prod/kill", { token: keys.token, body: { enabled: true } });
     expect(kill.status, kill.text).toBe(200);
@@ -84,6 +100,11 @@ describe("tags are capped per organization by plan", () => {
       await new Promise((r) => setTimeout(r, 25));
       audit = await call("GET", "/v1/audit-log?kind=policy.folded", { token: keys.token });
     }
-    expect(audit.json.entries[0]).toMatchObject({ kind: "policy.folded", siteId: "prod", actor: { type: "system" }, details: { entriesFolded: 1 } });
+    expect(audit.json.entries[0]).toMatchObject({
+      kind: "policy.folded",
+      siteId: "prod",
+      actor: { type: "system" },
+      details: { entriesFolded: 1 },
+    });
   }, 60_000);
 });

@@ -6,7 +6,11 @@ export const BASE = "http://waitstate.test";
 export const ADMIN = "test-admin-token";
 
 /** A request to the Worker under test, JSON in and out. */
-export async function call(method: string, path: string, options: { token?: string; body?: unknown; rawBody?: string; contentType?: string } = {}) {
+export async function call(
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; rawBody?: string; contentType?: string } = {},
+) {
   const headers: Record<string, string> = {};
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
   let body: string | undefined;
@@ -16,7 +20,7 @@ export async function call(method: string, path: string, options: { token?: stri
   }
   const res = await exports.default.fetch(`${BASE}${path}`, { method, headers, body });
   const text = await res.text();
-  let json: unknown ;
+  let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {

@@ -6,12 +6,15 @@ import { call, createOrg, expectError } from "./helpers.js";
 import { exchangeToken, jwtFor, seedPulse, sendPulse, type Keys } from "./pulse-helpers.js";
 
 async function getPolicy(orgId: string, token: string, query = "") {
-  const res = await exports.default.fetch(`http://waitstate.test/v1/policy/${orgId}${query}`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await exports.default.fetch(`http://waitstate.test/v1/policy/${orgId}${query}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return { status: res.status, json: (await res.json()) as Record<string, any> };
 }
 
 async function newKey(body: Record<string, unknown>, org?: { orgId: string; token: string }) {
-  const owner: { orgId: string; token: string } = org ?? (await createOrg("Scope Co", "pro").then((o) => ({ orgId: o.org.id, token: o.token })));
+  const owner: { orgId: string; token: string } =
+    org ?? (await createOrg("Scope Co", "pro").then((o) => ({ orgId: o.org.id, token: o.token })));
   const res = await call("POST", "/v1/api-keys", { token: owner.token, body });
   expect(res.status, res.text).toBe(201);
   const keys: Keys = { publishKey: res.json.publishKey, secretKey: res.json.secretKey, orgId: owner.orgId, token: owner.token };
@@ -135,9 +138,16 @@ describe("rotation with a grace period", () => {
   it(`refuses a grace period that is negative, fractional or over ${MAX_ROTATION_GRACE_SECONDS} s`, async () => {
     const { keys, view } = await newKey({ name: "g" });
     for (const gracePeriodSeconds of [-1, 1.5, MAX_ROTATION_GRACE_SECONDS + 1, "60", null]) {
-      expectError(await call("POST", `/v1/api-keys/${view.id}/rotate`, { token: keys.token, body: { gracePeriodSeconds } }), 400, "VALIDATION_FAILED");
+      expectError(
+        await call("POST", `/v1/api-keys/${view.id}/rotate`, { token: keys.token, body: { gracePeriodSeconds } }),
+        400,
+        "VALIDATION_FAILED",
+      );
     }
-    const max = await call("POST", `/v1/api-keys/${view.id}/rotate`, { token: keys.token, body: { gracePeriodSeconds: MAX_ROTATION_GRACE_SECONDS } });
+    const max = await call("POST", `/v1/api-keys/${view.id}/rotate`, {
+      token: keys.token,
+      body: { gracePeriodSeconds: MAX_ROTATION_GRACE_SECONDS },
+    });
     expect(max.status, max.text).toBe(201);
   });
 });

@@ -45,14 +45,17 @@ describe("/v1/management-tokens", () => {
     // neither the token nor its hash is ever listed; D1 holds only the hash
     expect(JSON.stringify(seenByNew)).not.toContain(created.token);
     expect(JSON.stringify(seenByNew)).not.toContain("hash");
-    const stored = await env.DB.prepare("SELECT token_hash FROM management_tokens WHERE id = ?").bind(created.id).first<{ token_hash: string }>();
+    const stored = await env.DB.prepare("SELECT token_hash FROM management_tokens WHERE id = ?")
+      .bind(created.id)
+      .first<{ token_hash: string }>();
     expect(stored!.token_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(stored!.token_hash).not.toContain(created.token);
   });
 
   it("revokes a token: refused on its very next request; revoking again changes nothing", async () => {
     const { token } = await createOrg("Revoke Co");
-    const leaked = (await call("POST", "/v1/management-tokens", { token, body: { name: "leaked laptop", role: "admin" } })).json as TokenView & { token: string };
+    const leaked = (await call("POST", "/v1/management-tokens", { token, body: { name: "leaked laptop", role: "admin" } }))
+      .json as TokenView & { token: string };
     expect((await call("GET", "/v1/sites", { token: leaked.token })).status).toBe(200);
 
     const res = await call("DELETE", `/v1/management-tokens/${leaked.id}`, { token });
@@ -64,7 +67,9 @@ describe("/v1/management-tokens", () => {
     const again = await call("DELETE", `/v1/management-tokens/${leaked.id}`, { token });
     expect(again.status).toBe(200);
     expect((again.json as TokenView).revokedAt).toBe((res.json as TokenView).revokedAt);
-    const { entries } = (await call("GET", "/v1/audit-log?kind=token.*", { token })).json as { entries: Array<{ kind: string; target: string }> };
+    const { entries } = (await call("GET", "/v1/audit-log?kind=token.*", { token })).json as {
+      entries: Array<{ kind: string; target: string }>;
+    };
     // one entry each (revoking an already revoked token records nothing)
     expect(entries.map((e) => [e.kind, e.target]).sort()).toEqual([
       ["token.created", leaked.id],
@@ -79,7 +84,8 @@ describe("/v1/management-tokens", () => {
     expect(last.message).toContain("last active admin token");
     expect((await call("GET", "/v1/sites", { token })).status).toBe(200);
 
-    const successor = (await call("POST", "/v1/management-tokens", { token, body: { name: "successor", role: "admin" } })).json as TokenView & { token: string };
+    const successor = (await call("POST", "/v1/management-tokens", { token, body: { name: "successor", role: "admin" } }))
+      .json as TokenView & { token: string };
     const self = await call("DELETE", `/v1/management-tokens/${initial!.id}`, { token });
     expect(self.status, self.text).toBe(200);
     expect(self.json).toMatchObject({ id: initial!.id, current: true, revokedAt: expect.any(Number) });
@@ -88,7 +94,9 @@ describe("/v1/management-tokens", () => {
     const { entries } = (await call("GET", "/v1/audit-log?kind=token.revoked", { token: successor.token })).json as {
       entries: Array<{ actor: { type: string; id: string }; target: string }>;
     };
-    expect(entries).toEqual([expect.objectContaining({ target: initial!.id, actor: expect.objectContaining({ type: "token", id: initial!.id }) })]);
+    expect(entries).toEqual([
+      expect.objectContaining({ target: initial!.id, actor: expect.objectContaining({ type: "token", id: initial!.id }) }),
+    ]);
     // now the successor is the last one
     const [mine] = (await list(successor.token)).filter((t) => t.revokedAt === null);
     expect(mine).toMatchObject({ id: successor.id, current: true });
@@ -97,12 +105,27 @@ describe("/v1/management-tokens", () => {
 
   it("validates the name, caps active tokens at 25 and counts revoked ones out", async () => {
     const { token } = await createOrg("Cap Co");
-    for (const body of [{}, { name: "", role: "admin" }, { name: "   ", role: "admin" }, { name: "x".repeat(101), role: "admin" }, { name: 7, role: "admin" }]) {
+    for (const body of [
+      {},
+      { name: "", role: "admin" },
+      { name: "   ", role: "admin" },
+      { name: "x".repeat(101), role: "admin" },
+      { name: 7, role: "admin" },
+    ]) {
       expectError(await call("POST", "/v1/management-tokens", { token, body }), 400, "VALIDATION_FAILED");
     }
     const made: Array<TokenView & { token: string }> = [];
-    for (let i = 0; i < 24; i++) made.push((await call("POST", "/v1/management-tokens", { token, body: { name: `t${i}`, role: "admin" } })).json as TokenView & { token: string });
-    const over = expectError(await call("POST", "/v1/management-tokens", { token, body: { name: "one too many", role: "admin" } }), 403, "PLAN_LIMIT_REACHED");
+    for (let i = 0; i < 24; i++)
+      made.push(
+        (await call("POST", "/v1/management-tokens", { token, body: { name: `t${i}`, role: "admin" } })).json as TokenView & {
+          token: string;
+        },
+      );
+    const over = expectError(
+      await call("POST", "/v1/management-tokens", { token, body: { name: "one too many", role: "admin" } }),
+      403,
+      "PLAN_LIMIT_REACHED",
+    );
     expect(over.message).toContain("25 active management tokens");
     expect((await call("DELETE", `/v1/management-tokens/${made[0]!.id}`, { token })).status).toBe(200);
     expect((await call("POST", "/v1/management-tokens", { token, body: { name: "fits again", role: "admin" } })).status).toBe(201);
@@ -113,7 +136,11 @@ describe("/v1/management-tokens", () => {
     const a = await createOrg("Org A Tokens");
     const b = await createOrg("Org B Tokens");
     expectError(await call("GET", "/v1/management-tokens"), 401, "UNAUTHORIZED");
-    expectError(await call("POST", "/v1/management-tokens", { token: "ws_mgmt_nope", body: { name: "x", role: "admin" } }), 401, "INVALID_TOKEN");
+    expectError(
+      await call("POST", "/v1/management-tokens", { token: "ws_mgmt_nope", body: { name: "x", role: "admin" } }),
+      401,
+      "INVALID_TOKEN",
+    );
     const [bToken] = await list(b.token);
     expectError(await call("DELETE", `/v1/management-tokens/${bToken!.id}`, { token: a.token }), 404, "NOT_FOUND");
     expectError(await call("DELETE", "/v1/management-tokens/not-an-id", { token: a.token }), 404, "NOT_FOUND");

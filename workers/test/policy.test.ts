@@ -3,13 +3,15 @@ import { describe, expect, it } from "vitest";
 import { policyKey } from "@waitstate/durable-objects";
 import { issueSdkToken } from "../src/lib/jwt.js";
 import { expectError } from "./helpers.js";
-import { jwtFor, orgWithKey, seedPulse, sendPulse, stubFor, } from "./pulse-helpers.js";
+import { jwtFor, orgWithKey, seedPulse, sendPulse, stubFor } from "./pulse-helpers.js";
 
 async function getPolicy(orgId: string, token: string | undefined, query = "", ifNoneMatch?: string) {
   const headers: Record<string, string> = {};
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
   if (ifNoneMatch !== undefined) headers["if-none-match"] = ifNoneMatch;
-  const res = await (await import("cloudflare:workers")).exports.default.fetch(`http://waitstate.test/v1/policy/${orgId}${query}`, { headers });
+  const res = await (await import("cloudflare:workers")).exports.default.fetch(`http://waitstate.test/v1/policy/${orgId}${query}`, {
+    headers,
+  });
   const text = await res.text();
   return { status: res.status, text, json: text ? JSON.parse(text) : undefined, etag: res.headers.get("etag") };
 }

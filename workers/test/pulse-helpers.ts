@@ -102,7 +102,11 @@ export async function exchangeToken(keys: Pick<Keys, "publishKey" | "secretKey">
     ? {}
     : { "x-waitstate-id": options.publishKey ?? keys.publishKey, "x-waitstate-timestamp": timestamp, "x-waitstate-signature": signature };
   if (body !== "") headers["content-type"] = "application/json";
-  const res = await exports.default.fetch("http://waitstate.test/v1/auth/token", { method: "POST", headers, body: body === "" ? undefined : body });
+  const res = await exports.default.fetch("http://waitstate.test/v1/auth/token", {
+    method: "POST",
+    headers,
+    body: body === "" ? undefined : body,
+  });
   return answer(res);
 }
 

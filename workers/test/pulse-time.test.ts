@@ -53,8 +53,30 @@ describe("two processes sharing an instanceId", () => {
     const stub = stubFor(org.id, "prod");
     const t0 = Date.now();
     // A's and B's pulses, each process in its own order (prevTs: its previous), arriving interleaved and out of ts order.
-    const a = [0, 1, 2, 3].map((i) => PulseSchema.parse(seedPulse({ siteId: "prod", instanceId: "shared", ts: t0 + 1000 * i + 500, usageDelta: 100 + i, bouncedUnits: 0, ...(i > 0 ? { prevTs: t0 + 1000 * (i - 1) + 500 } : {}) })));
-    const b = [0, 1, 2, 3].map((i) => PulseSchema.parse(seedPulse({ siteId: "prod", instanceId: "shared", ts: t0 + 1000 * i + 300, usageDelta: 10 + i, bouncedUnits: 0, ...(i > 0 ? { prevTs: t0 + 1000 * (i - 1) + 300 } : {}) })));
+    const a = [0, 1, 2, 3].map((i) =>
+      PulseSchema.parse(
+        seedPulse({
+          siteId: "prod",
+          instanceId: "shared",
+          ts: t0 + 1000 * i + 500,
+          usageDelta: 100 + i,
+          bouncedUnits: 0,
+          ...(i > 0 ? { prevTs: t0 + 1000 * (i - 1) + 500 } : {}),
+        }),
+      ),
+    );
+    const b = [0, 1, 2, 3].map((i) =>
+      PulseSchema.parse(
+        seedPulse({
+          siteId: "prod",
+          instanceId: "shared",
+          ts: t0 + 1000 * i + 300,
+          usageDelta: 10 + i,
+          bouncedUnits: 0,
+          ...(i > 0 ? { prevTs: t0 + 1000 * (i - 1) + 300 } : {}),
+        }),
+      ),
+    );
     const send = async (target: { ingest: SiteAggregator["ingest"] }, p: (typeof a)[number], at: number) => {
       const result = await target.ingest({ orgId: org.id, siteId: "prod", pulse: JSON.stringify(p), receivedAt: at });
       if (!result.ok) throw new Error(result.message);
@@ -94,7 +116,10 @@ describe("two processes sharing an instanceId", () => {
 describe("usageDelta is bounded by what an instance can plausibly have called", () => {
   it("one pulse claiming 1,000,000 calls cannot push a hobby org into cap_exceeded", async () => {
     const keys = await orgWithKey("Claim Co", "hobby");
-    const res = await sendPulse(keys, seedPulse({ usageDelta: 1_000_000, bouncedUnits: 0, tagMetrics: [{ tag: "free", count: 1_000_000 }] }));
+    const res = await sendPulse(
+      keys,
+      seedPulse({ usageDelta: 1_000_000, bouncedUnits: 0, tagMetrics: [{ tag: "free", count: 1_000_000 }] }),
+    );
     expect(res.status, res.text).toBe(200);
     expect(res.json).toMatchObject({ status: "ok" });
     await runInDurableObject(stubFor(keys.orgId, keys.orgId), (_instance, state) => {
@@ -109,7 +134,9 @@ describe("usageDelta is bounded by what an instance can plausibly have called", 
   it("with cap_exceeded and the kill switch on, the policy carries killSignal: true", async () => {
     const keys = await orgWithKey("Capped Kill Co", "hobby");
     const month = new Date().toISOString().slice(0, 7);
-    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)").bind(keys.orgId, month, 1_000_000).run();
+    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)")
+      .bind(keys.orgId, month, 1_000_000)
+      .run();
     const first = await sendPulse(keys, seedPulse({ siteId: "prod" }));
     expect(first.json).toMatchObject({ status: "cap_exceeded", killSignal: false });
     const kill = await call("POST", "/v1/sites/prod/kill", { token: keys.token, body: { enabled: true } });

@@ -12,13 +12,23 @@ describe("POST /v1/pulse", () => {
     const res = await sendPulse(keys, seedPulse());
     expect(res.status, res.text).toBe(200);
     const policy = PolicySchema.parse(res.json);
-    expect(policy).toMatchObject({ version: 1, globalMaxWeight: null, tagMaxWeights: {}, killSignal: false, status: "ok", leaseDurationSeconds: 60, pulseInterval: 1000 });
+    expect(policy).toMatchObject({
+      version: 1,
+      globalMaxWeight: null,
+      tagMaxWeights: {},
+      killSignal: false,
+      status: "ok",
+      leaseDurationSeconds: 60,
+      pulseInterval: 1000,
+    });
     expect(res.headers.get("etag")).toMatch(/^"[0-9a-z]+-1"$/);
     expect(res.headers.get("x-waitstate-counted")).toBe("true");
     // No siteId in the pulse: the site is the org (one aggregator per org when the pulse names no site).
     const site = await env.DB.prepare("SELECT site_id FROM sites WHERE org_id = ?").bind(keys.orgId).all<{ site_id: string }>();
     expect(site.results.map((r) => r.site_id)).toEqual([keys.orgId]);
-    const tags = await env.DB.prepare("SELECT name, auto_created, max_weight FROM tags WHERE org_id = ? ORDER BY name").bind(keys.orgId).all();
+    const tags = await env.DB.prepare("SELECT name, auto_created, max_weight FROM tags WHERE org_id = ? ORDER BY name")
+      .bind(keys.orgId)
+      .all();
     expect(tags.results).toEqual([
       { name: "free", auto_created: 1, max_weight: 10 },
       { name: "pro", auto_created: 1, max_weight: 10 },
@@ -32,7 +42,15 @@ describe("POST /v1/pulse", () => {
   it("evaluates the reflex rules with the pulse included", async () => {
     const keys = await orgWithKey("Rules Co");
     await insertRule(keys.orgId, { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1 });
-    await insertRule(keys.orgId, { tagName: "pro", metric: "latency", operator: "gt", threshold: 500, action: "throttle", actionValue: 0.5, priority: 2 });
+    await insertRule(keys.orgId, {
+      tagName: "pro",
+      metric: "latency",
+      operator: "gt",
+      threshold: 500,
+      action: "throttle",
+      actionValue: 0.5,
+      priority: 2,
+    });
     const calm = await sendPulse(keys, seedPulse({ siteId: "prod", metrics: { latency: 80, errors: 0 } }));
     expect(calm.json).toMatchObject({ version: 1, tagMaxWeights: {} });
     const slow = await sendPulse(keys, seedPulse({ siteId: "prod", metrics: { latency: 900, errors: 0 }, ts: Date.now() + 1 }));
@@ -74,7 +92,11 @@ describe("POST /v1/pulse", () => {
 
   it("refuses missing headers, skewed or malformed timestamps", async () => {
     const keys = await orgWithKey("Clock Co");
-    const res = await exports.default.fetch("http://waitstate.test/v1/pulse", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const res = await exports.default.fetch("http://waitstate.test/v1/pulse", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     expectError({ status: res.status, json: await res.json() }, 401, "UNAUTHORIZED");
     expectError(await sendPulse(keys, seedPulse(), { timestamp: String(Date.now() - 6 * 60_000) }), 401, "TIMESTAMP_SKEW");
     expectError(await sendPulse(keys, seedPulse(), { timestamp: String(Date.now() + 6 * 60_000) }), 401, "TIMESTAMP_SKEW");
@@ -99,7 +121,12 @@ describe("POST /v1/pulse", () => {
     });
     const res = await exports.default.fetch("http://waitstate.test/v1/pulse", {
       method: "POST",
-      headers: { "content-type": "application/json", "x-waitstate-id": keys.publishKey, "x-waitstate-timestamp": timestamp, "x-waitstate-signature": signature },
+      headers: {
+        "content-type": "application/json",
+        "x-waitstate-id": keys.publishKey,
+        "x-waitstate-timestamp": timestamp,
+        "x-waitstate-signature": signature,
+      },
       body: stream,
     });
     expectError({ status: res.status, json: await res.json() }, 413, "PAYLOAD_TOO_LARGE");
@@ -137,7 +164,9 @@ describe("POST /v1/pulse", () => {
   it("answers cap_exceeded with 5-minute pulses once the month's calls reach the plan's allowance", async () => {
     const keys = await orgWithKey("Busy Co", "hobby");
     const month = new Date().toISOString().slice(0, 7);
-    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)").bind(keys.orgId, month, 999_000).run();
+    await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, 0)")
+      .bind(keys.orgId, month, 999_000)
+      .run();
     const under = await sendPulse(keys, seedPulse({ usageDelta: 500, bouncedUnits: 0 }));
     expect(under.json).toMatchObject({ status: "ok" });
     const over = await sendPulse(keys, seedPulse({ usageDelta: 600, bouncedUnits: 0, ts: Date.now() + 1 }));

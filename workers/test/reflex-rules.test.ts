@@ -4,11 +4,28 @@ import { policyKey, type CachedPolicy } from "@waitstate/durable-objects";
 import { call, createOrg, expectError } from "./helpers.js";
 
 /** The documented example: block search traffic when queue depth exceeds 100. */
-const documentedExample = { tagName: "search", metric: "queue_depth", operator: "gt", threshold: 100, action: "block", actionValue: null, enabled: true, priority: 1 };
+const documentedExample = {
+  tagName: "search",
+  metric: "queue_depth",
+  operator: "gt",
+  threshold: 100,
+  action: "block",
+  actionValue: null,
+  enabled: true,
+  priority: 1,
+};
 const blockFree = { tagName: "free", metric: "p95_latency", operator: "gt", threshold: 500, action: "block", priority: 10 };
 
 /** A rule on `metric` that reads `metricTag`; built-in or custom. */
-const ruleOn = (metric: string, metricTag: string | null = null) => ({ tagName: "free", metric, metricTag, operator: "gt", threshold: 1, action: "block", priority: 1 });
+const ruleOn = (metric: string, metricTag: string | null = null) => ({
+  tagName: "free",
+  metric,
+  metricTag,
+  operator: "gt",
+  threshold: 1,
+  action: "block",
+  priority: 1,
+});
 
 async function post(token: string, body: unknown) {
   return call("POST", "/v1/reflex-rules", { token, body });
@@ -53,7 +70,15 @@ describe("reflex rules: create, list, update, delete", () => {
 
   it("stores a site-scoped throttle rule and filters the list by siteId", async () => {
     const { token } = await createOrg();
-    const throttle = { ...blockFree, siteId: "web-prod", metricTag: "free", action: "throttle", actionValue: 0.5, cooldownSeconds: 0, enabled: false };
+    const throttle = {
+      ...blockFree,
+      siteId: "web-prod",
+      metricTag: "free",
+      action: "throttle",
+      actionValue: 0.5,
+      cooldownSeconds: 0,
+      enabled: false,
+    };
     const created = await post(token, throttle);
     expect(created.status, created.text).toBe(201);
     expect(created.json).toMatchObject(throttle);
@@ -70,9 +95,19 @@ describe("reflex rules: create, list, update, delete", () => {
     const { json: rule } = await post(token, blockFree);
     const patched = await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { threshold: 800, enabled: false } });
     expect(patched.status, patched.text).toBe(200);
-    expect(patched.json).toMatchObject({ ...blockFree, id: rule.id, threshold: 800, enabled: false, cooldownSeconds: 30, createdAt: rule.createdAt });
+    expect(patched.json).toMatchObject({
+      ...blockFree,
+      id: rule.id,
+      threshold: 800,
+      enabled: false,
+      cooldownSeconds: 30,
+      createdAt: rule.createdAt,
+    });
     expect(patched.json.updatedAt).toBeGreaterThanOrEqual(rule.createdAt - 1);
-    const toThrottle = await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { action: "throttle", actionValue: 0.25, siteId: "web" } });
+    const toThrottle = await call("PATCH", `/v1/reflex-rules/${rule.id}`, {
+      token,
+      body: { action: "throttle", actionValue: 0.25, siteId: "web" },
+    });
     expect(toThrottle.json).toMatchObject({ action: "throttle", actionValue: 0.25, siteId: "web", threshold: 800, enabled: false });
     expect(await listRules(token)).toEqual([toThrottle.json]);
   });
@@ -104,7 +139,15 @@ describe("reflex rules: create, list, update, delete", () => {
     expect((await policy()).tagMaxWeights).toEqual({});
 
     // Built-in metrics read 0 without telemetry, so "errors >= 0" matches at once.
-    const { json: rule } = await post(token, { tagName: "free", metric: "errors", operator: "gte", threshold: 0, action: "throttle", actionValue: 0.5, priority: 1 });
+    const { json: rule } = await post(token, {
+      tagName: "free",
+      metric: "errors",
+      operator: "gte",
+      threshold: 0,
+      action: "throttle",
+      actionValue: 0.5,
+      priority: 1,
+    });
     expect((await policy()).tagMaxWeights).toEqual({ free: 5 });
     await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { action: "block" } });
     expect((await policy()).tagMaxWeights).toEqual({ free: 0 });
@@ -143,11 +186,17 @@ describe("reflex rules: validation", () => {
   it("refuses a PATCH that breaks the merged rule, or changes nothing", async () => {
     const { token } = await createOrg();
     const { json: rule } = await post(token, blockFree);
-    const throttle = expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { action: "throttle" } }), 400, "VALIDATION_FAILED");
+    const throttle = expectError(
+      await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { action: "throttle" } }),
+      400,
+      "VALIDATION_FAILED",
+    );
     expect(throttle.message).toMatch(/^actionValue: /);
     expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { threshold: null } }), 400, "VALIDATION_FAILED");
     expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: {} }), 400, "VALIDATION_FAILED");
-    expect(expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { treshold: 1 } }), 400, "UNKNOWN_FIELD").message).toContain("treshold");
+    expect(
+      expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: { treshold: 1 } }), 400, "UNKNOWN_FIELD").message,
+    ).toContain("treshold");
     expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, body: [1] }), 400, "VALIDATION_FAILED");
     expectError(await call("PATCH", `/v1/reflex-rules/${rule.id}`, { token, rawBody: "{" }), 400, "INVALID_JSON");
     expect(await listRules(token)).toEqual([rule]);

@@ -12,12 +12,24 @@ import { REFLEX_RULE_CAPS } from "../src/routes/v1_reflex_rules.js";
 import { BASE, call, createOrg, expectError } from "./helpers.js";
 import { orgWithKey, seedPulse, sendPulse } from "./pulse-helpers.js";
 
-const rule = (over: Record<string, unknown> = {}) => ({ tagName: "free", metric: "error_rate", operator: "gt", threshold: 0.5, action: "block", priority: 1, ...over });
+const rule = (over: Record<string, unknown> = {}) => ({
+  tagName: "free",
+  metric: "error_rate",
+  operator: "gt",
+  threshold: 0.5,
+  action: "block",
+  priority: 1,
+  ...over,
+});
 
 describe("strict management bodies", () => {
   it("refuses an unknown field with UNKNOWN_FIELD naming it, and creates nothing", async () => {
     const { token } = await createOrg("Strict Keys Co");
-    const error = expectError(await call("POST", "/v1/api-keys", { token, body: { name: "live", environmnet: "live" } }), 400, "UNKNOWN_FIELD");
+    const error = expectError(
+      await call("POST", "/v1/api-keys", { token, body: { name: "live", environmnet: "live" } }),
+      400,
+      "UNKNOWN_FIELD",
+    );
     expect(error.message).toContain("environmnet");
     expect((await call("GET", "/v1/api-keys", { token })).json.apiKeys).toEqual([]);
   });
@@ -40,7 +52,11 @@ describe("strict management bodies", () => {
 
   it("applies to schemas the protocol shares too (site settings)", async () => {
     const { token } = await createOrg("Strict Nested Co");
-    const error = expectError(await call("POST", "/v1/sites", { token, body: { siteId: "web", windowSeconds: 30, extra: { a: 1 } } }), 400, "UNKNOWN_FIELD");
+    const error = expectError(
+      await call("POST", "/v1/sites", { token, body: { siteId: "web", windowSeconds: 30, extra: { a: 1 } } }),
+      400,
+      "UNKNOWN_FIELD",
+    );
     expect(error.message).toContain("extra");
   });
 });
@@ -86,7 +102,10 @@ describe("key rotation races", () => {
     const { org, token } = await createOrg("Rotation Race Co");
     for (let round = 0; round < 10; round++) {
       const { json: key } = await call("POST", "/v1/api-keys", { token, body: { name: `round-${round}` } });
-      const answers = await Promise.all([call("POST", `/v1/api-keys/${key.id}/rotate`, { token }), call("POST", `/v1/api-keys/${key.id}/rotate`, { token })]);
+      const answers = await Promise.all([
+        call("POST", `/v1/api-keys/${key.id}/rotate`, { token }),
+        call("POST", `/v1/api-keys/${key.id}/rotate`, { token }),
+      ]);
       expect(answers.map((a) => a.status).sort(), JSON.stringify(answers.map((a) => a.json))).toEqual([201, 409]);
       const live = await env.DB.prepare("SELECT count(*) AS n FROM api_keys WHERE org_id = ? AND name = ? AND revoked_at IS NULL")
         .bind(org.id, `round-${round}`)
@@ -106,7 +125,9 @@ describe("deleting a site", () => {
       const res = await sendPulse(keys, seedPulse({ siteId: "web", instanceId: `web-0${i}`, usageDelta: 250, bouncedUnits: 5 }));
       expect(res.status, res.text).toBe(200);
     }
-    const before = await env.DB.prepare("SELECT coalesce(sum(calls), 0) AS n FROM usage_monthly WHERE org_id = ?").bind(keys.orgId).first<{ n: number }>();
+    const before = await env.DB.prepare("SELECT coalesce(sum(calls), 0) AS n FROM usage_monthly WHERE org_id = ?")
+      .bind(keys.orgId)
+      .first<{ n: number }>();
     expect(before?.n).toBe(0); // not rolled up yet: the minute has not ended
     const deleted = await call("DELETE", "/v1/sites/web", { token: keys.token });
     expect(deleted.status, deleted.text).toBe(200);
@@ -114,7 +135,9 @@ describe("deleting a site", () => {
     expect(usage.json.usage.reduce((sum: number, m: { calls: number }) => sum + m.calls, 0)).toBe(1000);
     expect(usage.json.usage.reduce((sum: number, m: { bounced: number }) => sum + m.bounced, 0)).toBe(20);
     // The site's telemetry goes with it, as documented.
-    const rollups = await env.DB.prepare("SELECT count(*) AS n FROM telemetry_rollups WHERE org_id = ? AND site_id = 'web'").bind(keys.orgId).first<{ n: number }>();
+    const rollups = await env.DB.prepare("SELECT count(*) AS n FROM telemetry_rollups WHERE org_id = ? AND site_id = 'web'")
+      .bind(keys.orgId)
+      .first<{ n: number }>();
     expect(rollups?.n).toBe(0);
     expectError(await call("GET", "/v1/sites/web", { token: keys.token }), 404, "NOT_FOUND");
   });
@@ -156,45 +179,87 @@ describe("cursor pagination of every listing", () => {
     expect(res.status, res.text).toBe(201);
   };
   const LISTINGS: Listing[] = [
-    { path: "/v1/tags", key: "tags", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/tags", { name: `tag-${String.fromCharCode(122 - i)}` }); } },
-    { path: "/v1/sites", key: "sites", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/sites", { siteId: `site-${n - i}` }); } },
-    { path: "/v1/reflex-rules", key: "reflexRules", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/reflex-rules", rule({ priority: i % 2 })); } },
-    { path: "/v1/api-keys", key: "apiKeys", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/api-keys", { name: `k${i}` }); } },
-    { path: "/v1/webhooks", key: "webhooks", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/webhooks", { url: `https://hooks.example.test/${i}`, enabled: false }); } },
-    { path: "/v1/management-tokens", key: "managementTokens", fill: async (t, n) => { for (let i = 0; i < n; i++) await post(t, "/v1/management-tokens", { name: `t${i}`, role: "viewer" }); } },
+    {
+      path: "/v1/tags",
+      key: "tags",
+      fill: async (t, n) => {
+        for (let i = 0; i < n; i++) await post(t, "/v1/tags", { name: `tag-${String.fromCharCode(122 - i)}` });
+      },
+    },
+    {
+      path: "/v1/sites",
+      key: "sites",
+      fill: async (t, n) => {
+        for (let i = 0; i < n; i++) await post(t, "/v1/sites", { siteId: `site-${n - i}` });
+      },
+    },
+    {
+      path: "/v1/reflex-rules",
+      key: "reflexRules",
+      fill: async (t, n) => {
+        for (let i = 0; i < n; i++) await post(t, "/v1/reflex-rules", rule({ priority: i % 2 }));
+      },
+    },
+    {
+      path: "/v1/api-keys",
+      key: "apiKeys",
+      fill: async (t, n) => {
+        for (let i = 0; i < n; i++) await post(t, "/v1/api-keys", { name: `k${i}` });
+      },
+    },
+    {
+      path: "/v1/webhooks",
+      key: "webhooks",
+      fill: async (t, n) => {
+        for (let i = 0; i < n; i++) await post(t, "/v1/webhooks", { url: `https://hooks.example.test/${i}`, enabled: false });
+      },
+    },
+    {
+      path: "/v1/management-tokens",
+      key: "managementTokens",
+      fill: async (t, n) => {
+        for (let i = 0; i < n; i++) await post(t, "/v1/management-tokens", { name: `t${i}`, role: "viewer" });
+      },
+    },
   ];
 
-  it.each(LISTINGS.map((l) => [l.path, l] as const))("%s pages with limit and nextCursor, in the unpaged order", async (_path, listing) => {
-    const { token } = await createOrg(`Paging ${listing.key}`);
-    await listing.fill(token, 7);
-    const whole = await call("GET", `${listing.path}?limit=100`, { token });
-    expect(whole.status, whole.text).toBe(200);
-    expect(whole.json.nextCursor).toBeNull();
-    const ids = (whole.json[listing.key] as Array<Record<string, string>>).map((item) => item.id ?? item.siteId);
-    expect(ids.length).toBeGreaterThanOrEqual(7);
-    const paged: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const res = await call("GET", `${listing.path}?limit=3${cursor ? `&cursor=${cursor}` : ""}`, { token });
-      expect(res.status, res.text).toBe(200);
-      const items = res.json[listing.key] as Array<Record<string, string>>;
-      expect(items.length).toBeLessThanOrEqual(3);
-      paged.push(...items.map((item) => item.id ?? item.siteId!));
-      cursor = res.json.nextCursor;
-      pages++;
-    } while (cursor !== null && pages < 20);
-    expect(paged).toEqual(ids);
-    expect(pages).toBe(Math.ceil(ids.length / 3));
-    for (const q of ["?limit=0", "?limit=1001", "?cursor=%%%", "?cursor=e30", "?limit=x"]) {
-      expectError(await call("GET", `${listing.path}${q}`, { token }), 400, "VALIDATION_FAILED");
-    }
-  }, 60_000);
+  it.each(LISTINGS.map((l) => [l.path, l] as const))(
+    "%s pages with limit and nextCursor, in the unpaged order",
+    async (_path, listing) => {
+      const { token } = await createOrg(`Paging ${listing.key}`);
+      await listing.fill(token, 7);
+      const whole = await call("GET", `${listing.path}?limit=100`, { token });
+      expect(whole.status, whole.text).toBe(200);
+      expect(whole.json.nextCursor).toBeNull();
+      const ids = (whole.json[listing.key] as Array<Record<string, string>>).map((item) => item.id ?? item.siteId);
+      expect(ids.length).toBeGreaterThanOrEqual(7);
+      const paged: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const res = await call("GET", `${listing.path}?limit=3${cursor ? `&cursor=${cursor}` : ""}`, { token });
+        expect(res.status, res.text).toBe(200);
+        const items = res.json[listing.key] as Array<Record<string, string>>;
+        expect(items.length).toBeLessThanOrEqual(3);
+        paged.push(...items.map((item) => item.id ?? item.siteId!));
+        cursor = res.json.nextCursor;
+        pages++;
+      } while (cursor !== null && pages < 20);
+      expect(paged).toEqual(ids);
+      expect(pages).toBe(Math.ceil(ids.length / 3));
+      for (const q of ["?limit=0", "?limit=1001", "?cursor=%%%", "?cursor=e30", "?limit=x"]) {
+        expectError(await call("GET", `${listing.path}${q}`, { token }), 400, "VALIDATION_FAILED");
+      }
+    },
+    60_000,
+  );
 
   it("answers /v1/tags at 600 tags in pages, never in one piece", async () => {
     const { org, token } = await createOrg("Many Tags Co");
     await env.DB.batch(
-      Array.from({ length: 600 }, (_, i) => env.DB.prepare("INSERT INTO tags (id, org_id, name) VALUES (?, ?, ?)").bind(`tag_m${i}`, org.id, `t${String(i).padStart(4, "0")}`)),
+      Array.from({ length: 600 }, (_, i) =>
+        env.DB.prepare("INSERT INTO tags (id, org_id, name) VALUES (?, ?, ?)").bind(`tag_m${i}`, org.id, `t${String(i).padStart(4, "0")}`),
+      ),
     );
     const first = await call("GET", "/v1/tags", { token });
     expect(first.json.tags).toHaveLength(100);

@@ -39,7 +39,9 @@ function declaredRoutes(routes: ReadonlyArray<{ method: string; path: string; ha
 /** The API's routes: the dashboard's pages are reachable only with a session and act through these. */
 const apiRoutes = () => declaredRoutes().filter((r) => !r.path.startsWith("/dashboard"));
 const managementRoutes = () =>
-  apiRoutes().flatMap((r) => (r.access?.kind === "management" ? [{ method: r.method, path: r.path, role: r.access.role, sites: r.access.sites }] : []));
+  apiRoutes().flatMap((r) =>
+    r.access?.kind === "management" ? [{ method: r.method, path: r.path, role: r.access.role, sites: r.access.sites }] : [],
+  );
 
 const METHOD_ORDER = ["GET", "POST", "PATCH", "PUT", "DELETE"];
 const CREDENTIAL: Record<Access["kind"], string> = {
@@ -155,7 +157,10 @@ describe("roles: each management route refuses the roles below its own and serve
   it("the table covers both reading and changing routes", () => {
     const routes = managementRoutes();
     expect(routes.filter((r) => r.method !== "GET").length).toBeGreaterThan(15);
-    expect(routes.every((r) => r.method === "GET" || r.role !== "viewer"), "no mutating route is open to viewers").toBe(true);
+    expect(
+      routes.every((r) => r.method === "GET" || r.role !== "viewer"),
+      "no mutating route is open to viewers",
+    ).toBe(true);
   });
 
   for (const role of ROLES) {
@@ -247,34 +252,63 @@ describe("site-scoped tokens see and change only their sites", () => {
 describe("creating tokens", () => {
   it("takes {name, role, siteIds?}: role required, admin tokens org-wide, ids validated", async () => {
     expectError(await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "no role" } }), 400, "VALIDATION_FAILED");
-    expectError(await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "owner" } }), 400, "VALIDATION_FAILED");
-    const scopedAdmin = expectError(await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "admin", siteIds: ["prod"] } }), 400, "VALIDATION_FAILED");
+    expectError(
+      await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "owner" } }),
+      400,
+      "VALIDATION_FAILED",
+    );
+    const scopedAdmin = expectError(
+      await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "admin", siteIds: ["prod"] } }),
+      400,
+      "VALIDATION_FAILED",
+    );
     expect(scopedAdmin.message).toContain("siteIds");
-    expectError(await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "viewer", siteIds: [] } }), 400, "VALIDATION_FAILED");
-    expectError(await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "viewer", siteIds: ["../x"] } }), 400, "VALIDATION_FAILED");
-    const res = await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "ci", role: "viewer", siteIds: ["prod", "prod", "staging"] } });
+    expectError(
+      await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "viewer", siteIds: [] } }),
+      400,
+      "VALIDATION_FAILED",
+    );
+    expectError(
+      await call("POST", "/v1/management-tokens", { token: fx.admin, body: { name: "x", role: "viewer", siteIds: ["../x"] } }),
+      400,
+      "VALIDATION_FAILED",
+    );
+    const res = await call("POST", "/v1/management-tokens", {
+      token: fx.admin,
+      body: { name: "ci", role: "viewer", siteIds: ["prod", "prod", "staging"] },
+    });
     expect(res.status, res.text).toBe(201);
     expect(res.json).toMatchObject({ name: "ci", role: "viewer", siteIds: ["prod", "staging"] });
   });
 
   it("only an admin creates tokens, so none can mint a more powerful one", async () => {
     for (const holder of [fx.tokens.editor, fx.tokens.viewer, fx.scoped.editor]) {
-      expectError(await call("POST", "/v1/management-tokens", { token: holder, body: { name: "escalate", role: "admin" } }), 403, "FORBIDDEN");
+      expectError(
+        await call("POST", "/v1/management-tokens", { token: holder, body: { name: "escalate", role: "admin" } }),
+        403,
+        "FORBIDDEN",
+      );
     }
   });
 
   it("tokens from before roles are admins (the migration's default), the initial token too", async () => {
     const { org, token } = await createOrg("Legacy Co");
-    await env.DB.prepare("INSERT INTO management_tokens (id, org_id, token_hash, name) VALUES ('mt_legacy', ?, 'h', 'legacy')").bind(org.id).run();
+    await env.DB.prepare("INSERT INTO management_tokens (id, org_id, token_hash, name) VALUES ('mt_legacy', ?, 'h', 'legacy')")
+      .bind(org.id)
+      .run();
     const listed = await call("GET", "/v1/management-tokens", { token });
-    const roles = Object.fromEntries((listed.json.managementTokens as Array<{ name: string; role: string; siteIds: unknown }>).map((t) => [t.name, [t.role, t.siteIds]]));
+    const roles = Object.fromEntries(
+      (listed.json.managementTokens as Array<{ name: string; role: string; siteIds: unknown }>).map((t) => [t.name, [t.role, t.siteIds]]),
+    );
     expect(roles).toEqual({ initial: ["admin", null], legacy: ["admin", null] });
   });
 
   it("the last active admin token cannot be revoked, even with other tokens left", async () => {
     const { token } = await createOrg("Last Admin Co");
     await call("POST", "/v1/management-tokens", { token, body: { name: "viewer", role: "viewer" } });
-    const [me] = ((await call("GET", "/v1/management-tokens", { token })).json.managementTokens as Array<{ id: string; current: boolean }>).filter((t) => t.current);
+    const [me] = (
+      (await call("GET", "/v1/management-tokens", { token })).json.managementTokens as Array<{ id: string; current: boolean }>
+    ).filter((t) => t.current);
     const refused = expectError(await call("DELETE", `/v1/management-tokens/${me!.id}`, { token }), 409, "CONFLICT");
     expect(refused.message).toContain("last active admin token");
   });
@@ -284,9 +318,13 @@ describe("the audit log records the actor's role", () => {
   it("an editor's change names the editor role; the operator's has none", async () => {
     const res = await call("POST", "/v1/sites/prod/kill", { token: fx.tokens.editor, body: { enabled: false } });
     expect(res.status, res.text).toBe(200);
-    const entries = (await call("GET", "/v1/audit-log?kind=kill.*&limit=1", { token: fx.admin })).json.entries as Array<{ actor: Record<string, unknown> }>;
+    const entries = (await call("GET", "/v1/audit-log?kind=kill.*&limit=1", { token: fx.admin })).json.entries as Array<{
+      actor: Record<string, unknown>;
+    }>;
     expect(entries[0]!.actor).toEqual({ type: "token", id: expect.stringMatching(/^mt_/), name: "on-call", role: "editor" });
-    const created = (await call("GET", "/v1/audit-log?kind=org.created", { token: fx.admin })).json.entries as Array<{ actor: Record<string, unknown> }>;
+    const created = (await call("GET", "/v1/audit-log?kind=org.created", { token: fx.admin })).json.entries as Array<{
+      actor: Record<string, unknown>;
+    }>;
     expect(created[0]!.actor).toEqual({ type: "admin", id: null, name: "ADMIN_TOKEN", role: null });
   });
 });

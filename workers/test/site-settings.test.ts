@@ -19,7 +19,10 @@ describe("POST /v1/sites", () => {
       timing: { pulseIntervalMs: 1000, leaseDurationSeconds: 60, windowSeconds: 30 },
       lastPulseAt: null,
     });
-    const fast = await call("POST", "/v1/sites", { token, body: { siteId: "fast", pulseIntervalMs: 250, leaseDurationSeconds: 5, windowSeconds: 0.5 } });
+    const fast = await call("POST", "/v1/sites", {
+      token,
+      body: { siteId: "fast", pulseIntervalMs: 250, leaseDurationSeconds: 5, windowSeconds: 0.5 },
+    });
     expect(fast.status, fast.text).toBe(201);
     expect(fast.json.timing).toEqual({ pulseIntervalMs: 250, leaseDurationSeconds: 5, windowSeconds: 0.5 });
     expect((await call("GET", "/v1/sites/fast", { token })).json).toEqual(fast.json);
@@ -39,7 +42,12 @@ describe("POST /v1/sites", () => {
     ["a fractional interval", { siteId: "x", pulseIntervalMs: 500.5 }, "pulseIntervalMs", "VALIDATION_FAILED"],
     ["an interval under 250 ms", { siteId: "x", pulseIntervalMs: 100 }, "pulseIntervalMs", "VALIDATION_FAILED"],
     ["a window shorter than the interval", { siteId: "x", pulseIntervalMs: 2000, windowSeconds: 1 }, "windowSeconds", "VALIDATION_FAILED"],
-    ["a lease under three intervals", { siteId: "x", pulseIntervalMs: 2000, leaseDurationSeconds: 5 }, "leaseDurationSeconds", "VALIDATION_FAILED"],
+    [
+      "a lease under three intervals",
+      { siteId: "x", pulseIntervalMs: 2000, leaseDurationSeconds: 5 },
+      "leaseDurationSeconds",
+      "VALIDATION_FAILED",
+    ],
     ["a window over 300 s", { siteId: "x", windowSeconds: 301 }, "windowSeconds", "VALIDATION_FAILED"],
   ])("refuses %s: 400 naming the field, nothing created", async (_case, body, field, code) => {
     const { token } = await createOrg("Bad Timing Co", "enterprise");
@@ -80,7 +88,11 @@ describe("PATCH /v1/sites/:id", () => {
     await call("POST", "/v1/sites", { token, body: { siteId: "web", pulseIntervalMs: 2000 } });
     const res = await call("PATCH", "/v1/sites/web", { token, body: { windowSeconds: 1 } });
     expectError(res, 400, "VALIDATION_FAILED");
-    expect((await call("GET", "/v1/sites/web", { token })).json.settings).toEqual({ pulseIntervalMs: 2000, leaseDurationSeconds: null, windowSeconds: null });
+    expect((await call("GET", "/v1/sites/web", { token })).json.settings).toEqual({
+      pulseIntervalMs: 2000,
+      leaseDurationSeconds: null,
+      windowSeconds: null,
+    });
   });
 
   it("answers 404 for another org's site and for an unknown one", async () => {
@@ -98,9 +110,27 @@ describe("the window follows the site's windowSeconds", () => {
     const keys = await orgWithKey("Window Co", "enterprise");
     await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "short", windowSeconds: 1 } });
     await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "long" } });
-    await insertRule(keys.orgId, { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1, cooldownSeconds: 0 });
+    await insertRule(keys.orgId, {
+      tagName: "free",
+      metric: "latency",
+      operator: "gt",
+      threshold: 500,
+      action: "block",
+      priority: 1,
+      cooldownSeconds: 0,
+    });
     const spike = (siteId: string, latency: number, ts: number, count = 100) =>
-      sendPulse(keys, seedPulse({ siteId, ts, usageDelta: count, bouncedUnits: 0, metrics: { latency, errors: 0 }, tagMetrics: [{ tag: "free", latency, count }] }));
+      sendPulse(
+        keys,
+        seedPulse({
+          siteId,
+          ts,
+          usageDelta: count,
+          bouncedUnits: 0,
+          metrics: { latency, errors: 0 },
+          tagMetrics: [{ tag: "free", latency, count }],
+        }),
+      );
 
     const t0 = Date.now();
     for (const site of ["short", "long"]) {
@@ -120,7 +150,11 @@ describe("GET /v1/sites/:id/status", () => {
   it("shows the policy, the timing, the window's fleet-wide numbers per tag and each rule's state", async () => {
     const keys = await orgWithKey("Status Co", "enterprise");
     await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "web", windowSeconds: 10 } });
-    const ruleId = await insertRule(keys.orgId, { tagName: "free", metric: "p95_latency", operator: "gt", threshold: 500, action: "block", priority: 1 }, "web");
+    const ruleId = await insertRule(
+      keys.orgId,
+      { tagName: "free", metric: "p95_latency", operator: "gt", threshold: 500, action: "block", priority: 1 },
+      "web",
+    );
     const idle = await call("GET", "/v1/sites/web/status", { token: keys.token });
     expect(idle.status, idle.text).toBe(200);
     expect(idle.json).toMatchObject({ siteId: "web", window: { seconds: 10, calls: 0, pulses: 0, instances: 0, p95: null }, tags: {} });
@@ -129,7 +163,18 @@ describe("GET /v1/sites/:id/status", () => {
     // one slow instance among three: the merged p95 is the slow one's, while the mean is not
     const now = Date.now();
     for (const [i, latency] of [900, 50, 50].entries()) {
-      const res = await sendPulse(keys, seedPulse({ siteId: "web", instanceId: `web-0${i}`, ts: now, usageDelta: 100, bouncedUnits: 0, metrics: { latency, errors: i }, tagMetrics: [{ tag: "free", latency, count: 100, errors: i }] }));
+      const res = await sendPulse(
+        keys,
+        seedPulse({
+          siteId: "web",
+          instanceId: `web-0${i}`,
+          ts: now,
+          usageDelta: 100,
+          bouncedUnits: 0,
+          metrics: { latency, errors: i },
+          tagMetrics: [{ tag: "free", latency, count: 100, errors: i }],
+        }),
+      );
       expect(res.status, res.text).toBe(200);
     }
     const busy = await call("GET", "/v1/sites/web/status", { token: keys.token });

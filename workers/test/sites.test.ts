@@ -13,7 +13,9 @@ async function cachedPolicy(orgId: string, siteId: string) {
 }
 
 async function count(table: string, orgId: string, siteId: string) {
-  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE org_id = ? AND site_id = ?`).bind(orgId, siteId).first<{ n: number }>();
+  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table} WHERE org_id = ? AND site_id = ?`)
+    .bind(orgId, siteId)
+    .first<{ n: number }>();
   return row!.n;
 }
 
@@ -67,7 +69,11 @@ describe("POST /v1/sites/:id/kill", () => {
   it("refuses a body that is not JSON", async () => {
     const { org, token } = await createOrg();
     await seedSite(org.id, "web");
-    expectError(await call("POST", "/v1/sites/web/kill", { token, rawBody: "true", contentType: "text/plain" }), 415, "UNSUPPORTED_MEDIA_TYPE");
+    expectError(
+      await call("POST", "/v1/sites/web/kill", { token, rawBody: "true", contentType: "text/plain" }),
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    );
     expectError(await call("POST", "/v1/sites/web/kill", { token, rawBody: "{enabled" }), 400, "INVALID_JSON");
   });
 });
@@ -78,7 +84,9 @@ describe("DELETE /v1/sites/:id", () => {
     await seedSite(org.id, "web");
     await seedSite(org.id, "api");
     for (const siteId of ["web", "api"]) {
-      await env.DB.prepare("INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls) VALUES (?, ?, '__site__', 60000, 5)").bind(org.id, siteId).run();
+      await env.DB.prepare("INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls) VALUES (?, ?, '__site__', 60000, 5)")
+        .bind(org.id, siteId)
+        .run();
       await env.DB.prepare(
         "INSERT INTO reflex_events (org_id, site_id, seq, rule_id, kind, at, metric, operator, threshold) VALUES (?, ?, '1-1', 'rule_x', 'fired', 1, 'errors', 'gt', 1)",
       )

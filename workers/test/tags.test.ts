@@ -13,7 +13,9 @@ describe("tags", () => {
     expect(created.json.createdAt).toBeGreaterThan(1_700_000_000_000);
 
     // What the aggregator writes for a tag it first sees in a pulse.
-    await env.DB.prepare("INSERT INTO tags (id, org_id, name, auto_created) VALUES ('tag_0123456789abcdef', ?, 'checkout', 1)").bind(org.id).run();
+    await env.DB.prepare("INSERT INTO tags (id, org_id, name, auto_created) VALUES ('tag_0123456789abcdef', ?, 'checkout', 1)")
+      .bind(org.id)
+      .run();
     const pro = await call("POST", "/v1/tags", { token, body: { name: "pro", maxWeight: 2.5, priority: 7 } });
     expect(pro.json).toMatchObject({ name: "pro", maxWeight: 2.5, priority: 7 });
 
@@ -108,7 +110,11 @@ describe("tags", () => {
     expect(empty.message).toContain("maxWeight");
     expectError(await call("PATCH", `/v1/tags/${tag.id}`, { token, body: { maxWeight: -2 } }), 400, "VALIDATION_FAILED");
     expectError(await call("PATCH", `/v1/tags/${tag.id}`, { token, rawBody: "{" }), 400, "INVALID_JSON");
-    expectError(await call("PATCH", `/v1/tags/${tag.id}`, { token, rawBody: "{}", contentType: "text/plain" }), 415, "UNSUPPORTED_MEDIA_TYPE");
+    expectError(
+      await call("PATCH", `/v1/tags/${tag.id}`, { token, rawBody: "{}", contentType: "text/plain" }),
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    );
     expect((await call("GET", "/v1/tags", { token })).json.tags[0].maxWeight).toBe(4);
   });
 

@@ -6,7 +6,9 @@ import { call, createOrg, expectError } from "./helpers.js";
 // The aggregators' minute alarm writes these tables; the tests write the rows it would.
 
 async function seedUsage(orgId: string, month: string, calls: number, bounced: number) {
-  await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, ?)").bind(orgId, month, calls, bounced).run();
+  await env.DB.prepare("INSERT INTO usage_monthly (org_id, month, calls, bounced) VALUES (?, ?, ?, ?)")
+    .bind(orgId, month, calls, bounced)
+    .run();
 }
 
 /** A rollup row as the aggregator writes it, for one site. */
@@ -15,7 +17,9 @@ interface Rollup extends RollupRow {
 }
 
 async function seedRollup(orgId: string, r: Rollup) {
-  await env.DB.prepare("INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls, bounced, errors, p50, p95, p99) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+  await env.DB.prepare(
+    "INSERT INTO telemetry_rollups (org_id, site_id, tag, minute, calls, bounced, errors, p50, p95, p99) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+  )
     .bind(orgId, r.siteId, r.tag, r.minute, r.calls, r.bounced, r.errors, r.p50, r.p95, r.p99)
     .run();
 }
@@ -79,11 +83,14 @@ describe("GET /v1/usage", () => {
     expect((await call("GET", "/v1/usage?month=2024-07", { token })).json.usage).toEqual([{ month: "2024-07", calls: 0, bounced: 0 }]);
   });
 
-  it.each(["2026-13", "2026-00", "2026-1", "26-01", "2026-01-01", "", "latest"])("refuses month=%s: 400 VALIDATION_FAILED", async (month) => {
-    const { token } = await createOrg();
-    const error = expectError(await call("GET", `/v1/usage?month=${month}`, { token }), 400, "VALIDATION_FAILED");
-    expect(error.message).toMatch(/^month: /);
-  });
+  it.each(["2026-13", "2026-00", "2026-1", "26-01", "2026-01-01", "", "latest"])(
+    "refuses month=%s: 400 VALIDATION_FAILED",
+    async (month) => {
+      const { token } = await createOrg();
+      const error = expectError(await call("GET", `/v1/usage?month=${month}`, { token }), 400, "VALIDATION_FAILED");
+      expect(error.message).toMatch(/^month: /);
+    },
+  );
 
   it("needs a management token and shows only the caller's org", async () => {
     const a = await createOrg("A");
@@ -92,7 +99,9 @@ describe("GET /v1/usage", () => {
     expectError(await call("GET", "/v1/usage"), 401, "UNAUTHORIZED");
     expectError(await call("GET", "/v1/usage", { token: "ws_mgmt_nope" }), 401, "INVALID_TOKEN");
     expect((await call("GET", "/v1/usage", { token: b.token })).json.usage).toEqual([]);
-    expect((await call("GET", "/v1/usage?month=2026-01", { token: b.token })).json.usage).toEqual([{ month: "2026-01", calls: 0, bounced: 0 }]);
+    expect((await call("GET", "/v1/usage?month=2026-01", { token: b.token })).json.usage).toEqual([
+      { month: "2026-01", calls: 0, bounced: 0 },
+    ]);
     expect((await call("GET", "/v1/usage", { token: a.token })).json.usage).toEqual([{ month: "2026-01", calls: 1000, bounced: 10 }]);
   });
 });
@@ -107,7 +116,11 @@ describe("GET /v1/telemetry", () => {
     const res = await call("GET", "/v1/telemetry", { token });
     expect(res.status).toBe(200);
     expect(res.json).toEqual({
-      rollups: [rollup("api", "__site__", minuteAgo(30), 4), rollup("web", "__site__", minuteAgo(2), 9), rollup("web", "free", minuteAgo(2), 7)],
+      rollups: [
+        rollup("api", "__site__", minuteAgo(30), 4),
+        rollup("web", "__site__", minuteAgo(2), 9),
+        rollup("web", "free", minuteAgo(2), 7),
+      ],
     });
   });
 
@@ -126,7 +139,14 @@ describe("GET /v1/telemetry", () => {
     };
     const range = `from=${base + MINUTE}&to=${base + 3 * MINUTE}`;
     expect(await get(`siteId=web&tag=free&${range}`)).toEqual(["web/free/1", "web/free/2", "web/free/3"]);
-    expect(await get(`tag=free&${range}`)).toEqual(["api/free/201", "web/free/1", "api/free/202", "web/free/2", "api/free/203", "web/free/3"]);
+    expect(await get(`tag=free&${range}`)).toEqual([
+      "api/free/201",
+      "web/free/1",
+      "api/free/202",
+      "web/free/2",
+      "api/free/203",
+      "web/free/3",
+    ]);
     expect(await get(`siteId=web&${range}&limit=3`)).toEqual(["web/free/1", "web/pro/101", "web/free/2"]);
     expect(await get(`siteId=nosuch&${range}`)).toEqual([]);
     // Only `from`: up to now.
@@ -200,7 +220,9 @@ describe("GET /v1/reflex-events", () => {
     });
     const web = await call("GET", "/v1/reflex-events?siteId=web&limit=2", { token });
     expect(web.json.events.map((e: { seq: string }) => e.seq)).toEqual(["100-10", "100-9"]);
-    expect((await call("GET", "/v1/reflex-events?siteId=api", { token })).json.events.map((e: { seq: string }) => e.seq)).toEqual(["200-1"]);
+    expect((await call("GET", "/v1/reflex-events?siteId=api", { token })).json.events.map((e: { seq: string }) => e.seq)).toEqual([
+      "200-1",
+    ]);
   });
 
   it.each([

@@ -61,7 +61,10 @@ async function settle(orgId: string, timeoutMs = 5000) {
   for (;;) {
     const busy = await runInDurableObject(stub, (_instance, state) => {
       const row = state.storage.sql
-        .exec<{ n: number }>("SELECT count(*) AS n FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) OR version != synced_version", Date.now())
+        .exec<{ n: number }>(
+          "SELECT count(*) AS n FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) OR version != synced_version",
+          Date.now(),
+        )
         .one();
       return row.n;
     });
@@ -104,7 +107,9 @@ describe("webhook routes", () => {
     expect(created.id).toMatch(/^wh_[A-Za-z0-9_-]+$/);
     expect(created.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
     const list = await call("GET", "/v1/webhooks", { token });
-    expect(list.json.webhooks).toEqual([{ id: created.id, url: HOOK_URL, events: ["rule.fired", "kill.*"], enabled: true, createdAt: created.createdAt, updatedAt: null }]);
+    expect(list.json.webhooks).toEqual([
+      { id: created.id, url: HOOK_URL, events: ["rule.fired", "kill.*"], enabled: true, createdAt: created.createdAt, updatedAt: null },
+    ]);
     expect(list.text).not.toContain(created.secret);
     expect((await call("GET", `/v1/webhooks/${created.id}`, { token })).text).not.toContain("whsec_");
     const row = await env.DB.prepare("SELECT * FROM webhooks WHERE org_id = ?").bind(org.id).first<Record<string, unknown>>();
@@ -141,7 +146,11 @@ describe("webhook routes", () => {
     }
     const hook = await createHook(token);
     expectError(await call("PATCH", `/v1/webhooks/${hook.id}`, { token, body: {} }), 400, "VALIDATION_FAILED");
-    expectError(await call("PATCH", `/v1/webhooks/${hook.id}`, { token, body: { url: "https://a:b@example.com" } }), 400, "VALIDATION_FAILED");
+    expectError(
+      await call("PATCH", `/v1/webhooks/${hook.id}`, { token, body: { url: "https://a:b@example.com" } }),
+      400,
+      "VALIDATION_FAILED",
+    );
     expectError(await call("PATCH", `/v1/webhooks/${hook.id}`, { token, body: { events: ["bogus"] } }), 400, "VALIDATION_FAILED");
     expect((await call("GET", "/v1/webhooks", { token })).json.webhooks).toHaveLength(1);
   });
@@ -149,16 +158,29 @@ describe("webhook routes", () => {
   it("updates and deletes, recording webhook.* in the audit log without the secret", async () => {
     const { token } = await createOrg("Hook Edit Co");
     const hook = await createHook(token);
-    const patched = await call("PATCH", `/v1/webhooks/${hook.id}`, { token, body: { url: "https://hooks.example.test/v2", events: ["rule.*"], enabled: false } });
+    const patched = await call("PATCH", `/v1/webhooks/${hook.id}`, {
+      token,
+      body: { url: "https://hooks.example.test/v2", events: ["rule.*"], enabled: false },
+    });
     expect(patched.status, patched.text).toBe(200);
-    expect(patched.json).toMatchObject({ id: hook.id, url: "https://hooks.example.test/v2", events: ["rule.*"], enabled: false, updatedAt: expect.any(Number) });
+    expect(patched.json).toMatchObject({
+      id: hook.id,
+      url: "https://hooks.example.test/v2",
+      events: ["rule.*"],
+      enabled: false,
+      updatedAt: expect.any(Number),
+    });
     const deleted = await call("DELETE", `/v1/webhooks/${hook.id}`, { token });
     expect(deleted.json).toMatchObject({ id: hook.id });
     expectError(await call("GET", `/v1/webhooks/${hook.id}`, { token }), 404, "NOT_FOUND");
     expectError(await call("DELETE", `/v1/webhooks/${hook.id}`, { token }), 404, "NOT_FOUND");
     const audit = await call("GET", "/v1/audit-log?kind=webhook.*", { token });
     expect(audit.json.entries.map((e: { kind: string }) => e.kind)).toEqual(["webhook.deleted", "webhook.updated", "webhook.created"]);
-    expect(audit.json.entries[1]).toMatchObject({ target: hook.id, before: { enabled: true, events: ["*"] }, after: { enabled: false, events: ["rule.*"] } });
+    expect(audit.json.entries[1]).toMatchObject({
+      target: hook.id,
+      before: { enabled: true, events: ["*"] },
+      after: { enabled: false, events: ["rule.*"] },
+    });
     expect(audit.text).not.toContain(hook.secret);
   });
 
@@ -195,7 +217,11 @@ describe("webhook routes", () => {
     const ids: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { deliveries: Array<Record<string, any>>; nextCursor: string | null } = await deliveries(token, hook.id, `?limit=10${cursor ? `&cursor=${cursor}` : ""}`);
+      const page: { deliveries: Array<Record<string, any>>; nextCursor: string | null } = await deliveries(
+        token,
+        hook.id,
+        `?limit=10${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       ids.push(...page.deliveries.map((d) => d.id as string));
       cursor = page.nextCursor;
     } while (cursor !== null);
@@ -280,7 +306,11 @@ describe("webhook targets: no loopback, private or link-local addresses (SSRF)",
     const post = (bindings: Record<string, string>) =>
       app.request(
         `${BASE}/v1/webhooks`,
-        { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ url: "http://127.1:1/", enabled: false }) },
+        {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ url: "http://127.1:1/", enabled: false }),
+        },
         { ...env, ...bindings },
       );
     expect((await post({ WEBHOOKS_ALLOW_PRIVATE_TARGETS: "false" })).status).toBe(400);
@@ -324,7 +354,18 @@ describe("deliveries", () => {
     const [sent] = receiver.sent;
     const body = JSON.parse(sent!.body);
     const audit = (await call("GET", "/v1/audit-log?kind=kill.on", { token })).json.entries[0];
-    expect(body).toEqual({ id: audit.id, kind: "kill.on", at: audit.at, orgId: org.id, siteId: "prod", actor: audit.actor, target: "prod", before: audit.before, after: audit.after, details: audit.details });
+    expect(body).toEqual({
+      id: audit.id,
+      kind: "kill.on",
+      at: audit.at,
+      orgId: org.id,
+      siteId: "prod",
+      actor: audit.actor,
+      target: "prod",
+      before: audit.before,
+      after: audit.after,
+      details: audit.details,
+    });
     expect(sent!.headers["content-type"]).toBe("application/json");
     expect(sent!.headers["x-waitstate-event"]).toBe("kill.on");
     expect(sent!.headers["x-waitstate-webhook-id"]).toMatch(/^whd_/);
@@ -388,7 +429,13 @@ describe("deliveries", () => {
     for (let i = 0; i < WEBHOOK_MAX_ATTEMPTS + 2; i++) await runDue(org.id);
     expect(receiver.sent).toHaveLength(WEBHOOK_MAX_ATTEMPTS);
     const [d] = (await deliveries(token, hook.id)).deliveries;
-    expect(d).toMatchObject({ status: "failed", attempts: WEBHOOK_MAX_ATTEMPTS, lastStatusCode: null, nextAttemptAt: null, deliveredAt: null });
+    expect(d).toMatchObject({
+      status: "failed",
+      attempts: WEBHOOK_MAX_ATTEMPTS,
+      lastStatusCode: null,
+      nextAttemptAt: null,
+      deliveredAt: null,
+    });
     expect(d!.lastError).toBe("connection_failed");
   });
 
@@ -406,14 +453,27 @@ describe("deliveries", () => {
     expect(receiver.sent).toHaveLength(2);
     const [d] = (await deliveries(token, paused.id)).deliveries;
     expect(d).toMatchObject({ status: "failed", attempts: 1, lastError: "webhook_disabled" });
-    const left = await runInDurableObject(dispatcher(org.id), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM deliveries WHERE status = 'pending'").one().n);
+    const left = await runInDurableObject(
+      dispatcher(org.id),
+      (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM deliveries WHERE status = 'pending'").one().n,
+    );
     expect(left).toBe(0);
   });
 
   it("queues an entry handed over twice only once per webhook", async () => {
     const { org, token } = await createOrg("Hook Dedupe Co");
     const hook = await createHook(token, { events: ["rule.fired"], enabled: true });
-    const entry = { id: "aud_twice", at: Date.now(), siteId: "s", actor: { type: "system" as const, id: null, name: null }, kind: "rule.fired" as const, target: "rule_1", before: null, after: null, details: null };
+    const entry = {
+      id: "aud_twice",
+      at: Date.now(),
+      siteId: "s",
+      actor: { type: "system" as const, id: null, name: null },
+      kind: "rule.fired" as const,
+      target: "rule_1",
+      before: null,
+      after: null,
+      details: null,
+    };
     const first = await dispatcher(org.id).dispatch(org.id, [entry]);
     const again = await dispatcher(org.id).dispatch(org.id, [entry]);
     expect([first.queued, again.queued]).toEqual([1, 0]);
@@ -459,7 +519,9 @@ describe("signing, matching and the retry schedule", () => {
     const secret = "whsec_test";
     expect(await signWebhook(secret, "1700000000000", '{"a":1}')).toBe(await expectedSignature(secret, "1700000000000", '{"a":1}'));
     // a known vector: printf '1700000000000.{"a":1}' | openssl dgst -sha256 -hmac whsec_test
-    expect(await signWebhook(secret, "1700000000000", '{"a":1}')).toBe("v1=33284ebef248a1f463f81384bfb39351b857cb4897c654b820611536fa084f1e");
+    expect(await signWebhook(secret, "1700000000000", '{"a":1}')).toBe(
+      "v1=33284ebef248a1f463f81384bfb39351b857cb4897c654b820611536fa084f1e",
+    );
   });
 
   it("matches *, exact kinds and prefixes", () => {

@@ -48,13 +48,17 @@ export function summarize(e: AuditEntry): string {
     const value = typeof d.value === "number" ? fmtNum(d.value) : "no data";
     const action = d.action === "throttle" && typeof d.actionValue === "number" ? `throttle x${d.actionValue}` : String(d.action ?? "");
     const target = typeof d.tagName === "string" ? d.tagName : "(all traffic)";
-    return clip(`${metric} ${value} ${OPERATOR_SYMBOL[String(d.operator)] ?? String(d.operator)} ${short(d.threshold)}${action ? `: ${action} ${target}` : ""}`, 90);
+    return clip(
+      `${metric} ${value} ${OPERATOR_SYMBOL[String(d.operator)] ?? String(d.operator)} ${short(d.threshold)}${action ? `: ${action} ${target}` : ""}`,
+      90,
+    );
   }
   const parts: string[] = [];
   if (e.before && e.after) {
     for (const key of new Set([...Object.keys(e.before), ...Object.keys(e.after)])) {
       if (key === "updatedAt") continue;
-      if (JSON.stringify(e.before[key]) !== JSON.stringify(e.after[key])) parts.push(`${key}: ${short(e.before[key])} → ${short(e.after[key])}`);
+      if (JSON.stringify(e.before[key]) !== JSON.stringify(e.after[key]))
+        parts.push(`${key}: ${short(e.before[key])} → ${short(e.after[key])}`);
     }
   }
   if (e.details) for (const [k, v] of Object.entries(e.details)) parts.push(`${k}=${short(v)}`);

@@ -23,11 +23,15 @@ const login: CommandSpec = {
   auth: false,
   examples: [
     "waitstate login --url http://127.0.0.1:8787 --token ws_mgmt_…",
-    "printf %s \"$MGMT\" | waitstate login --url https://waitstate.example.workers.dev --token -",
+    'printf %s "$MGMT" | waitstate login --url https://waitstate.example.workers.dev --token -',
   ],
   async run(ctx) {
     const rawUrl = ctx.str("url") ?? ctx.env.WAITSTATE_URL;
-    if (!rawUrl) throw usageError("waitstate login needs --url <control plane URL>", "Example: waitstate login --url http://127.0.0.1:8787 --token ws_mgmt_…");
+    if (!rawUrl)
+      throw usageError(
+        "waitstate login needs --url <control plane URL>",
+        "Example: waitstate login --url http://127.0.0.1:8787 --token ws_mgmt_…",
+      );
     const url = normalizeUrl(rawUrl);
     let token = ctx.str("token") ?? ctx.env.WAITSTATE_TOKEN;
     if (token === "-") token = await readStdin(ctx.term.stdin);
@@ -42,10 +46,14 @@ const login: CommandSpec = {
       orgs = (await api.get<{ organizations: Org[] }>("/v1/organizations")).organizations;
     } catch (err) {
       if (err instanceof CliError && err.exitCode === EXIT.AUTH) {
-        throw new CliError(EXIT.AUTH, `${url} rejected the token; nothing was saved (${err.api ? `${err.api.code}: ${err.api.message}` : err.message})`, [
-          "Use a management token (ws_mgmt_…): one is shown once when its organization is created (POST /v1/organizations with the ADMIN_TOKEN).",
-          `Then: waitstate login --url ${url} --token <management token>`,
-        ]);
+        throw new CliError(
+          EXIT.AUTH,
+          `${url} rejected the token; nothing was saved (${err.api ? `${err.api.code}: ${err.api.message}` : err.message})`,
+          [
+            "Use a management token (ws_mgmt_…): one is shown once when its organization is created (POST /v1/organizations with the ADMIN_TOKEN).",
+            `Then: waitstate login --url ${url} --token <management token>`,
+          ],
+        );
       }
       throw err;
     }
@@ -80,7 +88,14 @@ const orgs: CommandSpec = {
     const access = body.access;
     ctx.out.table(
       [{ header: "ID" }, { header: "NAME" }, { header: "PLAN" }, { header: "CREATED" }, { header: "ROLE" }, { header: "SITES" }],
-      body.organizations.map((o) => [o.id, o.name, o.plan, fmtTime(o.createdAt), access?.role ?? "", access === undefined ? "" : access.siteIds === null ? "all" : access.siteIds.join(",")]),
+      body.organizations.map((o) => [
+        o.id,
+        o.name,
+        o.plan,
+        fmtTime(o.createdAt),
+        access?.role ?? "",
+        access === undefined ? "" : access.siteIds === null ? "all" : access.siteIds.join(","),
+      ]),
     );
   },
 };

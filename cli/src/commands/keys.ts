@@ -19,7 +19,9 @@ type NewKey = Key & { secretKey: string; replaces?: string; oldKeyValidUntil?: n
 
 function keyState(ctx: Context, k: Key): string {
   if (k.revokedAt === null && (k.expiresAt === null || k.expiresAt > Date.now())) {
-    return k.expiresAt === null ? ctx.out.green("active") : ctx.out.yellow(`rotated → ${k.rotatedToId}, valid until ${fmtTime(k.expiresAt)}`);
+    return k.expiresAt === null
+      ? ctx.out.green("active")
+      : ctx.out.yellow(`rotated → ${k.rotatedToId}, valid until ${fmtTime(k.expiresAt)}`);
   }
   return k.rotatedToId ? ctx.out.dim(`rotated → ${k.rotatedToId}`) : ctx.out.red("revoked");
 }
@@ -50,7 +52,15 @@ const list: CommandSpec = {
     if (ctx.json) return ctx.out.printJson(body);
     if (body.apiKeys.length === 0) return ctx.out.line("No API keys. Create one: waitstate keys create --name web");
     ctx.out.table(
-      [{ header: "ID" }, { header: "NAME" }, { header: "PUBLISH KEY" }, { header: "SITE" }, { header: "CREATED" }, { header: "REVOKED" }, { header: "STATE" }],
+      [
+        { header: "ID" },
+        { header: "NAME" },
+        { header: "PUBLISH KEY" },
+        { header: "SITE" },
+        { header: "CREATED" },
+        { header: "REVOKED" },
+        { header: "STATE" },
+      ],
       body.apiKeys.map((k) => [k.id, k.name, k.publishKey, k.siteId ?? "*", fmtTime(k.createdAt), fmtTime(k.revokedAt), keyState(ctx, k)]),
     );
   },
@@ -60,7 +70,7 @@ const create: CommandSpec = {
   path: ["keys", "create"],
   summary: "create an SDK key pair (the secret is shown once)",
   options: {
-    name: { type: "string", value: "<name>", description: "a label for the key (default: \"default\")" },
+    name: { type: "string", value: "<name>", description: 'a label for the key (default: "default")' },
     environment: { type: "string", value: "live|test", description: "shown in the key's prefix (default: live)" },
     site: { type: "string", value: "<site-id>", description: "scope the key to one site: it cannot pulse or read another" },
   },
@@ -120,4 +130,9 @@ const revoke: CommandSpec = {
   },
 };
 
-export const keysGroup: GroupSpec = { name: "keys", summary: "SDK key pairs: create, list, rotate, revoke", commands: [list, create, rotate, revoke], defaultCommand: "list" };
+export const keysGroup: GroupSpec = {
+  name: "keys",
+  summary: "SDK key pairs: create, list, rotate, revoke",
+  commands: [list, create, rotate, revoke],
+  defaultCommand: "list",
+};

@@ -98,11 +98,16 @@ function printStatus(ctx: Context, s: SiteStatus): void {
   limits.push(`all traffic: ${fmtLimit(p.globalMaxWeight)}${globalWhy ? o.dim(`  ← ${globalWhy.id} (${fmtCondition(globalWhy)})`) : ""}`);
   for (const [tag, limit] of Object.entries(p.tagMaxWeights).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const why = whyLimit(s, tag);
-    limits.push(`${tag}: ${limit === 0 ? o.red("0 (blocked)") : fmtLimit(limit)}${why ? o.dim(`  ← ${why.id} (${fmtCondition(why)})`) : ""}`);
+    limits.push(
+      `${tag}: ${limit === 0 ? o.red("0 (blocked)") : fmtLimit(limit)}${why ? o.dim(`  ← ${why.id} (${fmtCondition(why)})`) : ""}`,
+    );
   }
   o.kv([
     ["site", `${o.bold(s.siteId)}  ${o.dim(`evaluated ${fmtTime(s.evaluatedAt)}`)}`],
-    ["policy", `v${p.version}  status ${policyStatus(ctx, p)}  kill switch ${p.killSignal ? o.red("ON: every gate() call is denied") : "off"}`],
+    [
+      "policy",
+      `v${p.version}  status ${policyStatus(ctx, p)}  kill switch ${p.killSignal ? o.red("ON: every gate() call is denied") : "off"}`,
+    ],
     ["limits", limits.join("\n")],
     ["timing", `pulse every ${s.timing.pulseIntervalMs} ms, lease ${s.timing.leaseDurationSeconds} s, window ${s.timing.windowSeconds} s`],
     [
@@ -148,7 +153,15 @@ function printStatus(ctx: Context, s: SiteStatus): void {
     o.line(o.dim("No reflex rules apply to this site. Add one: waitstate rules add --help"));
   } else {
     o.table(
-      [{ header: "RULE" }, { header: "PRI", align: "right" }, { header: "TARGET" }, { header: "CONDITION" }, { header: "ACTION" }, { header: "VALUE", align: "right" }, { header: "STATE" }],
+      [
+        { header: "RULE" },
+        { header: "PRI", align: "right" },
+        { header: "TARGET" },
+        { header: "CONDITION" },
+        { header: "ACTION" },
+        { header: "VALUE", align: "right" },
+        { header: "STATE" },
+      ],
       s.rules.map((r) => [
         r.id,
         String(r.priority),
@@ -215,7 +228,7 @@ const tail: CommandSpec = {
   summary: "follow a site live: one line per policy change and per rule fired/cleared (Ctrl-C stops)",
   description:
     "Polls the site's status (every second by default). The first line is the current policy; then a line for each new policy version " +
-    "and each rule fired or cleared. With --json, one JSON object per line: {\"type\":\"policy\",…} or {\"type\":\"rule.fired\"|\"rule.cleared\",…}. " +
+    'and each rule fired or cleared. With --json, one JSON object per line: {"type":"policy",…} or {"type":"rule.fired"|"rule.cleared",…}. ' +
     "Ctrl-C exits 0. Network hiccups are reported on stderr and retried; a rejected token (3) or a deleted site (4) ends it.",
   options: { ...SITE_OPTION, interval: { type: "string", value: "<ms>", description: "poll interval, at least 250 (default 1000)" } },
   examples: ["waitstate tail --site prod", "waitstate tail --site prod --json | jq -c 'select(.type == \"rule.fired\")'"],

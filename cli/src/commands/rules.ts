@@ -38,14 +38,22 @@ export const RULE_FIELD_FLAGS: Record<string, string> = {
 const RULE_OPTIONS: Record<string, OptionSpec> = {
   tag: { type: "string", value: "<tag>", description: "the tag the action applies to" },
   "all-traffic": { type: "boolean", description: "the action applies to all traffic (tagName null) instead of one tag" },
-  metric: { type: "string", value: "<metric>", description: "latency, p50_latency, p95_latency, p99_latency, errors, error_rate, rps, or a custom metric" },
+  metric: {
+    type: "string",
+    value: "<metric>",
+    description: "latency, p50_latency, p95_latency, p99_latency, errors, error_rate, rps, or a custom metric",
+  },
   "metric-tag": { type: "string", value: "<tag>", description: "read the metric from this tag only ('' : site-wide, the default)" },
   operator: { type: "string", value: "<op>", description: "gt, gte, lt, lte (or >, >=, <, <=)" },
   threshold: { type: "string", value: "<n>", description: "the value the metric is compared with" },
   action: { type: "string", value: "<action>", description: "block (max weight 0) or throttle (baseline × --action-value)" },
   "action-value": { type: "string", value: "<0..1|none>", description: "throttle multiplier, 0–1" },
   priority: { type: "string", value: "<n>", description: "lower applies first; the first matching rule per target wins" },
-  "cooldown-seconds": { type: "string", value: "<s>", description: "keep applying this long after the condition stops holding (default 30)" },
+  "cooldown-seconds": {
+    type: "string",
+    value: "<s>",
+    description: "keep applying this long after the condition stops holding (default 30)",
+  },
   site: { type: "string", value: "<site-id>", description: "the site it applies to ('' or absent: every site)" },
 };
 
@@ -79,7 +87,9 @@ function ruleFields(ctx: Context): Record<string, unknown> {
 function printRule(ctx: Context, r: Rule, verb: string): void {
   ctx.out.line(`${verb} rule ${ctx.out.bold(r.id)}: when ${fmtCondition(r)} then ${fmtAction(r)} ${fmtTarget(r.tagName)}`);
   ctx.out.line(
-    ctx.out.dim(`  priority ${r.priority}, cooldown ${r.cooldownSeconds} s, ${r.siteId === null ? "every site" : `site ${r.siteId}`}, ${r.enabled ? "enabled" : "disabled"}`),
+    ctx.out.dim(
+      `  priority ${r.priority}, cooldown ${r.cooldownSeconds} s, ${r.siteId === null ? "every site" : `site ${r.siteId}`}, ${r.enabled ? "enabled" : "disabled"}`,
+    ),
   );
 }
 
@@ -94,7 +104,9 @@ const list: CommandSpec = {
     const body = await ctx.api().getAll<"reflexRules", Rule>("/v1/reflex-rules", "reflexRules", { siteId: site });
     if (ctx.json) return ctx.out.printJson(body);
     if (body.reflexRules.length === 0) {
-      return ctx.out.line("No reflex rules. Add one: waitstate rules add --tag free --metric p95_latency --operator gt --threshold 500 --action block --priority 1");
+      return ctx.out.line(
+        "No reflex rules. Add one: waitstate rules add --tag free --metric p95_latency --operator gt --threshold 500 --action block --priority 1",
+      );
     }
     ctx.out.table(
       [
@@ -124,7 +136,8 @@ const list: CommandSpec = {
 const add: CommandSpec = {
   path: ["rules", "add"],
   summary: "add a reflex rule",
-  description: "Needs --tag or --all-traffic, --metric, --operator, --threshold, --action and --priority; throttle also needs --action-value.",
+  description:
+    "Needs --tag or --all-traffic, --metric, --operator, --threshold, --action and --priority; throttle also needs --action-value.",
   options: { ...RULE_OPTIONS, disabled: { type: "boolean", description: "create it disabled" } },
   examples: [
     "waitstate rules add --tag free --metric p95_latency --operator gt --threshold 500 --action block --priority 1",
@@ -150,7 +163,8 @@ const edit: CommandSpec = {
   async run(ctx) {
     const id = ruleId(ctx);
     const body = ruleFields(ctx);
-    if (Object.keys(body).length === 0) throw usageError("waitstate rules edit needs at least one field flag", "See: waitstate rules edit --help");
+    if (Object.keys(body).length === 0)
+      throw usageError("waitstate rules edit needs at least one field flag", "See: waitstate rules edit --help");
     const rule = await ctx.api().patch<Rule>(`/v1/reflex-rules/${id}`, body, RULE_FIELD_FLAGS);
     if (ctx.json) return ctx.out.printJson(rule);
     printRule(ctx, rule, "Updated");

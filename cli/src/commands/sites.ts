@@ -18,10 +18,19 @@ interface Site {
   lastPulseAt: number | null;
 }
 
-const SITE_FIELD_FLAGS = { pulseIntervalMs: "--pulse-interval-ms", leaseDurationSeconds: "--lease-seconds", windowSeconds: "--window-seconds", siteId: "<site-id>" };
+const SITE_FIELD_FLAGS = {
+  pulseIntervalMs: "--pulse-interval-ms",
+  leaseDurationSeconds: "--lease-seconds",
+  windowSeconds: "--window-seconds",
+  siteId: "<site-id>",
+};
 
 const TIMING_OPTIONS: Record<string, OptionSpec> = {
-  "pulse-interval-ms": { type: "string", value: "<ms|default>", description: "how often SDKs pulse (250 ms and up on enterprise; default: the plan's)" },
+  "pulse-interval-ms": {
+    type: "string",
+    value: "<ms|default>",
+    description: "how often SDKs pulse (250 ms and up on enterprise; default: the plan's)",
+  },
   "lease-seconds": { type: "string", value: "<s|default>", description: "how long SDKs trust a policy (≥ 5 s and 3 pulse intervals)" },
   "window-seconds": { type: "string", value: "<s|default>", description: "how much recent telemetry rules read (0.25–300 s)" },
 };
@@ -69,13 +78,30 @@ const list: CommandSpec = {
     const body = await ctx.api().getAll<"sites", Site>("/v1/sites", "sites");
     if (ctx.json) return ctx.out.printJson(body);
     if (body.sites.length === 0) {
-      return ctx.out.line("No sites yet. A site is created by its first pulse: give an SDK a publishKey/secretKey (waitstate keys create) and a siteId, or: waitstate sites create <site-id>");
+      return ctx.out.line(
+        "No sites yet. A site is created by its first pulse: give an SDK a publishKey/secretKey (waitstate keys create) and a siteId, or: waitstate sites create <site-id>",
+      );
     }
     ctx.out.table(
-      [{ header: "SITE" }, { header: "KILL" }, { header: "PULSE", align: "right" }, { header: "LEASE", align: "right" }, { header: "WINDOW", align: "right" }, { header: "LAST PULSE" }, { header: "CREATED" }],
-      body.sites.map((s) => [s.siteId, s.killSwitch ? ctx.out.red("ON") : "off", ...timingCells(ctx, s), fmtAgo(s.lastPulseAt), fmtTime(s.createdAt)]),
+      [
+        { header: "SITE" },
+        { header: "KILL" },
+        { header: "PULSE", align: "right" },
+        { header: "LEASE", align: "right" },
+        { header: "WINDOW", align: "right" },
+        { header: "LAST PULSE" },
+        { header: "CREATED" },
+      ],
+      body.sites.map((s) => [
+        s.siteId,
+        s.killSwitch ? ctx.out.red("ON") : "off",
+        ...timingCells(ctx, s),
+        fmtAgo(s.lastPulseAt),
+        fmtTime(s.createdAt),
+      ]),
     );
-    if (body.sites.some((s) => Object.values(s.settings).some((v) => v !== null))) ctx.out.line(ctx.out.dim("* set for this site; others are the plan's"));
+    if (body.sites.some((s) => Object.values(s.settings).some((v) => v !== null)))
+      ctx.out.line(ctx.out.dim("* set for this site; others are the plan's"));
   },
 };
 
@@ -108,11 +134,15 @@ const set: CommandSpec = {
   summary: "change a site's timing (\"default\" returns a value to the plan's)",
   args: [{ name: "site-id" }],
   options: TIMING_OPTIONS,
-  examples: ["waitstate sites set prod --pulse-interval-ms 500 --lease-seconds 10 --window-seconds 5", "waitstate sites set prod --window-seconds default"],
+  examples: [
+    "waitstate sites set prod --pulse-interval-ms 500 --lease-seconds 10 --window-seconds 5",
+    "waitstate sites set prod --window-seconds default",
+  ],
   async run(ctx) {
     const id = siteId(ctx);
     const patch = timingPatch(ctx);
-    if (Object.keys(patch).length === 0) throw usageError("waitstate sites set needs at least one of --pulse-interval-ms, --lease-seconds, --window-seconds");
+    if (Object.keys(patch).length === 0)
+      throw usageError("waitstate sites set needs at least one of --pulse-interval-ms, --lease-seconds, --window-seconds");
     const site = await ctx.api().patch<Site>(`/v1/sites/${id}`, patch, SITE_FIELD_FLAGS);
     if (ctx.json) return ctx.out.printJson(site);
     printSite(ctx, site);
@@ -137,7 +167,9 @@ const rm: CommandSpec = {
 function killCommand(on: boolean): CommandSpec {
   return {
     path: ["kill", on ? "on" : "off"],
-    summary: on ? "turn the kill switch on: every gate() call of the site is denied" : "turn the kill switch off: the site's rules decide again",
+    summary: on
+      ? "turn the kill switch on: every gate() call of the site is denied"
+      : "turn the kill switch off: the site's rules decide again",
     options: { site: { type: "string", value: "<site-id>", description: "the site (required)" }, yes: YES_OPTION },
     examples: [`waitstate kill ${on ? "on" : "off"} --site prod${on ? "" : " --yes"}`],
     async run(ctx) {
@@ -150,7 +182,11 @@ function killCommand(on: boolean): CommandSpec {
         ? `Turn the kill switch ON for site ${site}${already}? Every gate() call will be denied within a pulse interval.`
         : `Turn the kill switch OFF for site ${site}${already}? Traffic will be allowed again as its rules decide.`;
       await confirm(ctx.term, question, ctx.bool("yes"), `turn the kill switch ${on ? "on" : "off"} for ${site}`);
-      const body = await api.post<{ siteId: string; killSwitch: boolean; policy: { version: number } }>(`/v1/sites/${encodeURIComponent(site)}/kill`, { enabled: on }, { siteId: "--site" });
+      const body = await api.post<{ siteId: string; killSwitch: boolean; policy: { version: number } }>(
+        `/v1/sites/${encodeURIComponent(site)}/kill`,
+        { enabled: on },
+        { siteId: "--site" },
+      );
       if (ctx.json) return ctx.out.printJson(body);
       ctx.out.line(
         body.killSwitch
@@ -161,5 +197,14 @@ function killCommand(on: boolean): CommandSpec {
   };
 }
 
-export const sitesGroup: GroupSpec = { name: "sites", summary: "sites: list, show, create, set timing, rm", commands: [list, show, create, set, rm], defaultCommand: "list" };
-export const killGroup: GroupSpec = { name: "kill", summary: "the emergency kill switch: kill on|off --site <id>", commands: [killCommand(true), killCommand(false)] };
+export const sitesGroup: GroupSpec = {
+  name: "sites",
+  summary: "sites: list, show, create, set timing, rm",
+  commands: [list, show, create, set, rm],
+  defaultCommand: "list",
+};
+export const killGroup: GroupSpec = {
+  name: "kill",
+  summary: "the emergency kill switch: kill on|off --site <id>",
+  commands: [killCommand(true), killCommand(false)],
+};

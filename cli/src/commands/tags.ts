@@ -15,7 +15,11 @@ interface Tag {
 const TAG_FIELD_FLAGS = { name: "<name>", maxWeight: "--max-weight", priority: "--priority" };
 const TAG_OPTIONS: Record<string, OptionSpec> = {
   "max-weight": { type: "string", value: "<n>", description: "baseline max weight that throttle rules multiply (default 10)" },
-  priority: { type: "string", value: "<n>", description: "triage priority for rules on all traffic: higher is more important, the lowest is shed first (default 0)" },
+  priority: {
+    type: "string",
+    value: "<n>",
+    description: "triage priority for rules on all traffic: higher is more important, the lowest is shed first (default 0)",
+  },
 };
 
 function tagBody(ctx: Context): Record<string, number> {
@@ -46,10 +50,25 @@ const list: CommandSpec = {
   async run(ctx) {
     const body = await ctx.api().getAll<"tags", Tag>("/v1/tags", "tags");
     if (ctx.json) return ctx.out.printJson(body);
-    if (body.tags.length === 0) return ctx.out.line("No tags yet. Pulses create them (gate(\"free\")), or: waitstate tags add free --max-weight 10 --priority 0");
+    if (body.tags.length === 0)
+      return ctx.out.line('No tags yet. Pulses create them (gate("free")), or: waitstate tags add free --max-weight 10 --priority 0');
     ctx.out.table(
-      [{ header: "ID" }, { header: "NAME" }, { header: "MAX WEIGHT", align: "right" }, { header: "PRIORITY", align: "right" }, { header: "SOURCE" }, { header: "CREATED" }],
-      body.tags.map((t) => [t.id, t.name, fmtNum(t.maxWeight), String(t.priority), t.autoCreated ? "pulse" : "configured", fmtTime(t.createdAt)]),
+      [
+        { header: "ID" },
+        { header: "NAME" },
+        { header: "MAX WEIGHT", align: "right" },
+        { header: "PRIORITY", align: "right" },
+        { header: "SOURCE" },
+        { header: "CREATED" },
+      ],
+      body.tags.map((t) => [
+        t.id,
+        t.name,
+        fmtNum(t.maxWeight),
+        String(t.priority),
+        t.autoCreated ? "pulse" : "configured",
+        fmtTime(t.createdAt),
+      ]),
     );
   },
 };
@@ -96,4 +115,9 @@ const rm: CommandSpec = {
   },
 };
 
-export const tagsGroup: GroupSpec = { name: "tags", summary: "tags: list, add, edit, rm", commands: [list, add, edit, rm], defaultCommand: "list" };
+export const tagsGroup: GroupSpec = {
+  name: "tags",
+  summary: "tags: list, add, edit, rm",
+  commands: [list, add, edit, rm],
+  defaultCommand: "list",
+};

@@ -20,7 +20,13 @@ const usage: CommandSpec = {
     ctx.out.line(`Plan ${ctx.out.bold(body.plan)}: ${limit === null ? "unlimited gate calls" : `${fmtNum(limit)} gate calls`} a month.`);
     if (body.usage.length === 0) return ctx.out.line("No gate calls recorded yet.");
     ctx.out.table(
-      [{ header: "MONTH" }, { header: "CALLS", align: "right" }, { header: "BOUNCED", align: "right" }, { header: "BOUNCED %", align: "right" }, { header: "OF ALLOWANCE", align: "right" }],
+      [
+        { header: "MONTH" },
+        { header: "CALLS", align: "right" },
+        { header: "BOUNCED", align: "right" },
+        { header: "BOUNCED %", align: "right" },
+        { header: "OF ALLOWANCE", align: "right" },
+      ],
       body.usage.map((u) => [
         u.month,
         fmtNum(u.calls),

@@ -30,7 +30,10 @@ const WEBHOOK_FIELD_FLAGS = { url: "--endpoint / <url>", events: "--events", ena
 function events(ctx: Context): string[] | undefined {
   const raw = ctx.str("events");
   if (raw === undefined) return undefined;
-  const list = raw.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  const list = raw
+    .split(",")
+    .map((e) => e.trim())
+    .filter((e) => e !== "");
   if (list.length === 0) throw usageError("--events needs at least one event kind (e.g. rule.fired,kill.* or *)");
   return list;
 }
@@ -41,7 +44,11 @@ function printWebhook(ctx: Context, w: Webhook, verb: string): void {
   ctx.out.line(`${verb} webhook ${ctx.out.bold(w.id)}: ${w.url} for ${w.events.join(", ")} (${w.enabled ? "enabled" : "disabled"}).`);
 }
 
-const EVENTS_OPTION: OptionSpec = { type: "string", value: "<kinds>", description: "comma-separated event kinds: exact (rule.fired), prefix (kill.*) or * for all" };
+const EVENTS_OPTION: OptionSpec = {
+  type: "string",
+  value: "<kinds>",
+  description: "comma-separated event kinds: exact (rule.fired), prefix (kill.*) or * for all",
+};
 
 const list: CommandSpec = {
   path: ["webhooks", "list"],
@@ -49,10 +56,17 @@ const list: CommandSpec = {
   async run(ctx) {
     const body = await ctx.api().getAll<"webhooks", Webhook>("/v1/webhooks", "webhooks");
     if (ctx.json) return ctx.out.printJson(body);
-    if (body.webhooks.length === 0) return ctx.out.line("No webhooks. Add one: waitstate webhooks add https://example.com/hooks/waitstate --events 'rule.*,kill.*'");
+    if (body.webhooks.length === 0)
+      return ctx.out.line("No webhooks. Add one: waitstate webhooks add https://example.com/hooks/waitstate --events 'rule.*,kill.*'");
     ctx.out.table(
       [{ header: "ID" }, { header: "URL" }, { header: "EVENTS" }, { header: "ENABLED" }, { header: "CREATED" }],
-      body.webhooks.map((w) => [w.id, w.url, w.events.join(","), w.enabled ? ctx.out.green("yes") : ctx.out.dim("no"), fmtTime(w.createdAt)]),
+      body.webhooks.map((w) => [
+        w.id,
+        w.url,
+        w.events.join(","),
+        w.enabled ? ctx.out.green("yes") : ctx.out.dim("no"),
+        fmtTime(w.createdAt),
+      ]),
     );
   },
 };
@@ -61,19 +75,26 @@ const add: CommandSpec = {
   path: ["webhooks", "add"],
   summary: "add a webhook (its signing secret is shown once)",
   args: [{ name: "url", description: "where deliveries are POSTed" }],
-  options: { events: { ...EVENTS_OPTION, description: `${EVENTS_OPTION.description} (default *)` }, disabled: { type: "boolean", description: "create it disabled" } },
+  options: {
+    events: { ...EVENTS_OPTION, description: `${EVENTS_OPTION.description} (default *)` },
+    disabled: { type: "boolean", description: "create it disabled" },
+  },
   examples: ["waitstate webhooks add https://example.com/hooks/waitstate --events 'rule.fired,kill.*'"],
   async run(ctx) {
-    const hook = await ctx.api().post<Webhook>(
-      "/v1/webhooks",
-      { url: ctx.arg(0), events: events(ctx) ?? ["*"], enabled: !ctx.bool("disabled") },
-      { ...WEBHOOK_FIELD_FLAGS, url: "<url>" },
-    );
+    const hook = await ctx
+      .api()
+      .post<Webhook>(
+        "/v1/webhooks",
+        { url: ctx.arg(0), events: events(ctx) ?? ["*"], enabled: !ctx.bool("disabled") },
+        { ...WEBHOOK_FIELD_FLAGS, url: "<url>" },
+      );
     if (ctx.json) return ctx.out.printJson(hook);
     printWebhook(ctx, hook, "Added");
     if (hook.secret) {
       ctx.out.kv([["secret", ctx.out.bold(hook.secret)]]);
-      ctx.out.note("Store the secret now: it is not shown again. Verify deliveries with HMAC-SHA256(secret, timestamp + \".\" + body) = x-waitstate-signature (v1=…).");
+      ctx.out.note(
+        'Store the secret now: it is not shown again. Verify deliveries with HMAC-SHA256(secret, timestamp + "." + body) = x-waitstate-signature (v1=…).',
+      );
     }
   },
 };
@@ -132,14 +153,26 @@ const deliveries: CommandSpec = {
     if (body.deliveries.length === 0) return ctx.out.line("No deliveries yet.");
     const paint = (s: Delivery["status"]) => (s === "delivered" ? ctx.out.green(s) : s === "failed" ? ctx.out.red(s) : ctx.out.yellow(s));
     ctx.out.table(
-      [{ header: "ID" }, { header: "CREATED" }, { header: "EVENT" }, { header: "STATUS" }, { header: "ATTEMPTS", align: "right" }, { header: "LAST" }, { header: "NEXT / DELIVERED" }],
+      [
+        { header: "ID" },
+        { header: "CREATED" },
+        { header: "EVENT" },
+        { header: "STATUS" },
+        { header: "ATTEMPTS", align: "right" },
+        { header: "LAST" },
+        { header: "NEXT / DELIVERED" },
+      ],
       body.deliveries.map((d) => [
         d.id,
         fmtTime(d.createdAt),
         d.kind,
         paint(d.status),
         String(d.attempts),
-        d.lastError ? clip(`${d.lastStatusCode ?? ""} ${d.lastError}`.trim(), 40) : d.lastStatusCode === null ? "-" : String(d.lastStatusCode),
+        d.lastError
+          ? clip(`${d.lastStatusCode ?? ""} ${d.lastError}`.trim(), 40)
+          : d.lastStatusCode === null
+            ? "-"
+            : String(d.lastStatusCode),
         d.status === "delivered" ? fmtTime(d.deliveredAt) : d.status === "pending" ? `next ${fmtTime(d.nextAttemptAt)}` : "-",
       ]),
     );
@@ -147,4 +180,9 @@ const deliveries: CommandSpec = {
   },
 };
 
-export const webhooksGroup: GroupSpec = { name: "webhooks", summary: "webhooks: list, add, edit, rm, deliveries", commands: [list, add, edit, rm, deliveries], defaultCommand: "list" };
+export const webhooksGroup: GroupSpec = {
+  name: "webhooks",
+  summary: "webhooks: list, add, edit, rm, deliveries",
+  commands: [list, add, edit, rm, deliveries],
+  defaultCommand: "list",
+};

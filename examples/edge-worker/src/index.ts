@@ -20,7 +20,15 @@
  * `x-waitstate-weight` headers: denied → 429, allowed → `ORIGIN_URL` + path, or a
  * 200 JSON when no origin is set.
  */
-import { EdgeGate, signPulse, type EdgeError, type EdgePolicy, type GateReason, type GateResult, type SafeModeStrategy } from "@waitstate/edge";
+import {
+  EdgeGate,
+  signPulse,
+  type EdgeError,
+  type EdgePolicy,
+  type GateReason,
+  type GateResult,
+  type SafeModeStrategy,
+} from "@waitstate/edge";
 
 export interface Env {
   /** Your control plane's base URL, e.g. `http://127.0.0.1:8787`. Required: there is no default host. */
@@ -145,11 +153,9 @@ const DENIAL_MESSAGES: Readonly<Record<GateReason, string>> = {
 /** The 429 of @waitstate/sdk's middlewares: `{"error":{"code":"RATE_LIMITED","message","reason"}}`. */
 function denialResponse(reason: string): Response {
   const why = (DENIAL_MESSAGES as Readonly<Record<string, string>>)[reason] ?? "the policy denied it";
-  return json(
-    { error: { code: "RATE_LIMITED", message: `Too many requests: ${why} (reason: ${reason}).`, reason } },
-    429,
-    { "retry-after": "1" },
-  );
+  return json({ error: { code: "RATE_LIMITED", message: `Too many requests: ${why} (reason: ${reason}).`, reason } }, 429, {
+    "retry-after": "1",
+  });
 }
 
 // ------------------------------------------------------------------ the isolate's gate and its sync
@@ -464,7 +470,10 @@ class EdgeSync {
       leaseSeconds += (2 * CAP_EXCEEDED_PULSE_INTERVAL_MS) / 1000;
       this.intervalMs = Math.max(interval, CAP_EXCEEDED_PULSE_INTERVAL_MS);
     } else if (status === "suspended") {
-      const retry = typeof policy.retryAfterSeconds === "number" && policy.retryAfterSeconds > 0 ? policy.retryAfterSeconds : DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS;
+      const retry =
+        typeof policy.retryAfterSeconds === "number" && policy.retryAfterSeconds > 0
+          ? policy.retryAfterSeconds
+          : DEFAULT_SUSPENDED_RETRY_AFTER_SECONDS;
       leaseSeconds += retry;
       this.suspendedUntil = at + retry * 1000;
     } else {

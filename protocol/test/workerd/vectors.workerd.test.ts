@@ -57,7 +57,9 @@ describe("TypeScript gate in workerd", () => {
 describe("histogram in workerd", () => {
   const recorded = HISTOGRAM_CASES.filter((c) => c.kind === "record" || c.kind === "merge");
   it.each(recorded.map((c) => [c.name, c] as const))("%s", (_name, c) => {
-    const values = (c.kind === "record" ? (c.values as Array<number | string>) : [...(c.a as number[]), ...(c.b as number[])]).map(vectorNumber);
+    const values = (c.kind === "record" ? (c.values as Array<number | string>) : [...(c.a as number[]), ...(c.b as number[])]).map(
+      vectorNumber,
+    );
     const h = LatencyHistogram.fromValues(values);
     expect(h.encode().b).toEqual((c.expect as { b: number[] }).b);
     for (const [q, expected] of c.quantiles as Array<[number, number | null]>) expect(closeTo(h.quantile(q), expected)).toBe(true);

@@ -45,7 +45,11 @@ describe("EdgeGate.sendPulse in workerd, against a scripted control plane (node:
     const res = await fetch(`${url}/__script`, { method: "POST", body: JSON.stringify(steps) });
     expect(res.status).toBe(204);
   };
-  const state = async () => (await (await fetch(`${url}/__state`)).json()) as { counted: number; seen: Array<{ step: string; body: string; counted: boolean; signatureValid: boolean }> };
+  const state = async () =>
+    (await (await fetch(`${url}/__state`)).json()) as {
+      counted: number;
+      seen: Array<{ step: string; body: string; counted: boolean; signatureValid: boolean }>;
+    };
 
   it("keeps the pulse through a 500, a hang (timeoutMs), a dropped connection and a lost answer: every call counted once", async () => {
     const steps = ["500", "hang", "drop", "count-then-drop", "ok", "ok"];

@@ -62,9 +62,10 @@ export function readAgentConfig(env: AgentEnv, hostname: string, pid: number): A
   };
   const publishKey = value("WAITSTATE_PUBLISH_KEY");
   const secretKey = value("WAITSTATE_SECRET_KEY");
-  const missing = [publishKey === undefined ? "WAITSTATE_PUBLISH_KEY" : null, secretKey === undefined ? "WAITSTATE_SECRET_KEY" : null].filter(
-    (name) => name !== null,
-  );
+  const missing = [
+    publishKey === undefined ? "WAITSTATE_PUBLISH_KEY" : null,
+    secretKey === undefined ? "WAITSTATE_SECRET_KEY" : null,
+  ].filter((name) => name !== null);
   if (publishKey === undefined || secretKey === undefined) {
     return { ok: false, message: `${missing.join(" and ")} must be set (the key pair from your WaitState dashboard)` };
   }
@@ -76,7 +77,10 @@ export function readAgentConfig(env: AgentEnv, hostname: string, pid: number): A
 
   const strategy = value("WAITSTATE_SAFE_MODE_STRATEGY");
   if (strategy !== undefined && !(SAFE_MODE_STRATEGIES as readonly string[]).includes(strategy)) {
-    return { ok: false, message: `WAITSTATE_SAFE_MODE_STRATEGY must be one of ${SAFE_MODE_STRATEGIES.join(", ")}, got ${JSON.stringify(strategy)}` };
+    return {
+      ok: false,
+      message: `WAITSTATE_SAFE_MODE_STRATEGY must be one of ${SAFE_MODE_STRATEGIES.join(", ")}, got ${JSON.stringify(strategy)}`,
+    };
   }
   const rpsText = value("WAITSTATE_SAFE_MODE_MAX_RPS");
   const rps = rpsText === undefined ? undefined : Number(rpsText);

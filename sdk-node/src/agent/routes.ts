@@ -72,7 +72,9 @@ const finite: Field<number> = (v) =>
   typeof v === "number" && Number.isFinite(v) ? { ok: true, value: v } : fail("expected a finite number", v);
 const flag: Field<boolean> = (v) => (typeof v === "boolean" ? { ok: true, value: v } : fail("expected true or false", v));
 const object: Field<Record<string, unknown>> = (v) =>
-  typeof v === "object" && v !== null && !Array.isArray(v) ? { ok: true, value: v as Record<string, unknown> } : fail("expected an object", v);
+  typeof v === "object" && v !== null && !Array.isArray(v)
+    ? { ok: true, value: v as Record<string, unknown> }
+    : fail("expected an object", v);
 
 /** Absent or `null` (what many languages send for "not set") is `undefined`. */
 function optional<T>(field: Field<T>): Field<T | undefined> {

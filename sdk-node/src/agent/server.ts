@@ -75,7 +75,13 @@ export function createAgent(options: AgentOptions): Agent {
       const allow = route.method === "GET" ? "GET, HEAD" : route.method;
       return send(req, res, errorReply("METHOD_NOT_ALLOWED", `${path} takes ${allow}, not ${req.method ?? "?"}`, { allow }), unread);
     }
-    if (route.method === "GET") return send(req, res, run(() => route.handle(client, {})), unread);
+    if (route.method === "GET")
+      return send(
+        req,
+        res,
+        run(() => route.handle(client, {})),
+        unread,
+      );
     const read = await readBody(req, maxBodyBytes);
     if (read.outcome === "aborted") return; // the caller hung up: nobody to answer
     if (read.outcome === "too_large") {

@@ -83,11 +83,7 @@ export function invalidOptions(where: string, message: string): WaitStateError {
 function isGateClient(value: unknown): value is GateClient {
   if (typeof value !== "object" || value === null) return false;
   const client = value as Record<string, unknown>;
-  return (
-    typeof client.gate === "function" &&
-    typeof client.reportLatency === "function" &&
-    typeof client.reportError === "function"
-  );
+  return typeof client.gate === "function" && typeof client.reportLatency === "function" && typeof client.reportError === "function";
 }
 
 function noWeight(): undefined {
@@ -194,9 +190,7 @@ function denialJson(reason: string): string {
 }
 
 // Built once: turning a request away under load should cost no more than letting one through.
-const DENIAL_BODIES = new Map<string, string>(
-  (Object.keys(DENIAL_MESSAGES) as GateReason[]).map((reason) => [reason, denialJson(reason)]),
-);
+const DENIAL_BODIES = new Map<string, string>((Object.keys(DENIAL_MESSAGES) as GateReason[]).map((reason) => [reason, denialJson(reason)]));
 
 /** The 429 body: `{"error":{"code":"RATE_LIMITED","message","reason"}}`. */
 export function denialBody(reason: string): string {

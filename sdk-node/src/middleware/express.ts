@@ -58,11 +58,7 @@ export function createMiddleware<
   Req extends ExpressLikeRequest = ExpressLikeRequest,
   Res extends ExpressLikeResponse = ExpressLikeResponse,
 >(options: ExpressGateOptions<Req, Res>): (req: Req, res: Res, next: ExpressNextFunction) => void {
-  const { client, tagOf, weightOf, retryAfter } = resolveOptions<Req>(
-    options,
-    "@waitstate/sdk/express createMiddleware",
-    readNodeHeader,
-  );
+  const { client, tagOf, weightOf, retryAfter } = resolveOptions<Req>(options, "@waitstate/sdk/express createMiddleware", readNodeHeader);
   const onDenied = options.onDenied;
 
   return function waitStateGate(req: Req, res: Res, next: ExpressNextFunction): void {

@@ -55,7 +55,11 @@ export interface FastifyGateOptions<Req, Reply> extends GateOptions<Req> {
  * (it skips Fastify's encapsulation, as `fastify-plugin` would, so its hooks
  * apply to every route either way).
  */
-export type FastifyGatePlugin<Req, Reply> = (app: FastifyLikeInstance<Req, Reply>, pluginOptions?: unknown, done?: (error?: Error) => void) => void
+export type FastifyGatePlugin<Req, Reply> = (
+  app: FastifyLikeInstance<Req, Reply>,
+  pluginOptions?: unknown,
+  done?: (error?: Error) => void,
+) => void;
 
 /**
  * Creates a Fastify plugin: a denied request gets a 429 with `Retry-After`
@@ -74,15 +78,10 @@ export type FastifyGatePlugin<Req, Reply> = (app: FastifyLikeInstance<Req, Reply
  * const app = Fastify();
  * createPlugin({ waitstate: ws, weightFrom: "x-cost" })(app);
  */
-export function createPlugin<
-  Req extends FastifyLikeRequest = FastifyLikeRequest,
-  Reply extends FastifyLikeReply = FastifyLikeReply,
->(options: FastifyGateOptions<Req, Reply>): FastifyGatePlugin<Req, Reply> {
-  const { client, tagOf, weightOf, retryAfter } = resolveOptions<Req>(
-    options,
-    "@waitstate/sdk/fastify createPlugin",
-    readNodeHeader,
-  );
+export function createPlugin<Req extends FastifyLikeRequest = FastifyLikeRequest, Reply extends FastifyLikeReply = FastifyLikeReply>(
+  options: FastifyGateOptions<Req, Reply>,
+): FastifyGatePlugin<Req, Reply> {
+  const { client, tagOf, weightOf, retryAfter } = resolveOptions<Req>(options, "@waitstate/sdk/fastify createPlugin", readNodeHeader);
   const onDenied = options.onDenied;
 
   function onRequest(request: Req, reply: Reply, done: FastifyHookDone): void {

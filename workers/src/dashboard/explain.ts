@@ -53,7 +53,10 @@ export function explainPolicy(status: Pick<SiteStatus, "policy" | "rules" | "tag
     const config = tags.find((t) => t.name === tag);
     let why: string;
     if (rule) {
-      why = allTrafficRule && own ? `${because(rule)}; ${allTrafficRule.id} on all traffic also applies, the stricter limit wins` : because(rule);
+      why =
+        allTrafficRule && own
+          ? `${because(rule)}; ${allTrafficRule.id} on all traffic also applies, the stricter limit wins`
+          : because(rule);
     } else if (own && allTrafficRule !== null) {
       why =
         limit === null

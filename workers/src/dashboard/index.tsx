@@ -61,7 +61,13 @@ function keysFor(c: DashContext): Promise<SessionKeys> {
 
 /** Cookie attributes: HttpOnly, SameSite=Strict, Path=/dashboard, Secure when the request came over https. */
 function cookieOptions(c: DashContext, maxAgeSeconds: number): CookieOptions {
-  return { path: "/dashboard", httpOnly: true, sameSite: "Strict", secure: new URL(c.req.url).protocol === "https:", maxAge: maxAgeSeconds };
+  return {
+    path: "/dashboard",
+    httpOnly: true,
+    sameSite: "Strict",
+    secure: new URL(c.req.url).protocol === "https:",
+    maxAge: maxAgeSeconds,
+  };
 }
 
 function clearCookie(c: DashContext, name: string): void {
@@ -77,7 +83,14 @@ function executionCtxOf(c: DashContext): ExecutionContext | undefined {
 }
 
 /** The management routes a dashboard session calls; its changes are audited as the session's. */
-const AUDITED_API_PATHS = ["/v1/organizations/*", "/v1/sites/*", "/v1/reflex-rules/*", "/v1/tags/*", "/v1/api-keys/*", "/v1/webhooks/*"] as const;
+const AUDITED_API_PATHS = [
+  "/v1/organizations/*",
+  "/v1/sites/*",
+  "/v1/reflex-rules/*",
+  "/v1/tags/*",
+  "/v1/api-keys/*",
+  "/v1/webhooks/*",
+] as const;
 
 /**
  * The least role a dashboard request needs: keys, webhooks and deleting a site
@@ -132,7 +145,11 @@ function crossSite(c: DashContext): boolean {
 
 function forbidden(c: DashContext, message: string): Promise<Response> {
   const props = c.var.org ? shell(c, "none", "Forbidden") : { title: "Forbidden", nonce: c.var.nonce };
-  return render(c, <MessagePage {...props} heading="Forbidden" message={message} back={{ href: "/dashboard/sites", label: "Back to the dashboard" }} />, 403);
+  return render(
+    c,
+    <MessagePage {...props} heading="Forbidden" message={message} back={{ href: "/dashboard/sites", label: "Back to the dashboard" }} />,
+    403,
+  );
 }
 
 /** To the login page, remembering where the user was going (GET only). */
@@ -177,7 +194,16 @@ export function registerDashboard(app: Hono<AppEnv>) {
       return render(c, <MessagePage {...props} heading={title} message={err.message} />, err.status);
     }
     console.error("dashboard error", err);
-    return render(c, <MessagePage title="Error" nonce={c.var.nonce} heading="Something went wrong" message="The dashboard failed to render this page. Try again." />, 500);
+    return render(
+      c,
+      <MessagePage
+        title="Error"
+        nonce={c.var.nonce}
+        heading="Something went wrong"
+        message="The dashboard failed to render this page. Try again."
+      />,
+      500,
+    );
   });
 
   // ------------------------------------------------------------ login and logout
@@ -189,7 +215,12 @@ export function registerDashboard(app: Hono<AppEnv>) {
       nonce = newLoginNonce();
       setCookie(c, LOGIN_COOKIE, nonce, cookieOptions(c, LOGIN_NONCE_TTL_SECONDS));
     }
-    const props = { csrf: await loginCsrfToken(keys, nonce), nonce: c.var.nonce, next: safeNext(c.req.query("next")), reason: c.req.query("reason") };
+    const props = {
+      csrf: await loginCsrfToken(keys, nonce),
+      nonce: c.var.nonce,
+      next: safeNext(c.req.query("next")),
+      reason: c.req.query("reason"),
+    };
     return render(c, <LoginPage {...props} />);
   });
 
@@ -203,7 +234,9 @@ export function registerDashboard(app: Hono<AppEnv>) {
     }
     const next = safeNext(form.next);
     const again = (error: string, status: 400 | 401) =>
-      loginCsrfToken(keys, nonce).then((csrf) => render(c, <LoginPage csrf={csrf} nonce={c.var.nonce} next={next} error={error} />, status));
+      loginCsrfToken(keys, nonce).then((csrf) =>
+        render(c, <LoginPage csrf={csrf} nonce={c.var.nonce} next={next} error={error} />, status),
+      );
     const token = text(form, "token");
     if (token === null) return again("Enter your management token.", 400);
     if (token.length > 512 || !/^\S+$/.test(token)) return again("That is not a management token.", 401);
@@ -282,7 +315,16 @@ export function registerDashboard(app: Hono<AppEnv>) {
   dash.all("*", (c) => {
     // "/dashboard/" (with the slash) is the same front door as "/dashboard".
     if (c.req.method === "GET" && new URL(c.req.url).pathname === "/dashboard/") return c.redirect("/dashboard/sites", 302);
-    return render(c, <MessagePage {...shell(c, "none", "Not found")} heading="Not found" message="There is no dashboard page here." back={{ href: "/dashboard/sites", label: "Sites" }} />, 404);
+    return render(
+      c,
+      <MessagePage
+        {...shell(c, "none", "Not found")}
+        heading="Not found"
+        message="There is no dashboard page here."
+        back={{ href: "/dashboard/sites", label: "Sites" }}
+      />,
+      404,
+    );
   });
 
   app.route("/dashboard", dash);

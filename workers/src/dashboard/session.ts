@@ -52,7 +52,10 @@ async function derive(encryptionKey: string, info: string): Promise<ArrayBuffer>
  * const cookie = await sealSession(keys, newSession(token));
  */
 export async function sessionKeys(encryptionKey: string): Promise<SessionKeys> {
-  const [sealBits, csrfBits] = await Promise.all([derive(encryptionKey, "waitstate dashboard session aes-gcm v1"), derive(encryptionKey, "waitstate dashboard csrf hmac v1")]);
+  const [sealBits, csrfBits] = await Promise.all([
+    derive(encryptionKey, "waitstate dashboard session aes-gcm v1"),
+    derive(encryptionKey, "waitstate dashboard csrf hmac v1"),
+  ]);
   const [seal, csrf] = await Promise.all([
     crypto.subtle.importKey("raw", sealBits, "AES-GCM", false, ["encrypt", "decrypt"]),
     crypto.subtle.importKey("raw", csrfBits, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
@@ -75,7 +78,11 @@ export function newSession(token: string, identity: { id: string; name: string }
 /** `v1.<iv>.<ciphertext>`, base64url: opaque to the browser, unreadable and unforgeable without ENCRYPTION_KEY. */
 export async function sealSession(keys: SessionKeys, session: Session): Promise<string> {
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: SESSION_AAD }, keys.seal, encoder.encode(JSON.stringify(session)));
+  const sealed = await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv, additionalData: SESSION_AAD },
+    keys.seal,
+    encoder.encode(JSON.stringify(session)),
+  );
   return `${SEAL_VERSION}.${base64url(iv)}.${base64url(new Uint8Array(sealed))}`;
 }
 
@@ -86,7 +93,11 @@ export async function openSession(keys: SessionKeys, value: string | undefined, 
   if (version !== SEAL_VERSION || !iv || !ciphertext || rest.length > 0) return null;
   let json: unknown;
   try {
-    const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64(iv), additionalData: SESSION_AAD }, keys.seal, fromBase64(ciphertext));
+    const plain = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: fromBase64(iv), additionalData: SESSION_AAD },
+      keys.seal,
+      fromBase64(ciphertext),
+    );
     json = JSON.parse(new TextDecoder().decode(plain));
   } catch {
     return null;

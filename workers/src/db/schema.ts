@@ -7,10 +7,7 @@
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
-const createdAt = () =>
-  integer("created_at", { mode: "number" })
-    .notNull()
-    .default(sql`(unixepoch('subsec') * 1000)`);
+const createdAt = () => integer("created_at", { mode: "number" }).notNull().default(sql`(unixepoch('subsec') * 1000)`);
 
 export const organizations = sqliteTable("organizations", {
   id: text("id").primaryKey(),
@@ -35,7 +32,9 @@ export const managementTokens = sqliteTable(
       .references(() => organizations.id, { onDelete: "cascade" }),
     tokenHash: text("token_hash").notNull(),
     name: text("name").notNull(),
-    role: text("role", { enum: ["admin", "editor", "viewer"] }).notNull().default("admin"),
+    role: text("role", { enum: ["admin", "editor", "viewer"] })
+      .notNull()
+      .default("admin"),
     siteIds: text("site_ids"),
     createdAt: createdAt(),
     revokedAt: integer("revoked_at", { mode: "number" }),
@@ -57,7 +56,9 @@ export const apiKeys = sqliteTable(
     secretKeyCiphertext: text("secret_key_ciphertext").notNull(),
     secretKeyIv: text("secret_key_iv").notNull(),
     /** `live` or `test`: a label, also shown in the key's prefix (`ws_pub_live_…`). Keys made before it existed are `live`. */
-    environment: text("environment", { enum: ["live", "test"] }).notNull().default("live"),
+    environment: text("environment", { enum: ["live", "test"] })
+      .notNull()
+      .default("live"),
     /** The one site this key may pulse and read; null: every site of the org. */
     siteId: text("site_id"),
     createdAt: createdAt(),
@@ -285,5 +286,8 @@ export const webhookDeliveries = sqliteTable(
     deliveredAt: integer("delivered_at", { mode: "number" }),
     createdAt: integer("created_at", { mode: "number" }).notNull(),
   },
-  (t) => [uniqueIndex("webhook_deliveries_event").on(t.webhookId, t.eventId), index("webhook_deliveries_list").on(t.webhookId, t.createdAt, t.id)],
+  (t) => [
+    uniqueIndex("webhook_deliveries_event").on(t.webhookId, t.eventId),
+    index("webhook_deliveries_list").on(t.webhookId, t.createdAt, t.id),
+  ],
 );

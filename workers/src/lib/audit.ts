@@ -60,7 +60,11 @@ export async function auditAs(env: Env, orgId: string, actor: AuditActor, change
   if (changes.length === 0) return;
   const at = Date.now();
   try {
-    await recordAudit(env, orgId, changes.map((change) => auditEntry(actor, change, at)));
+    await recordAudit(
+      env,
+      orgId,
+      changes.map((change) => auditEntry(actor, change, at)),
+    );
   } catch (error) {
     console.error(`audit: recording ${changes.map((c) => c.kind).join(", ")} for ${orgId} failed`, error);
   }

@@ -44,7 +44,10 @@ export function validate<S extends z.ZodType>(schema: S, input: unknown): z.outp
   );
   if (unknown.length > 0) {
     const names = [...new Set(unknown)].slice(0, 10).map((name) => `"${name}"`);
-    throw new ApiError("UNKNOWN_FIELD", `Unknown field${names.length > 1 ? "s" : ""} ${names.join(", ")}: this endpoint does not accept ${names.length > 1 ? "them" : "it"}; remove ${names.length > 1 ? "them" : "it"} or check the field name`);
+    throw new ApiError(
+      "UNKNOWN_FIELD",
+      `Unknown field${names.length > 1 ? "s" : ""} ${names.join(", ")}: this endpoint does not accept ${names.length > 1 ? "them" : "it"}; remove ${names.length > 1 ? "them" : "it"} or check the field name`,
+    );
   }
   const problem = parseWith(schema, input);
   throw new ApiError("VALIDATION_FAILED", problem.ok ? "The input is invalid" : problem.message);

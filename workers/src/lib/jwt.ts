@@ -60,7 +60,8 @@ export async function verifySdkToken(encryptionKey: string, token: string): Prom
     return claims.data;
   } catch (e) {
     if (e instanceof ApiError) throw e;
-    if (e instanceof joseErrors.JWTExpired) throw new ApiError("TOKEN_EXPIRED", "The token has expired: exchange the key pair again at POST /v1/auth/token");
+    if (e instanceof joseErrors.JWTExpired)
+      throw new ApiError("TOKEN_EXPIRED", "The token has expired: exchange the key pair again at POST /v1/auth/token");
     throw new ApiError("INVALID_TOKEN", "The token is malformed or its signature is wrong");
   }
 }

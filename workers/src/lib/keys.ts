@@ -103,7 +103,10 @@ function status(row: KeyRow): KeyStatus {
 export function assertUsable(key: KeyStatus, now: number): void {
   if (key.revokedAt !== null && key.revokedAt <= now) throw new ApiError("KEY_REVOKED", "This API key was revoked");
   if (key.expiresAt !== null && key.expiresAt <= now) {
-    throw new ApiError("KEY_REVOKED", `This API key was rotated and its grace period ended at ${new Date(key.expiresAt).toISOString()}: use the new key`);
+    throw new ApiError(
+      "KEY_REVOKED",
+      `This API key was rotated and its grace period ended at ${new Date(key.expiresAt).toISOString()}: use the new key`,
+    );
   }
 }
 
@@ -127,7 +130,9 @@ export async function pulseKey(env: Env, publishKey: string, now = Date.now()): 
     const [row] = await drizzle(env.DB).select().from(apiKeys).where(eq(apiKeys.publishKey, publishKey)).limit(1);
     if (!row) return null;
     const secret = await decryptSecret(await encryptionKey(env), { ciphertext: row.secretKeyCiphertext, iv: row.secretKeyIv });
-    const hmac = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+    const hmac = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+      "verify",
+    ]);
     return { ...status(row), hmac };
   });
   if (key === null) throw new ApiError("UNKNOWN_KEY", "No API key has this publishKey");

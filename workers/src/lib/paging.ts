@@ -22,7 +22,10 @@ export const limitParam = (fallback: number, max: number) =>
     .pipe(z.int().min(1, "limit must be at least 1").max(max, `limit must be at most ${max}`))
     .default(fallback);
 
-export const CursorParam = z.string().max(512).regex(/^[A-Za-z0-9_-]+$/, "cursor must be the nextCursor of a previous page");
+export const CursorParam = z
+  .string()
+  .max(512)
+  .regex(/^[A-Za-z0-9_-]+$/, "cursor must be the nextCursor of a previous page");
 
 export interface Cursor {
   at: number;
@@ -63,7 +66,12 @@ export function pageOf<T>(rows: T[], limit: number, cursorOf: (last: T) => strin
   return { page, nextCursor: rows.length > limit && last !== undefined ? cursorOf(last) : null };
 }
 
-const PositionShape = z.strictObject({ after: z.array(z.union([z.string().max(200), z.int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER)])).min(1).max(4) });
+const PositionShape = z.strictObject({
+  after: z
+    .array(z.union([z.string().max(200), z.int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER)]))
+    .min(1)
+    .max(4),
+});
 
 /** The cursor of a listing ordered by other keys than time (a name, or priority then time then id). */
 export function encodePosition(after: Array<string | number>): string {

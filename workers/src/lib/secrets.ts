@@ -5,7 +5,10 @@ import type { Env } from "../env.js";
 /** The `ENCRYPTION_KEY` secret, or a 503 saying how to set it. */
 export function encryptionSecret(env: Env): string {
   if (!env.ENCRYPTION_KEY) {
-    throw new ApiError("NOT_CONFIGURED", "ENCRYPTION_KEY is not set: `npm start` writes one to .dev.vars, or run `wrangler secret put ENCRYPTION_KEY`");
+    throw new ApiError(
+      "NOT_CONFIGURED",
+      "ENCRYPTION_KEY is not set: `npm start` writes one to .dev.vars, or run `wrangler secret put ENCRYPTION_KEY`",
+    );
   }
   return env.ENCRYPTION_KEY;
 }

@@ -52,13 +52,20 @@ export async function verifySigned(c: Context<AppEnv>, options: SignedRequestOpt
   let body = options.precheck ? await readCapped(c.req.raw, options.maxBytes) : null;
   if (body !== null) options.precheck?.(body);
   if (!publishKey || !timestamp || !signature) {
-    throw new ApiError("UNAUTHORIZED", `Sign the ${options.what}: send ${PULSE_HEADERS.publishKey}, ${PULSE_HEADERS.timestamp} and ${PULSE_HEADERS.signature}`);
+    throw new ApiError(
+      "UNAUTHORIZED",
+      `Sign the ${options.what}: send ${PULSE_HEADERS.publishKey}, ${PULSE_HEADERS.timestamp} and ${PULSE_HEADERS.signature}`,
+    );
   }
   if (!EPOCH_MS.test(timestamp)) throw new ApiError("TIMESTAMP_SKEW", `${PULSE_HEADERS.timestamp} must be epoch milliseconds`);
   if (Math.abs(now - Number(timestamp)) > MAX_TIMESTAMP_SKEW_MS) {
-    throw new ApiError("TIMESTAMP_SKEW", `The ${options.what} timestamp is more than 5 minutes from the control plane's clock; check the instance's clock`);
+    throw new ApiError(
+      "TIMESTAMP_SKEW",
+      `The ${options.what} timestamp is more than 5 minutes from the control plane's clock; check the instance's clock`,
+    );
   }
-  if (!HEX_SIGNATURE.test(signature)) throw new ApiError("INVALID_SIGNATURE", `${PULSE_HEADERS.signature} must be 64 hex characters (HMAC-SHA256)`);
+  if (!HEX_SIGNATURE.test(signature))
+    throw new ApiError("INVALID_SIGNATURE", `${PULSE_HEADERS.signature} must be 64 hex characters (HMAC-SHA256)`);
   body ??= await readCapped(c.req.raw, options.maxBytes);
   const key = await pulseKey(c.env, publishKey, now);
 

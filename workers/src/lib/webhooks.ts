@@ -5,12 +5,25 @@
  * tests and docs have one recipe.
  */
 import { z } from "zod";
-import { ALLOW_PRIVATE_TARGETS_VAR, AUDIT_KINDS, allowsPrivateTargets, patternKnown, webhookTargetProblem } from "@waitstate/durable-objects";
+import {
+  ALLOW_PRIVATE_TARGETS_VAR,
+  AUDIT_KINDS,
+  allowsPrivateTargets,
+  patternKnown,
+  webhookTargetProblem,
+} from "@waitstate/durable-objects";
 import { ApiError } from "../errors.js";
 import type { Env } from "../env.js";
 import { randomToken } from "./crypto.js";
 
-export { kindMatches, signWebhook, webhookBody, retryDelayMs, WEBHOOK_MAX_ATTEMPTS, DEFAULT_WEBHOOK_RETRY_BASE_MS } from "@waitstate/durable-objects";
+export {
+  kindMatches,
+  signWebhook,
+  webhookBody,
+  retryDelayMs,
+  WEBHOOK_MAX_ATTEMPTS,
+  DEFAULT_WEBHOOK_RETRY_BASE_MS,
+} from "@waitstate/durable-objects";
 
 export const MAX_WEBHOOKS_PER_ORG = 20;
 export const MAX_EVENT_PATTERNS = 50;

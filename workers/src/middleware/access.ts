@@ -75,7 +75,10 @@ export function allow(role: Role, sites: SiteReach): Declared {
           throw new ApiError("FORBIDDEN", `This ${token.role} token cannot ${what}: that needs the ${role} role (docs/roles.md)`);
         }
         if (sites === "org-wide" && token.siteIds !== null) {
-          throw new ApiError("FORBIDDEN", `This token is limited to the sites ${token.siteIds.join(", ")}; ${what} concerns the whole organization and needs a token without a site list`);
+          throw new ApiError(
+            "FORBIDDEN",
+            `This token is limited to the sites ${token.siteIds.join(", ")}; ${what} concerns the whole organization and needs a token without a site list`,
+          );
         }
         await next();
       });
@@ -92,8 +95,13 @@ export function operatorOnly(): Declared {
     { kind: "admin-token" },
     createMiddleware<AppEnv>(async (c, next) => {
       const admin = c.env.ADMIN_TOKEN;
-      if (!admin) throw new ApiError("NOT_CONFIGURED", "ADMIN_TOKEN is not set: `npm start` writes one to .dev.vars, or run `wrangler secret put ADMIN_TOKEN`");
-      if (!timingSafeEqual(bearerToken(c), admin)) throw new ApiError("INVALID_TOKEN", `${c.req.method} ${c.req.routePath} needs the ADMIN_TOKEN`);
+      if (!admin)
+        throw new ApiError(
+          "NOT_CONFIGURED",
+          "ADMIN_TOKEN is not set: `npm start` writes one to .dev.vars, or run `wrangler secret put ADMIN_TOKEN`",
+        );
+      if (!timingSafeEqual(bearerToken(c), admin))
+        throw new ApiError("INVALID_TOKEN", `${c.req.method} ${c.req.routePath} needs the ADMIN_TOKEN`);
       await next();
     }),
   );
@@ -126,6 +134,11 @@ export function canSeeSite(c: Context<AppEnv>, siteId: string): boolean {
 export function requireSiteInScope(c: Context<AppEnv>, siteId: string | null, what: string): void {
   const scope = siteScope(c);
   if (scope === null) return;
-  if (siteId === null) throw new ApiError("FORBIDDEN", `This token is limited to the sites ${scope.join(", ")}; ${what} for every site needs a token without a site list`);
-  if (!scope.includes(siteId)) throw new ApiError("FORBIDDEN", `This token is limited to the sites ${scope.join(", ")}; it cannot ${what} for "${siteId}"`);
+  if (siteId === null)
+    throw new ApiError(
+      "FORBIDDEN",
+      `This token is limited to the sites ${scope.join(", ")}; ${what} for every site needs a token without a site list`,
+    );
+  if (!scope.includes(siteId))
+    throw new ApiError("FORBIDDEN", `This token is limited to the sites ${scope.join(", ")}; it cannot ${what} for "${siteId}"`);
 }

@@ -36,7 +36,13 @@ export const managementAuth = createMiddleware<AppEnv>(async (c, next) => {
   const token = bearerToken(c);
   const hash = await sha256Hex(token);
   const [row] = await drizzle(c.env.DB)
-    .select({ orgId: managementTokens.orgId, id: managementTokens.id, name: managementTokens.name, role: managementTokens.role, siteIds: managementTokens.siteIds })
+    .select({
+      orgId: managementTokens.orgId,
+      id: managementTokens.id,
+      name: managementTokens.name,
+      role: managementTokens.role,
+      siteIds: managementTokens.siteIds,
+    })
     .from(managementTokens)
     .where(and(eq(managementTokens.tokenHash, hash), isNull(managementTokens.revokedAt)))
     .limit(1);

@@ -51,10 +51,19 @@ export function registerAdmin(app: Hono<AppEnv>) {
       changes.push({ kind: "org.plan_changed", target: before.id, before: { plan: before.plan }, after: { plan } });
     }
     if ((suspendedAt === null) !== (before.suspendedAt === null)) {
-      changes.push({ kind: suspendedAt === null ? "org.resumed" : "org.suspended", target: before.id, before: { suspended: before.suspendedAt !== null }, after: { suspended: suspendedAt !== null } });
+      changes.push({
+        kind: suspendedAt === null ? "org.resumed" : "org.suspended",
+        target: before.id,
+        before: { suspended: before.suspendedAt !== null },
+        after: { suspended: suspendedAt !== null },
+      });
     }
     if (changes.length === 0) return c.json(orgView(before));
-    const [after] = await drizzle(c.env.DB).update(organizations).set({ plan, suspendedAt }).where(eq(organizations.id, before.id)).returning();
+    const [after] = await drizzle(c.env.DB)
+      .update(organizations)
+      .set({ plan, suspendedAt })
+      .where(eq(organizations.id, before.id))
+      .returning();
     if (!after) throw new ApiError("NOT_FOUND", "No such organization");
     // Every site's aggregator re-reads the plan and the suspension and publishes its next policy now.
     await reloadSites(c.env, after.id);

@@ -68,7 +68,10 @@ async function newKey(env: Env, orgId: string, scope: { name: string; environmen
 async function ownKey(env: Env, orgId: string, rawId: string): Promise<KeyRow> {
   const id = KeyId.safeParse(rawId);
   if (!id.success) throw new ApiError("NOT_FOUND", "No such API key");
-  const [row] = await drizzle(env.DB).select().from(apiKeys).where(and(eq(apiKeys.id, id.data), eq(apiKeys.orgId, orgId)));
+  const [row] = await drizzle(env.DB)
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.id, id.data), eq(apiKeys.orgId, orgId)));
   if (!row) throw new ApiError("NOT_FOUND", "No such API key");
   return row;
 }
@@ -92,7 +95,11 @@ export function registerApiKeys(app: Hono<AppEnv>) {
 
   app.post("/v1/api-keys", allow("admin", "org-wide"), async (c) => {
     const body = await readJson(c, CreateKey);
-    const { row, secretKey } = await newKey(c.env, c.var.orgId, { name: body.name, environment: body.environment, siteId: body.siteId ?? null });
+    const { row, secretKey } = await newKey(c.env, c.var.orgId, {
+      name: body.name,
+      environment: body.environment,
+      siteId: body.siteId ?? null,
+    });
     const db = drizzle(c.env.DB);
     await db.insert(apiKeys).values(row);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
@@ -125,7 +132,8 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     const hasBody = c.req.raw.body !== null && c.req.header("content-length") !== "0";
     const { gracePeriodSeconds } = hasBody ? await readJson(c, RotateKey) : RotateKey.parse({});
     if (old.revokedAt !== null) throw new ApiError("CONFLICT", "This key is revoked; create a new one instead");
-    if (old.rotatedToId !== null) throw new ApiError("CONFLICT", `This key was already rotated to ${old.rotatedToId}; rotate that one instead`);
+    if (old.rotatedToId !== null)
+      throw new ApiError("CONFLICT", `This key was already rotated to ${old.rotatedToId}; rotate that one instead`);
     const { row, secretKey } = await newKey(c.env, c.var.orgId, { name: old.name, environment: old.environment, siteId: old.siteId });
     const now = Date.now();
     // Without a grace period the old key is revoked at once, as before; with one it expires then.
@@ -149,7 +157,13 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
     const [retired] = await db.select().from(apiKeys).where(eq(apiKeys.id, old.id));
     const view = keyView(created!);
-    await audit(c, { kind: "key.rotated", target: old.id, before: keyView(old), after: view, details: { replacedBy: row.id, gracePeriodSeconds } });
+    await audit(c, {
+      kind: "key.rotated",
+      target: old.id,
+      before: keyView(old),
+      after: view,
+      details: { replacedBy: row.id, gracePeriodSeconds },
+    });
     return c.json({ ...view, secretKey, replaces: old.id, oldKeyValidUntil: retired!.expiresAt ?? retired!.revokedAt }, 201);
   });
 }

@@ -102,10 +102,21 @@ export function registerManagementTokens(app: Hono<AppEnv>) {
       `INSERT INTO management_tokens (id, org_id, token_hash, name, role, site_ids)
        SELECT ?1, ?2, ?3, ?4, ?6, ?7 WHERE (SELECT count(*) FROM management_tokens WHERE org_id = ?2 AND revoked_at IS NULL) < ?5`,
     )
-      .bind(id, orgId, await sha256Hex(token), body.name, MAX_MANAGEMENT_TOKENS_PER_ORG, body.role, body.siteIds === undefined ? null : JSON.stringify(body.siteIds))
+      .bind(
+        id,
+        orgId,
+        await sha256Hex(token),
+        body.name,
+        MAX_MANAGEMENT_TOKENS_PER_ORG,
+        body.role,
+        body.siteIds === undefined ? null : JSON.stringify(body.siteIds),
+      )
       .run();
     if (inserted.meta.changes === 0) {
-      throw new ApiError("PLAN_LIMIT_REACHED", `An organization can have ${MAX_MANAGEMENT_TOKENS_PER_ORG} active management tokens; revoke one first`);
+      throw new ApiError(
+        "PLAN_LIMIT_REACHED",
+        `An organization can have ${MAX_MANAGEMENT_TOKENS_PER_ORG} active management tokens; revoke one first`,
+      );
     }
     const [created] = await drizzle(c.env.DB).select().from(managementTokens).where(eq(managementTokens.id, id));
     const view = tokenView(created!, c.var.managementToken?.id);

@@ -17,7 +17,14 @@ const CreateOrganization = z.strictObject({
 
 /** An organization as the API shows it; `suspended` is set and cleared by the operator (`PATCH /v1/admin/organizations/:id`). */
 export function orgView(org: typeof organizations.$inferSelect) {
-  return { id: org.id, name: org.name, plan: org.plan, suspended: org.suspendedAt !== null, suspendedAt: org.suspendedAt, createdAt: org.createdAt };
+  return {
+    id: org.id,
+    name: org.name,
+    plan: org.plan,
+    suspended: org.suspendedAt !== null,
+    suspendedAt: org.suspendedAt,
+    createdAt: org.createdAt,
+  };
 }
 
 /**
@@ -36,7 +43,9 @@ export function registerOrganizations(app: Hono<AppEnv>) {
     const db = drizzle(c.env.DB);
     await db.batch([
       db.insert(organizations).values(org),
-      db.insert(managementTokens).values({ id: randomId("mt_"), orgId: org.id, tokenHash: await sha256Hex(token), name: "initial", role: "admin" }),
+      db
+        .insert(managementTokens)
+        .values({ id: randomId("mt_"), orgId: org.id, tokenHash: await sha256Hex(token), name: "initial", role: "admin" }),
     ]);
     const [created] = await db.select().from(organizations).where(eq(organizations.id, org.id));
     const view = orgView(created!);
@@ -48,6 +57,9 @@ export function registerOrganizations(app: Hono<AppEnv>) {
     const rows = await drizzle(c.env.DB).select().from(organizations).where(eq(organizations.id, c.var.orgId));
     const token = c.var.managementToken!;
     // `access`: what the calling token may do, so a client (the dashboard, the CLI) can offer only that.
-    return c.json({ organizations: rows.map(orgView), access: { tokenId: token.id, tokenName: token.name, role: token.role, siteIds: token.siteIds } });
+    return c.json({
+      organizations: rows.map(orgView),
+      access: { tokenId: token.id, tokenName: token.name, role: token.role, siteIds: token.siteIds },
+    });
   });
 }

@@ -37,7 +37,12 @@ export function registerPulse(app: Hono<AppEnv>) {
     }
     const siteId = siteFor(key, pulse.siteId);
 
-    const result = await aggregator(c.env, key.orgId, siteId).ingest({ orgId: key.orgId, siteId, pulse: JSON.stringify(pulse), receivedAt: now });
+    const result = await aggregator(c.env, key.orgId, siteId).ingest({
+      orgId: key.orgId,
+      siteId,
+      pulse: JSON.stringify(pulse),
+      receivedAt: now,
+    });
     if (!result.ok) throw new ApiError(result.code, result.message);
     c.header("etag", result.etag);
     c.header(PULSE_ANSWER_HEADERS.counted, result.counted ? "true" : "false");

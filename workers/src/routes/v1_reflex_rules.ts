@@ -62,7 +62,10 @@ const RulePatch = z
       z.ZodOptional<z.ZodUnknown>
     >,
   )
-  .transform((body): Record<string, unknown> => Object.fromEntries(RULE_FIELDS.filter((field) => field in body).map((field) => [field, body[field]])))
+  .transform(
+    (body): Record<string, unknown> =>
+      Object.fromEntries(RULE_FIELDS.filter((field) => field in body).map((field) => [field, body[field]])),
+  )
   .refine((patch) => Object.keys(patch).length > 0, { message: `send at least one of ${RULE_FIELDS.join(", ")}` });
 
 const RulesQuery = ListQuery.extend({ siteId: IdentifierSchema.optional() });
@@ -114,7 +117,10 @@ const ruleVisible = (c: Context<AppEnv>, row: Pick<RuleRow, "siteId">) => row.si
 async function ownRule(c: Context<AppEnv>, rawId: string): Promise<RuleRow> {
   const id = RuleId.safeParse(rawId);
   if (!id.success) throw new ApiError("NOT_FOUND", "No such reflex rule");
-  const [row] = await drizzle(c.env.DB).select().from(reflexRules).where(and(eq(reflexRules.id, id.data), eq(reflexRules.orgId, c.var.orgId)));
+  const [row] = await drizzle(c.env.DB)
+    .select()
+    .from(reflexRules)
+    .where(and(eq(reflexRules.id, id.data), eq(reflexRules.orgId, c.var.orgId)));
   if (!row || !ruleVisible(c, row)) throw new ApiError("NOT_FOUND", "No such reflex rule");
   return row;
 }
@@ -178,15 +184,25 @@ function otherCustomMetrics(check: CapCheck) {
  * write itself can carry it: two rules racing for the last slot cannot both land.
  */
 function overCap(env: Env, check: CapCheck): SQL {
-  const others = drizzle(env.DB).select({ n: countDistinct(reflexRules.metric) }).from(reflexRules).where(otherCustomMetrics(check));
+  const others = drizzle(env.DB)
+    .select({ n: countDistinct(reflexRules.metric) })
+    .from(reflexRules)
+    .where(otherCustomMetrics(check));
   return sql`((${others}) >= ${check.cap})`;
 }
 
 async function capError(env: Env, check: CapCheck): Promise<ApiError> {
   if (check.cap === 0) {
-    return new ApiError("PLAN_LIMIT_REACHED", `The ${check.plan} plan has no custom metrics in reflex rules; use a built-in metric (${BUILTIN_METRICS.join(", ")}) or upgrade`);
+    return new ApiError(
+      "PLAN_LIMIT_REACHED",
+      `The ${check.plan} plan has no custom metrics in reflex rules; use a built-in metric (${BUILTIN_METRICS.join(", ")}) or upgrade`,
+    );
   }
-  const rows = await drizzle(env.DB).selectDistinct({ metric: reflexRules.metric }).from(reflexRules).where(otherCustomMetrics(check)).orderBy(asc(reflexRules.metric));
+  const rows = await drizzle(env.DB)
+    .selectDistinct({ metric: reflexRules.metric })
+    .from(reflexRules)
+    .where(otherCustomMetrics(check))
+    .orderBy(asc(reflexRules.metric));
   const where = check.metricTag === null ? "site-wide" : `for metricTag "${check.metricTag}"`;
   return new ApiError(
     "PLAN_LIMIT_REACHED",
@@ -252,7 +268,10 @@ export function registerReflexRules(app: Hono<AppEnv>) {
         .returning({ id: reflexRules.id }),
     ]);
     if (overRules.length > 0) {
-      throw new ApiError("PLAN_LIMIT_REACHED", `The ${plan} plan allows ${ruleCap} reflex rules per organization; delete or edit one instead`);
+      throw new ApiError(
+        "PLAN_LIMIT_REACHED",
+        `The ${plan} plan allows ${ruleCap} reflex rules per organization; delete or edit one instead`,
+      );
     }
     if (overMetrics.length > 0 && cap !== null) throw await capError(c.env, cap);
     const [created] = await db.select().from(reflexRules).where(eq(reflexRules.id, id));
@@ -291,7 +310,9 @@ export function registerReflexRules(app: Hono<AppEnv>) {
   app.delete("/v1/reflex-rules/:id", allow("editor", "scoped"), async (c) => {
     const rule = await ownRule(c, c.req.param("id"));
     requireSiteInScope(c, rule.siteId, "delete a rule");
-    await drizzle(c.env.DB).delete(reflexRules).where(and(eq(reflexRules.id, rule.id), eq(reflexRules.orgId, c.var.orgId)));
+    await drizzle(c.env.DB)
+      .delete(reflexRules)
+      .where(and(eq(reflexRules.id, rule.id), eq(reflexRules.orgId, c.var.orgId)));
     await reload(c.env, c.var.orgId, [rule.siteId]);
     await audit(c, { kind: "rule.deleted", siteId: rule.siteId, target: rule.id, before: ruleView(rule) });
     return c.json(ruleView(rule));

@@ -3,7 +3,15 @@ import { and, asc, eq, gt } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
 import { insertSiteWithinCap, policyKey, siteCapMessage } from "@waitstate/durable-objects";
-import { IdentifierSchema, NO_TIMING_OVERRIDES, PLAN_LIMITS, SiteSettingsSchema, siteTiming, timingProblem, type Plan } from "@waitstate/protocol";
+import {
+  IdentifierSchema,
+  NO_TIMING_OVERRIDES,
+  PLAN_LIMITS,
+  SiteSettingsSchema,
+  siteTiming,
+  timingProblem,
+  type Plan,
+} from "@waitstate/protocol";
 import { organizations, reflexEvents, sites, telemetryRollups } from "../db/schema.js";
 import { ApiError } from "../errors.js";
 import { aggregator, reloadSites } from "../lib/aggregators.js";
@@ -59,7 +67,10 @@ async function ownSite(c: Context<AppEnv>, rawId: string): Promise<SiteRow> {
   const orgId = c.var.orgId;
   const siteId = IdentifierSchema.safeParse(rawId);
   if (!siteId.success || !canSeeSite(c, siteId.data)) throw new ApiError("NOT_FOUND", "No such site");
-  const [row] = await drizzle(env.DB).select().from(sites).where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId.data)));
+  const [row] = await drizzle(env.DB)
+    .select()
+    .from(sites)
+    .where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId.data)));
   if (!row) throw new ApiError("NOT_FOUND", "No such site");
   return row;
 }
@@ -95,7 +106,10 @@ export function registerSites(app: Hono<AppEnv>) {
     const cap = PLAN_LIMITS[plan].sites;
     // The same cap-checked insert as a first pulse's, in the aggregator.
     if (!(await insertSiteWithinCap(c.env.DB, orgId, siteId, cap, settings))) {
-      const [existing] = await drizzle(c.env.DB).select({ siteId: sites.siteId }).from(sites).where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId)));
+      const [existing] = await drizzle(c.env.DB)
+        .select({ siteId: sites.siteId })
+        .from(sites)
+        .where(and(eq(sites.orgId, orgId), eq(sites.siteId, siteId)));
       if (existing) throw new ApiError("CONFLICT", `Site "${siteId}" already exists; PATCH /v1/sites/${siteId} changes its settings`);
       throw new ApiError("PLAN_LIMIT_REACHED", siteCapMessage(plan, cap));
     }
@@ -117,7 +131,11 @@ export function registerSites(app: Hono<AppEnv>) {
     const settings = mergeSettings(plan, overridesOf(site), patch);
     const [updated] = await drizzle(c.env.DB)
       .update(sites)
-      .set({ pulseIntervalMs: settings.pulseIntervalMs, leaseSeconds: settings.leaseDurationSeconds, windowSeconds: settings.windowSeconds })
+      .set({
+        pulseIntervalMs: settings.pulseIntervalMs,
+        leaseSeconds: settings.leaseDurationSeconds,
+        windowSeconds: settings.windowSeconds,
+      })
       .where(and(eq(sites.orgId, site.orgId), eq(sites.siteId, site.siteId)))
       .returning();
     if (!updated) throw new ApiError("NOT_FOUND", "No such site");

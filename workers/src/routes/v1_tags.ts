@@ -32,14 +32,24 @@ const TagId = z.string().regex(/^tag_[A-Za-z0-9_-]{1,64}$/);
 type TagRow = typeof tags.$inferSelect;
 
 function tagView(row: TagRow) {
-  return { id: row.id, name: row.name, maxWeight: row.maxWeight, priority: row.priority, autoCreated: row.autoCreated, createdAt: row.createdAt };
+  return {
+    id: row.id,
+    name: row.name,
+    maxWeight: row.maxWeight,
+    priority: row.priority,
+    autoCreated: row.autoCreated,
+    createdAt: row.createdAt,
+  };
 }
 
 /** Another org's tag id answers exactly like an unknown one: 404. */
 async function ownTag(env: Env, orgId: string, rawId: string): Promise<TagRow> {
   const id = TagId.safeParse(rawId);
   if (!id.success) throw new ApiError("NOT_FOUND", "No such tag");
-  const [row] = await drizzle(env.DB).select().from(tags).where(and(eq(tags.id, id.data), eq(tags.orgId, orgId)));
+  const [row] = await drizzle(env.DB)
+    .select()
+    .from(tags)
+    .where(and(eq(tags.id, id.data), eq(tags.orgId, orgId)));
   if (!row) throw new ApiError("NOT_FOUND", "No such tag");
   return row;
 }
@@ -73,9 +83,15 @@ export function registerTags(app: Hono<AppEnv>) {
     // The unique (org, name) index and the cap decide in the insert, so a tag the aggregator auto-creates at the same moment cannot slip in twice or past the cap.
     const id = randomId("tag_");
     await insertTagWithinCap(c.env.DB, c.var.orgId, { id, ...body, autoCreated: false }, cap).run();
-    const [created] = await db.select().from(tags).where(and(eq(tags.id, id), eq(tags.orgId, c.var.orgId)));
+    const [created] = await db
+      .select()
+      .from(tags)
+      .where(and(eq(tags.id, id), eq(tags.orgId, c.var.orgId)));
     if (!created) {
-      const [existing] = await db.select({ id: tags.id }).from(tags).where(and(eq(tags.orgId, c.var.orgId), eq(tags.name, body.name)));
+      const [existing] = await db
+        .select({ id: tags.id })
+        .from(tags)
+        .where(and(eq(tags.orgId, c.var.orgId), eq(tags.name, body.name)));
       if (!existing) throw new ApiError("PLAN_LIMIT_REACHED", tagCapMessage(org.plan, cap));
       throw new ApiError("CONFLICT", `A tag named "${body.name}" already exists: PATCH /v1/tags/${existing.id} to change it`);
     }
@@ -101,7 +117,9 @@ export function registerTags(app: Hono<AppEnv>) {
   // A deleted tag falls back to the defaults; if pulses still carry it, the aggregator re-creates it as autoCreated.
   app.delete("/v1/tags/:id", allow("editor", "org-wide"), async (c) => {
     const tag = await ownTag(c.env, c.var.orgId, c.req.param("id"));
-    await drizzle(c.env.DB).delete(tags).where(and(eq(tags.id, tag.id), eq(tags.orgId, c.var.orgId)));
+    await drizzle(c.env.DB)
+      .delete(tags)
+      .where(and(eq(tags.id, tag.id), eq(tags.orgId, c.var.orgId)));
     await reloadSites(c.env, c.var.orgId);
     await audit(c, { kind: "tag.deleted", target: tag.id, before: tagView(tag) });
     return c.json(tagView(tag));

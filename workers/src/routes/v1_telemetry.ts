@@ -20,10 +20,7 @@ const intParam = (max: number) =>
     .transform(Number)
     .pipe(z.int().max(max));
 
-const limitParam = (fallback: number, max: number) =>
-  intParam(max)
-    .pipe(z.int().min(1))
-    .default(fallback);
+const limitParam = (fallback: number, max: number) => intParam(max).pipe(z.int().min(1)).default(fallback);
 
 const TelemetryQuery = z
   .object({
@@ -64,7 +61,17 @@ export function registerTelemetry(app: Hono<AppEnv>) {
     const scopeOf = siteCondition(siteScope(c));
     const t = telemetryRollups;
     const rollups = await drizzle(c.env.DB)
-      .select({ siteId: t.siteId, tag: t.tag, minute: t.minute, calls: t.calls, bounced: t.bounced, errors: t.errors, p50: t.p50, p95: t.p95, p99: t.p99 })
+      .select({
+        siteId: t.siteId,
+        tag: t.tag,
+        minute: t.minute,
+        calls: t.calls,
+        bounced: t.bounced,
+        errors: t.errors,
+        p50: t.p50,
+        p95: t.p95,
+        p99: t.p99,
+      })
       .from(t)
       .where(
         and(

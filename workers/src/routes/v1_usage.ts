@@ -10,7 +10,12 @@ import { allow } from "../middleware/access.js";
 import type { AppEnv } from "../env.js";
 
 /** Months are UTC calendar months, as the ledger keys them. */
-const UsageQuery = z.object({ month: z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, "month must be YYYY-MM").optional() });
+const UsageQuery = z.object({
+  month: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, "month must be YYYY-MM")
+    .optional(),
+});
 
 /**
  * `GET /v1/usage?month=YYYY-MM`: the org's gate calls per month against its

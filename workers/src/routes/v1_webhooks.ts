@@ -21,7 +21,9 @@ const CreateWebhook = z.strictObject({
 });
 const UpdateWebhook = z
   .strictObject({ url: WebhookUrlSchema.optional(), events: EventsSchema.optional(), enabled: z.boolean().optional() })
-  .refine((patch) => patch.url !== undefined || patch.events !== undefined || patch.enabled !== undefined, { message: "send url, events, enabled or several" });
+  .refine((patch) => patch.url !== undefined || patch.events !== undefined || patch.enabled !== undefined, {
+    message: "send url, events, enabled or several",
+  });
 const DeliveriesQuery = z.object({ limit: limitParam(50, 200), cursor: CursorParam.optional() });
 const WebhookId = z.string().regex(/^wh_[A-Za-z0-9_-]{1,64}$/);
 
@@ -61,7 +63,10 @@ function deliveryView(row: DeliveryRow) {
 async function ownWebhook(env: Env, orgId: string, rawId: string): Promise<WebhookRow> {
   const id = WebhookId.safeParse(rawId);
   if (!id.success) throw new ApiError("NOT_FOUND", "No such webhook");
-  const [row] = await drizzle(env.DB).select().from(webhooks).where(and(eq(webhooks.id, id.data), eq(webhooks.orgId, orgId)));
+  const [row] = await drizzle(env.DB)
+    .select()
+    .from(webhooks)
+    .where(and(eq(webhooks.id, id.data), eq(webhooks.orgId, orgId)));
   if (!row) throw new ApiError("NOT_FOUND", "No such webhook");
   return row;
 }
@@ -138,7 +143,9 @@ export function registerWebhooks(app: Hono<AppEnv>) {
 
   app.delete("/v1/webhooks/:id", allow("admin", "org-wide"), async (c) => {
     const hook = await ownWebhook(c.env, c.var.orgId, c.req.param("id"));
-    await drizzle(c.env.DB).delete(webhooks).where(and(eq(webhooks.id, hook.id), eq(webhooks.orgId, c.var.orgId)));
+    await drizzle(c.env.DB)
+      .delete(webhooks)
+      .where(and(eq(webhooks.id, hook.id), eq(webhooks.orgId, c.var.orgId)));
     try {
       await dispatcherFor(c.env.WEBHOOK_DISPATCHER, c.var.orgId).forget(hook.id);
     } catch (error) {
@@ -159,13 +166,7 @@ export function registerWebhooks(app: Hono<AppEnv>) {
     const rows = await drizzle(c.env.DB)
       .select()
       .from(d)
-      .where(
-        and(
-          eq(d.webhookId, hook.id),
-          eq(d.orgId, c.var.orgId),
-          olderThan(d.createdAt, d.id, after),
-        ),
-      )
+      .where(and(eq(d.webhookId, hook.id), eq(d.orgId, c.var.orgId), olderThan(d.createdAt, d.id, after)))
       .orderBy(desc(d.createdAt), desc(d.id))
       .limit(limit + 1);
     const { page, nextCursor } = pageOf(rows, limit, (last) => encodeCursor({ at: last.createdAt, id: last.id }));

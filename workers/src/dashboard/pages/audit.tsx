@@ -83,7 +83,9 @@ async function auditPage(c: DashContext) {
   const cursor = c.req.query("cursor") || null;
   const from = rangeMs === null ? null : Date.now() - rangeMs;
   const [log, sites] = await Promise.all([
-    c.var.api.get<{ entries: AuditEntry[]; nextCursor: string | null }>(`/v1/audit-log${query({ siteId, kind, from, limit: PAGE_SIZE, cursor })}`),
+    c.var.api.get<{ entries: AuditEntry[]; nextCursor: string | null }>(
+      `/v1/audit-log${query({ siteId, kind, from, limit: PAGE_SIZE, cursor })}`,
+    ),
     c.var.api.getAll<"sites", Site>("/v1/sites", "sites"),
   ]);
   if (routeMissing(log)) {
@@ -142,7 +144,9 @@ async function auditPage(c: DashContext) {
       <Card title={cursor ? "Older entries" : "Newest first"}>
         {entries.length === 0 ? (
           <p class="empty">
-            {invalid ? "Fix the filter above." : "Nothing recorded for this filter. Every change made here, by the API or the CLI, and every rule fire or clear appears in this log."}
+            {invalid
+              ? "Fix the filter above."
+              : "Nothing recorded for this filter. Every change made here, by the API or the CLI, and every rule fire or clear appears in this log."}
           </p>
         ) : (
           <TableWrap>
@@ -164,7 +168,15 @@ async function auditPage(c: DashContext) {
                     <td>{e.siteId ?? <span class="muted">org</span>}</td>
                     <td class="small">{actorOf(e)}</td>
                     <td>
-                      <Badge tone={e.kind.startsWith("rule.fired") || e.kind === "kill.on" || e.kind === "cap_exceeded" ? "bad" : e.actor.type === "system" ? "info" : "muted"}>
+                      <Badge
+                        tone={
+                          e.kind.startsWith("rule.fired") || e.kind === "kill.on" || e.kind === "cap_exceeded"
+                            ? "bad"
+                            : e.actor.type === "system"
+                              ? "info"
+                              : "muted"
+                        }
+                      >
                         {e.kind}
                       </Badge>
                     </td>

@@ -58,7 +58,11 @@ function usable(key: ApiKey, now: number): boolean {
 function KeyState(props: { apiKey: ApiKey }) {
   const key = props.apiKey;
   if (usable(key, Date.now())) {
-    return key.expiresAt === null ? <Badge tone="ok">active</Badge> : <Badge tone="muted">{`rotated, valid until ${fmtTime(key.expiresAt)}`}</Badge>;
+    return key.expiresAt === null ? (
+      <Badge tone="ok">active</Badge>
+    ) : (
+      <Badge tone="muted">{`rotated, valid until ${fmtTime(key.expiresAt)}`}</Badge>
+    );
   }
   return key.rotatedToId ? <Badge tone="muted">rotated</Badge> : <Badge tone="bad">revoked</Badge>;
 }
@@ -123,7 +127,9 @@ async function keysPage(c: DashContext, extra?: { created?: NewApiKey; create?: 
       {extra?.created ? <NewSecret apiKey={extra.created} origin={new URL(c.req.url).origin} /> : null}
       <Card title="Active key pairs">
         {active.length === 0 ? (
-          <p class="empty">No active key pair. Create one below and give its publish and secret keys to the SDK; it signs every pulse with the secret.</p>
+          <p class="empty">
+            No active key pair. Create one below and give its publish and secret keys to the SDK; it signs every pulse with the secret.
+          </p>
         ) : (
           table(active)
         )}
@@ -153,7 +159,9 @@ async function findKey(c: DashContext, id: string) {
   const keys = await c.var.api.getAll<"apiKeys", ApiKey>("/v1/api-keys", "apiKeys");
   if (!keys.ok) return keys;
   const key = keys.data.apiKeys.find((k) => k.id === id);
-  return key ? { ok: true as const, status: 200, data: key } : { ok: false as const, status: 404, code: "NOT_FOUND", message: "No such API key" };
+  return key
+    ? { ok: true as const, status: 200, data: key }
+    : { ok: false as const, status: 404, code: "NOT_FOUND", message: "No such API key" };
 }
 
 export function registerKeyPages(dash: Hono<DashEnv>) {
@@ -171,8 +179,8 @@ export function registerKeyPages(dash: Hono<DashEnv>) {
     if (!key.ok) return failurePage(c, key, "keys");
     const message = (
       <p>
-        A new pair replaces <strong>{key.data.name}</strong> (<code>{key.data.publishKey}</code>). The old pair is revoked at once: SDKs still using it get{" "}
-        <code>KEY_REVOKED</code> (within 5 s everywhere), so deploy the new secret right after.
+        A new pair replaces <strong>{key.data.name}</strong> (<code>{key.data.publishKey}</code>). The old pair is revoked at once: SDKs
+        still using it get <code>KEY_REVOKED</code> (within 5 s everywhere), so deploy the new secret right after.
       </p>
     );
     return render(
@@ -202,8 +210,8 @@ export function registerKeyPages(dash: Hono<DashEnv>) {
     if (!key.ok) return failurePage(c, key, "keys");
     const message = (
       <p>
-        <strong>{key.data.name}</strong> (<code>{key.data.publishKey}</code>) stops working at once here and within 30 s everywhere. SDKs using it can no longer
-        pulse; their gates fall back to safe mode when the lease runs out.
+        <strong>{key.data.name}</strong> (<code>{key.data.publishKey}</code>) stops working at once here and within 30 s everywhere. SDKs
+        using it can no longer pulse; their gates fall back to safe mode when the lease runs out.
       </p>
     );
     return render(

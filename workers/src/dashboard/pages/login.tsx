@@ -33,12 +33,21 @@ export function LoginPage(props: LoginPageProps) {
               error={props.error}
               hint={
                 <>
-                  The <code>ws_mgmt_…</code> token <code>POST /v1/organizations</code> printed once. The dashboard keeps it only in an encrypted, HttpOnly cookie
-                  for 12 hours.
+                  The <code>ws_mgmt_…</code> token <code>POST /v1/organizations</code> printed once. The dashboard keeps it only in an
+                  encrypted, HttpOnly cookie for 12 hours.
                 </>
               }
             >
-              <input id="f-token" name="token" type="password" required autofocus spellcheck={false} autocomplete="off" placeholder="ws_mgmt_…" />
+              <input
+                id="f-token"
+                name="token"
+                type="password"
+                required
+                autofocus
+                spellcheck={false}
+                autocomplete="off"
+                placeholder="ws_mgmt_…"
+              />
             </Field>
             <div class="form-actions">
               <button type="submit">Log in</button>

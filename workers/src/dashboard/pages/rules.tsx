@@ -13,7 +13,19 @@ import { fmtAgo, ruleAction, ruleCondition } from "../ui/format.js";
 import { Badge, Card, CsrfField, Field, Flash, Layout, TableWrap } from "../ui/layout.js";
 import { can, doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
 
-const RULE_FIELDS = ["siteId", "tagName", "metric", "metricTag", "operator", "threshold", "action", "actionValue", "enabled", "priority", "cooldownSeconds"] as const;
+const RULE_FIELDS = [
+  "siteId",
+  "tagName",
+  "metric",
+  "metricTag",
+  "operator",
+  "threshold",
+  "action",
+  "actionValue",
+  "enabled",
+  "priority",
+  "cooldownSeconds",
+] as const;
 const MAX_PRIORITY = 1_000_000;
 
 /** The API body a rule form describes. Types only: the API validates the values. */
@@ -108,7 +120,12 @@ function RuleForm(props: RuleFormProps) {
             </option>
           </select>
         </Field>
-        <Field label="Throttle to (0–1)" name="actionValue" error={e.actionValue} hint="Throttle only: multiplies the target's baseline max weight">
+        <Field
+          label="Throttle to (0–1)"
+          name="actionValue"
+          error={e.actionValue}
+          hint="Throttle only: multiplies the target's baseline max weight"
+        >
           <input id="f-actionValue" name="actionValue" inputmode="decimal" value={v("actionValue")} placeholder="0.5" />
         </Field>
         <Field label="Target tag" name="tagName" error={e.tagName} hint="Empty: all traffic">
@@ -120,7 +137,12 @@ function RuleForm(props: RuleFormProps) {
         <Field label="Priority" name="priority" error={e.priority} hint="Lower applies first; first active rule per target wins">
           <input id="f-priority" name="priority" inputmode="numeric" value={v("priority")} />
         </Field>
-        <Field label="Cooldown (s)" name="cooldownSeconds" error={e.cooldownSeconds} hint={`Keeps applying this long after it stops matching (default ${DEFAULT_RULE_COOLDOWN_SECONDS})`}>
+        <Field
+          label="Cooldown (s)"
+          name="cooldownSeconds"
+          error={e.cooldownSeconds}
+          hint={`Keeps applying this long after it stops matching (default ${DEFAULT_RULE_COOLDOWN_SECONDS})`}
+        >
           <input id="f-cooldownSeconds" name="cooldownSeconds" inputmode="numeric" value={v("cooldownSeconds")} />
         </Field>
         <Field label="Enabled" name="enabled" error={e.enabled}>
@@ -137,7 +159,10 @@ function RuleForm(props: RuleFormProps) {
 }
 
 async function loadRefs(c: DashContext) {
-  const [sites, tags] = await Promise.all([c.var.api.getAll<"sites", Site>("/v1/sites", "sites"), c.var.api.getAll<"tags", Tag>("/v1/tags", "tags")]);
+  const [sites, tags] = await Promise.all([
+    c.var.api.getAll<"sites", Site>("/v1/sites", "sites"),
+    c.var.api.getAll<"tags", Tag>("/v1/tags", "tags"),
+  ]);
   return { sites: sites.ok ? sites.data.sites : [], tags: tags.ok ? tags.data.tags : [] };
 }
 
@@ -204,7 +229,10 @@ function RuleRow(props: { rule: Rule; csrf: string; first: boolean; last: boolea
 
 async function rulesPage(c: DashContext, create?: { form: FormFields; errors: FieldErrors }) {
   const siteFilter = c.req.query("siteId") || null;
-  const [rules, refs] = await Promise.all([c.var.api.getAll<"reflexRules", Rule>(`/v1/reflex-rules${query({ siteId: siteFilter })}`, "reflexRules"), loadRefs(c)]);
+  const [rules, refs] = await Promise.all([
+    c.var.api.getAll<"reflexRules", Rule>(`/v1/reflex-rules${query({ siteId: siteFilter })}`, "reflexRules"),
+    loadRefs(c),
+  ]);
   if (!rules.ok) return failurePage(c, rules, "rules");
   const list = rules.data.reflexRules;
   const nextPriority = Math.min(MAX_PRIORITY, list.reduce((m, r) => Math.max(m, r.priority), 0) + 1);
@@ -232,8 +260,8 @@ async function rulesPage(c: DashContext, create?: { form: FormFields; errors: Fi
       >
         {list.length === 0 ? (
           <p class="empty">
-            No rules {siteFilter ? "for this site" : "yet"}. A rule watches a metric of the window (say <code>p95_latency &gt; 500</code>) and blocks or throttles
-            a tag (or all traffic) while it holds. Create one below.
+            No rules {siteFilter ? "for this site" : "yet"}. A rule watches a metric of the window (say <code>p95_latency &gt; 500</code>)
+            and blocks or throttles a tag (or all traffic) while it holds. Create one below.
           </p>
         ) : (
           <TableWrap>
@@ -251,15 +279,22 @@ async function rulesPage(c: DashContext, create?: { form: FormFields; errors: Fi
               </thead>
               <tbody>
                 {list.map((r, i) => (
-                  <RuleRow rule={r} csrf={c.var.csrf} first={i === 0} last={i === list.length - 1} siteFilter={siteFilter} editable={can(c, "editor", r.siteId === null)} />
+                  <RuleRow
+                    rule={r}
+                    csrf={c.var.csrf}
+                    first={i === 0}
+                    last={i === list.length - 1}
+                    siteFilter={siteFilter}
+                    editable={can(c, "editor", r.siteId === null)}
+                  />
                 ))}
               </tbody>
             </table>
           </TableWrap>
         )}
         <p class="muted small">
-          Rules apply by priority, lowest first; for each target (a tag, or all traffic) the first active rule wins and later ones wait. Rules with equal priority
-          apply in id order.
+          Rules apply by priority, lowest first; for each target (a tag, or all traffic) the first active rule wins and later ones wait.
+          Rules with equal priority apply in id order.
         </p>
       </Card>
       {can(c, "editor") ? (
@@ -286,7 +321,9 @@ async function findRule(c: DashContext, id: string) {
   const rules = await c.var.api.getAll<"reflexRules", Rule>("/v1/reflex-rules", "reflexRules");
   if (!rules.ok) return rules;
   const rule = rules.data.reflexRules.find((r) => r.id === id);
-  return rule ? { ok: true as const, status: 200, data: rule } : { ok: false as const, status: 404, code: "NOT_FOUND", message: "No such reflex rule" };
+  return rule
+    ? { ok: true as const, status: 200, data: rule }
+    : { ok: false as const, status: 404, code: "NOT_FOUND", message: "No such reflex rule" };
 }
 
 async function editPage(c: DashContext, id: string, edit?: { form: FormFields; errors: FieldErrors }) {

@@ -67,10 +67,16 @@ export function redirectDone(c: DashContext, path: string, done: keyof typeof DO
  * A failed API read as a page: 404 (also another organization's ids: the API
  * cannot tell them apart, so neither can the dashboard), or the API's message.
  */
-export function failurePage(c: DashContext, failure: Extract<ApiResult<unknown>, { ok: false }>, section: NavSection = "none", back?: { href: string; label: string }): Promise<Response> {
+export function failurePage(
+  c: DashContext,
+  failure: Extract<ApiResult<unknown>, { ok: false }>,
+  section: NavSection = "none",
+  back?: { href: string; label: string },
+): Promise<Response> {
   const status = (failure.status >= 400 && failure.status <= 599 ? failure.status : 500) as ContentfulStatusCode;
   const heading = failure.status === 404 ? "Not found" : "That did not work";
-  const message = failure.status === 404 ? `${failure.message}. It may have been deleted, or it belongs to another organization.` : failure.message;
+  const message =
+    failure.status === 404 ? `${failure.message}. It may have been deleted, or it belongs to another organization.` : failure.message;
   const props = { ...shell(c, section, heading), heading, message };
   return render(c, <MessagePage {...props} {...(back ? { back } : {})} />, status);
 }
@@ -122,4 +128,3 @@ export function ConfirmPage(props: {
     </Layout>
   );
 }
-

@@ -28,7 +28,12 @@ const COLORS = { calls: "#2457d6", bounced: "#d97706", errors: "#b42318", p50: "
 // ------------------------------------------------------------ charts from rollups
 
 /** One value per minute of `minutes` from the site's `__site__` rollups. */
-function perMinute(rollups: readonly Rollup[], minutes: readonly number[], pick: (r: Rollup) => number | null, missing: number | null): Array<number | null> {
+function perMinute(
+  rollups: readonly Rollup[],
+  minutes: readonly number[],
+  pick: (r: Rollup) => number | null,
+  missing: number | null,
+): Array<number | null> {
   const byMinute = new Map(rollups.map((r) => [r.minute, r]));
   return minutes.map((m) => {
     const r = byMinute.get(m);
@@ -53,15 +58,26 @@ function latencySeries(rollups: readonly Rollup[], minutes: readonly number[]): 
 }
 
 function errorSeries(rollups: readonly Rollup[], minutes: readonly number[]): ChartSeries[] {
-  return [{ name: "error rate", color: COLORS.errors, values: perMinute(rollups, minutes, (r) => (r.calls > 0 ? (r.errors / r.calls) * 100 : 0), null) }];
+  return [
+    {
+      name: "error rate",
+      color: COLORS.errors,
+      values: perMinute(rollups, minutes, (r) => (r.calls > 0 ? (r.errors / r.calls) * 100 : 0), null),
+    },
+  ];
 }
 
-const NO_ROLLUPS = "No traffic in the last hour yet. Charts fill in a minute after the first pulses (each minute is rolled up when it ends).";
+const NO_ROLLUPS =
+  "No traffic in the last hour yet. Charts fill in a minute after the first pulses (each minute is rolled up when it ends).";
 const fmtPctValue = (v: number) => `${fmtNum(v)} %`;
 const fmtMsValue = (v: number) => `${fmtNum(v)} ms`;
 
 function lastHourTotals(rollups: readonly Rollup[]) {
-  return rollups.reduce((t, r) => ({ calls: t.calls + r.calls, bounced: t.bounced + r.bounced, errors: t.errors + r.errors }), { calls: 0, bounced: 0, errors: 0 });
+  return rollups.reduce((t, r) => ({ calls: t.calls + r.calls, bounced: t.bounced + r.bounced, errors: t.errors + r.errors }), {
+    calls: 0,
+    bounced: 0,
+    errors: 0,
+  });
 }
 
 function PolicyStatusBadge(props: { status: SiteStatus | null; site: Site }) {
@@ -78,7 +94,10 @@ function PolicyStatusBadge(props: { status: SiteStatus | null; site: Site }) {
 /** `wide`: the card has the page's width (a single site), so its charts sit side by side. */
 function SiteCard(props: { site: Site; status: SiteStatus | null; rollups: Rollup[]; now: number; wide: boolean }) {
   const { site, status, rollups } = props;
-  const minutes = chartMinutes(props.now, rollups.map((r) => r.minute));
+  const minutes = chartMinutes(
+    props.now,
+    rollups.map((r) => r.minute),
+  );
   const w = status?.window;
   const totals = lastHourTotals(rollups);
   const href = `/dashboard/sites/${seg(site.siteId)}`;
@@ -98,11 +117,18 @@ function SiteCard(props: { site: Site; status: SiteStatus | null; rollups: Rollu
         <Stat label="calls/s" value={w ? fmtNum(w.rps) : "–"} hint="now" />
         <Stat label="error rate" value={w ? fmtPct(w.errorRate) : "–"} hint="now" tone={w && w.errorRate > 0.05 ? "bad" : undefined} />
         <Stat label="p95" value={w ? fmtMs(w.p95) : "–"} hint="now" />
-        <Stat label="bounced" value={fmtInt(totals.bounced)} hint={`of ${fmtInt(totals.calls)} calls, last hour`} tone={totals.bounced > 0 ? "warn" : undefined} />
+        <Stat
+          label="bounced"
+          value={fmtInt(totals.bounced)}
+          hint={`of ${fmtInt(totals.calls)} calls, last hour`}
+          tone={totals.bounced > 0 ? "warn" : undefined}
+        />
       </div>
       <div class={props.wide ? "grid two" : "grid"}>
         <LineChart title="Traffic" unit="per s" minutes={minutes} series={trafficSeries(rollups, minutes)} emptyText={NO_ROLLUPS} />
-        {rollups.length > 0 ? <LineChart title="Latency" unit="ms" minutes={minutes} series={latencySeries(rollups, minutes)} format={fmtMsValue} /> : null}
+        {rollups.length > 0 ? (
+          <LineChart title="Latency" unit="ms" minutes={minutes} series={latencySeries(rollups, minutes)} format={fmtMsValue} />
+        ) : null}
       </div>
       <p>
         <a href={href}>Policy, rules and settings →</a>
@@ -167,7 +193,8 @@ async function sitesPage(c: DashContext, createForm?: { form: Record<string, str
         <>
           <Card title="No sites yet">
             <p class="empty">
-              A site is one fleet that shares a policy: every SDK instance with the same <code>siteId</code>. It appears here with its first pulse.
+              A site is one fleet that shares a policy: every SDK instance with the same <code>siteId</code>. It appears here with its first
+              pulse.
             </p>
           </Card>
           <FirstPulse baseUrl={origin} publishKey={activeKey?.publishKey ?? null} />
@@ -175,19 +202,31 @@ async function sitesPage(c: DashContext, createForm?: { form: Record<string, str
       ) : (
         <div class={list.length > 1 ? "grid two" : "grid"}>
           {list.map((site, i) => (
-            <SiteCard site={site} status={statuses[i] ?? null} rollups={rollups.filter((r) => r.siteId === site.siteId)} now={now} wide={list.length === 1} />
+            <SiteCard
+              site={site}
+              status={statuses[i] ?? null}
+              rollups={rollups.filter((r) => r.siteId === site.siteId)}
+              now={now}
+              wide={list.length === 1}
+            />
           ))}
         </div>
       )}
       {can(c, "editor") ? (
         <Card title="Create a site ahead of its first pulse" id="create">
-          <p class="muted small">Only needed to give a site its own timing before it pulses. Sites are otherwise created by their first pulse.</p>
+          <p class="muted small">
+            Only needed to give a site its own timing before it pulses. Sites are otherwise created by their first pulse.
+          </p>
           <CreateSiteForm csrf={c.var.csrf} form={createForm?.form} errors={createForm?.errors} />
         </Card>
       ) : null}
     </>
   );
-  return render(c, <Layout {...shell(c, "sites", "Sites", createForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>, createForm ? 400 : 200);
+  return render(
+    c,
+    <Layout {...shell(c, "sites", "Sites", createForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>,
+    createForm ? 400 : 200,
+  );
 }
 
 // ------------------------------------------------------------ one site
@@ -199,11 +238,14 @@ function PolicyTable(props: { status: SiteStatus; tags: Tag[]; site: Site }) {
     <>
       {policy.killSignal ? (
         <Flash kind="error">
-          <strong>Kill switch ON:</strong> every <code>gate()</code> of this site denies with <code>kill_signal</code>, whatever the limits below say.
+          <strong>Kill switch ON:</strong> every <code>gate()</code> of this site denies with <code>kill_signal</code>, whatever the limits
+          below say.
         </Flash>
       ) : null}
       {policy.status === "cap_exceeded" ? (
-        <Flash kind="warn">The organization's monthly call allowance is used up: policies say cap_exceeded and SDKs fail open (allow everything).</Flash>
+        <Flash kind="warn">
+          The organization's monthly call allowance is used up: policies say cap_exceeded and SDKs fail open (allow everything).
+        </Flash>
       ) : null}
       <TableWrap>
         <table data-policy>
@@ -228,8 +270,8 @@ function PolicyTable(props: { status: SiteStatus; tags: Tag[]; site: Site }) {
         </table>
       </TableWrap>
       <p class="muted small">
-        Policy version {policy.version}, issued {fmtTime(policy.issuedAt ?? null)}. A request passes <code>gate(tag, weight)</code> when its weight is at most the max
-        weight (0 denies everything of that tag).
+        Policy version {policy.version}, issued {fmtTime(policy.issuedAt ?? null)}. A request passes <code>gate(tag, weight)</code> when its
+        weight is at most the max weight (0 denies everything of that tag).
       </p>
     </>
   );
@@ -240,7 +282,8 @@ function RuleStates(props: { status: SiteStatus }) {
   if (rules.length === 0) {
     return (
       <p class="muted">
-        No reflex rules apply to this site. <a href="/dashboard/rules#create">Create one</a>, e.g. “when p95_latency &gt; 500 then block free”.
+        No reflex rules apply to this site. <a href="/dashboard/rules#create">Create one</a>, e.g. “when p95_latency &gt; 500 then block
+        free”.
       </p>
     );
   }
@@ -362,13 +405,38 @@ function TimingForm(props: { csrf: string; site: Site; form?: Record<string, str
       <CsrfField token={props.csrf} />
       {props.errors?.general ? <Flash kind="error">{props.errors.general}</Flash> : null}
       <div class="form-grid">
-        <Field label="Pulse interval (ms)" name="pulseIntervalMs" error={e.pulseIntervalMs} hint={`Now ${fmtInt(site.timing.pulseIntervalMs)} ms. Empty: the plan's.`}>
-          <input id="f-pulseIntervalMs" name="pulseIntervalMs" inputmode="numeric" value={valueOf(props.form, "pulseIntervalMs", site.settings.pulseIntervalMs)} />
+        <Field
+          label="Pulse interval (ms)"
+          name="pulseIntervalMs"
+          error={e.pulseIntervalMs}
+          hint={`Now ${fmtInt(site.timing.pulseIntervalMs)} ms. Empty: the plan's.`}
+        >
+          <input
+            id="f-pulseIntervalMs"
+            name="pulseIntervalMs"
+            inputmode="numeric"
+            value={valueOf(props.form, "pulseIntervalMs", site.settings.pulseIntervalMs)}
+          />
         </Field>
-        <Field label="Window (s)" name="windowSeconds" error={e.windowSeconds} hint={`Now ${fmtNum(site.timing.windowSeconds)} s: what the rules read. Empty: 30 s.`}>
-          <input id="f-windowSeconds" name="windowSeconds" inputmode="decimal" value={valueOf(props.form, "windowSeconds", site.settings.windowSeconds)} />
+        <Field
+          label="Window (s)"
+          name="windowSeconds"
+          error={e.windowSeconds}
+          hint={`Now ${fmtNum(site.timing.windowSeconds)} s: what the rules read. Empty: 30 s.`}
+        >
+          <input
+            id="f-windowSeconds"
+            name="windowSeconds"
+            inputmode="decimal"
+            value={valueOf(props.form, "windowSeconds", site.settings.windowSeconds)}
+          />
         </Field>
-        <Field label="Lease (s)" name="leaseDurationSeconds" error={e.leaseDurationSeconds} hint={`Now ${fmtInt(site.timing.leaseDurationSeconds)} s. Empty: the plan's.`}>
+        <Field
+          label="Lease (s)"
+          name="leaseDurationSeconds"
+          error={e.leaseDurationSeconds}
+          hint={`Now ${fmtInt(site.timing.leaseDurationSeconds)} s. Empty: the plan's.`}
+        >
           <input
             id="f-leaseDurationSeconds"
             name="leaseDurationSeconds"
@@ -400,7 +468,10 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
   const s = status.data;
   const w = s.window;
   const rollups = telemetry.ok ? telemetry.data.rollups : [];
-  const minutes = chartMinutes(now, rollups.map((r) => r.minute));
+  const minutes = chartMinutes(
+    now,
+    rollups.map((r) => r.minute),
+  );
   const killHref = `/dashboard/sites/${seg(siteId)}/kill?on=${site.data.killSwitch ? "0" : "1"}`;
   const body = (
     <>
@@ -437,11 +508,27 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
       <Card title="Last hour">
         <div class="grid three">
           <LineChart title="Traffic" unit="per s" minutes={minutes} series={trafficSeries(rollups, minutes)} emptyText={NO_ROLLUPS} />
-          <LineChart title="Error rate" unit="%" minutes={minutes} series={errorSeries(rollups, minutes)} format={fmtPctValue} emptyText="No traffic in the last hour yet." />
-          <LineChart title="Latency" unit="ms" minutes={minutes} series={latencySeries(rollups, minutes)} format={fmtMsValue} emptyText="No latency reported in the last hour yet." />
+          <LineChart
+            title="Error rate"
+            unit="%"
+            minutes={minutes}
+            series={errorSeries(rollups, minutes)}
+            format={fmtPctValue}
+            emptyText="No traffic in the last hour yet."
+          />
+          <LineChart
+            title="Latency"
+            unit="ms"
+            minutes={minutes}
+            series={latencySeries(rollups, minutes)}
+            format={fmtMsValue}
+            emptyText="No latency reported in the last hour yet."
+          />
         </div>
       </Card>
-      {w.pulses === 0 && site.data.lastPulseAt === null ? <FirstPulse baseUrl={new URL(c.req.url).origin} publishKey={null} siteId={siteId} /> : null}
+      {w.pulses === 0 && site.data.lastPulseAt === null ? (
+        <FirstPulse baseUrl={new URL(c.req.url).origin} publishKey={null} siteId={siteId} />
+      ) : null}
       <Card title="Current policy" id="policy">
         <PolicyTable status={s} tags={tags.ok ? tags.data.tags : []} site={site.data} />
       </Card>
@@ -467,7 +554,8 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
             <TimingForm csrf={c.var.csrf} site={site.data} form={timingForm?.form} errors={timingForm?.errors} />
           ) : (
             <p class="small">
-              pulse every {fmtInt(site.data.timing.pulseIntervalMs)} ms · window {fmtNum(site.data.timing.windowSeconds)} s · lease {fmtInt(site.data.timing.leaseDurationSeconds)} s
+              pulse every {fmtInt(site.data.timing.pulseIntervalMs)} ms · window {fmtNum(site.data.timing.windowSeconds)} s · lease{" "}
+              {fmtInt(site.data.timing.leaseDurationSeconds)} s
             </p>
           )}
         </Card>
@@ -482,7 +570,11 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
       ) : null}
     </>
   );
-  return render(c, <Layout {...shell(c, "sites", siteId, timingForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>, timingForm ? 400 : 200);
+  return render(
+    c,
+    <Layout {...shell(c, "sites", siteId, timingForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>,
+    timingForm ? 400 : 200,
+  );
 }
 
 export function registerSitePages(dash: Hono<DashEnv>) {
@@ -522,8 +614,8 @@ export function registerSitePages(dash: Hono<DashEnv>) {
     if (!site.ok) return failurePage(c, site, "sites");
     const message = on ? (
       <p>
-        Every <code>gate()</code> of <strong>{site.data.siteId}</strong> will deny <em>all</em> traffic with <code>kill_signal</code> from each instance's next sync
-        (within a pulse interval, {fmtInt(site.data.timing.pulseIntervalMs)} ms), until you turn it off.
+        Every <code>gate()</code> of <strong>{site.data.siteId}</strong> will deny <em>all</em> traffic with <code>kill_signal</code> from
+        each instance's next sync (within a pulse interval, {fmtInt(site.data.timing.pulseIntervalMs)} ms), until you turn it off.
       </p>
     ) : (
       <p>
@@ -570,7 +662,12 @@ export function registerSitePages(dash: Hono<DashEnv>) {
         c={c}
         section="sites"
         title={`Delete site ${site.data.siteId}?`}
-        message={<p>Its telemetry, reflex events, aggregator state and cached policy are deleted. Site-scoped rules stay and apply again if it comes back.</p>}
+        message={
+          <p>
+            Its telemetry, reflex events, aggregator state and cached policy are deleted. Site-scoped rules stay and apply again if it comes
+            back.
+          </p>
+        }
         action={`/dashboard/sites/${seg(siteId)}/delete`}
         fields={{}}
         submit="Delete site"

@@ -35,10 +35,26 @@ function TagRow(props: { tag: Tag; csrf: string; error?: RowError | undefined; e
         ) : null}
       </td>
       <td>
-        <input class="narrow" form={formId} name="maxWeight" inputmode="decimal" aria-label={`Baseline max weight of ${tag.name}`} value={valueOf(form, "maxWeight", tag.maxWeight)} readonly={!props.editable} />
+        <input
+          class="narrow"
+          form={formId}
+          name="maxWeight"
+          inputmode="decimal"
+          aria-label={`Baseline max weight of ${tag.name}`}
+          value={valueOf(form, "maxWeight", tag.maxWeight)}
+          readonly={!props.editable}
+        />
       </td>
       <td>
-        <input class="narrow" form={formId} name="priority" inputmode="numeric" aria-label={`Priority of ${tag.name}`} value={valueOf(form, "priority", tag.priority)} readonly={!props.editable} />
+        <input
+          class="narrow"
+          form={formId}
+          name="priority"
+          inputmode="numeric"
+          aria-label={`Priority of ${tag.name}`}
+          value={valueOf(form, "priority", tag.priority)}
+          readonly={!props.editable}
+        />
       </td>
       <td class="nowrap small muted">{fmtAgo(tag.createdAt)}</td>
       <td>
@@ -75,8 +91,8 @@ async function tagsPage(c: DashContext, failed?: { create?: { form: FormFields; 
       <Card title="Tags">
         {list.length === 0 ? (
           <p class="empty">
-            No tags yet. Tags are created automatically the first time a pulse carries them (<code>ws.gate("free", 1)</code> counts under <code>free</code>), or
-            configure one below before it appears.
+            No tags yet. Tags are created automatically the first time a pulse carries them (<code>ws.gate("free", 1)</code> counts under{" "}
+            <code>free</code>), or configure one below before it appears.
           </p>
         ) : (
           <TableWrap>
@@ -92,15 +108,20 @@ async function tagsPage(c: DashContext, failed?: { create?: { form: FormFields; 
               </thead>
               <tbody>
                 {list.map((t) => (
-                  <TagRow tag={t} csrf={c.var.csrf} error={failed?.row?.id === t.id ? failed.row : undefined} editable={can(c, "editor", true)} />
+                  <TagRow
+                    tag={t}
+                    csrf={c.var.csrf}
+                    error={failed?.row?.id === t.id ? failed.row : undefined}
+                    editable={can(c, "editor", true)}
+                  />
                 ))}
               </tbody>
             </table>
           </TableWrap>
         )}
         <p class="muted small">
-          The baseline max weight is what a <em>throttle</em> multiplies (default {DEFAULT_TAG_MAX_WEIGHT}). Priority: higher is more important; a rule on all
-          traffic sheds the lowest priority first, then one more tier per window while it keeps holding.
+          The baseline max weight is what a <em>throttle</em> multiplies (default {DEFAULT_TAG_MAX_WEIGHT}). Priority: higher is more
+          important; a rule on all traffic sheds the lowest priority first, then one more tier per window while it keeps holding.
         </p>
       </Card>
       {can(c, "editor", true) ? (
@@ -136,7 +157,11 @@ export function registerTagPages(dash: Hono<DashEnv>) {
   dash.post("/tags", async (c) => {
     const form = c.var.form;
     // Empty numbers are left out: the API's defaults apply.
-    const created = await c.var.api.post<Tag>("/v1/tags", { name: text(form, "name") ?? "", maxWeight: num(form, "maxWeight"), priority: num(form, "priority") });
+    const created = await c.var.api.post<Tag>("/v1/tags", {
+      name: text(form, "name") ?? "",
+      maxWeight: num(form, "maxWeight"),
+      priority: num(form, "priority"),
+    });
     if (!created.ok) return tagsPage(c, { create: { form, errors: fieldErrors(created, TAG_FIELDS) } });
     return redirectDone(c, "/dashboard/tags", "tag.created");
   });
@@ -144,7 +169,10 @@ export function registerTagPages(dash: Hono<DashEnv>) {
   dash.post("/tags/:id", async (c) => {
     const form = c.var.form;
     const id = c.req.param("id");
-    const updated = await c.var.api.patch<Tag>(`/v1/tags/${seg(id)}`, { maxWeight: num(form, "maxWeight") ?? "", priority: num(form, "priority") ?? "" });
+    const updated = await c.var.api.patch<Tag>(`/v1/tags/${seg(id)}`, {
+      maxWeight: num(form, "maxWeight") ?? "",
+      priority: num(form, "priority") ?? "",
+    });
     if (!updated.ok) {
       if (updated.status === 404) return failurePage(c, updated, "tags");
       return tagsPage(c, { row: { id, form, errors: fieldErrors(updated, TAG_FIELDS) } });
@@ -158,4 +186,3 @@ export function registerTagPages(dash: Hono<DashEnv>) {
     return redirectDone(c, "/dashboard/tags", "tag.deleted");
   });
 }
-

@@ -35,11 +35,19 @@ async function usagePage(c: DashContext) {
   const body = (
     <>
       <h1>Usage</h1>
-      {over ? <Flash kind="warn">This month's call allowance is used up: policies say cap_exceeded and every SDK fails open until the month ends.</Flash> : null}
+      {over ? (
+        <Flash kind="warn">
+          This month's call allowance is used up: policies say cap_exceeded and every SDK fails open until the month ends.
+        </Flash>
+      ) : null}
       <div class="stats">
         <Stat label="plan" value={plan} />
         <Stat label={`calls in ${month}`} value={fmtInt(current.calls)} hint="UTC month, trails live traffic by ~1 min" />
-        <Stat label="bounced" value={fmtInt(current.bounced)} hint={current.calls > 0 ? `${fmtPct(current.bounced / current.calls)} of calls` : undefined} />
+        <Stat
+          label="bounced"
+          value={fmtInt(current.bounced)}
+          hint={current.calls > 0 ? `${fmtPct(current.bounced / current.calls)} of calls` : undefined}
+        />
         <Stat label="sites" value={fmtInt(siteCount)} hint={limits.sites === null ? "unlimited" : `of ${limits.sites}`} />
       </div>
       <Card title="Against the plan">
@@ -47,7 +55,11 @@ async function usagePage(c: DashContext) {
         <Meter label="Sites" used={siteCount} limit={limits.sites} />
         <dl class="kv">
           <dt>Pulse interval</dt>
-          <dd>{plan === "enterprise" ? `${fmtInt(limits.pulseIntervalMs)} ms (down to 250 ms per site)` : `${fmtInt(limits.pulseIntervalMs)} ms`}</dd>
+          <dd>
+            {plan === "enterprise"
+              ? `${fmtInt(limits.pulseIntervalMs)} ms (down to 250 ms per site)`
+              : `${fmtInt(limits.pulseIntervalMs)} ms`}
+          </dd>
           <dt>Lease</dt>
           <dd>{fmtInt(limits.leaseSeconds)} s</dd>
           <dt>Custom metrics in rules</dt>

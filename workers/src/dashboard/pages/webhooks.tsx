@@ -21,7 +21,14 @@ export function eventList(input: string | null): string[] {
   return events.length > 0 ? events : ["*"];
 }
 
-function WebhookForm(props: { csrf: string; action: string; submit: string; webhook?: Webhook; form?: FormFields | undefined; errors?: FieldErrors | undefined }) {
+function WebhookForm(props: {
+  csrf: string;
+  action: string;
+  submit: string;
+  webhook?: Webhook;
+  form?: FormFields | undefined;
+  errors?: FieldErrors | undefined;
+}) {
   const e = props.errors?.fields ?? {};
   const enabled = props.form ? checkbox(props.form, "enabled") : (props.webhook?.enabled ?? true);
   return (
@@ -30,10 +37,21 @@ function WebhookForm(props: { csrf: string; action: string; submit: string; webh
       {props.errors?.general ? <Flash kind="error">{props.errors.general}</Flash> : null}
       <div class="form-grid">
         <Field label="URL" name="url" error={e.url} hint="https:// endpoint that receives a signed POST per event" wide>
-          <input id="f-url" name="url" type="url" value={valueOf(props.form, "url", props.webhook?.url)} placeholder="https://example.com/hooks/waitstate" />
+          <input
+            id="f-url"
+            name="url"
+            type="url"
+            value={valueOf(props.form, "url", props.webhook?.url)}
+            placeholder="https://example.com/hooks/waitstate"
+          />
         </Field>
         <Field label="Events" name="events" error={e.events} hint="Comma-separated: rule.fired, kill.*, or * for all">
-          <input id="f-events" name="events" value={valueOf(props.form, "events", props.webhook?.events.join(", ") ?? "*")} autocomplete="off" />
+          <input
+            id="f-events"
+            name="events"
+            value={valueOf(props.form, "events", props.webhook?.events.join(", ") ?? "*")}
+            autocomplete="off"
+          />
         </Field>
         <Field label="Enabled" name="enabled" error={e.enabled}>
           <label class="check">
@@ -79,8 +97,9 @@ async function webhooksPage(c: DashContext, extra?: { created?: NewWebhook; crea
             <Badge tone="warn">shown once</Badge>
           </div>
           <p>
-            Copy the signing secret now: it <strong>will not be shown again</strong>. Each delivery carries <code>x-waitstate-signature: v1=&lt;hex
-            HMAC-SHA256(secret, timestamp + "." + body)&gt;</code> and <code>x-waitstate-timestamp</code>.
+            Copy the signing secret now: it <strong>will not be shown again</strong>. Each delivery carries{" "}
+            <code>x-waitstate-signature: v1=&lt;hex HMAC-SHA256(secret, timestamp + "." + body)&gt;</code> and{" "}
+            <code>x-waitstate-timestamp</code>.
           </p>
           <code class="secret" data-secret>
             {created.secret}
@@ -90,8 +109,8 @@ async function webhooksPage(c: DashContext, extra?: { created?: NewWebhook; crea
       <Card title="Endpoints">
         {list.length === 0 ? (
           <p class="empty">
-            No webhooks yet. Add an endpoint below to receive rule fires, kill switch changes and every other audit event as signed POSTs, retried with backoff for
-            at least an hour.
+            No webhooks yet. Add an endpoint below to receive rule fires, kill switch changes and every other audit event as signed POSTs,
+            retried with backoff for at least an hour.
           </p>
         ) : (
           <TableWrap>
@@ -144,7 +163,13 @@ async function webhooksPage(c: DashContext, extra?: { created?: NewWebhook; crea
         )}
       </Card>
       <Card title="Add an endpoint" id="create">
-        <WebhookForm csrf={c.var.csrf} action="/dashboard/webhooks" submit="Add webhook" form={extra?.create?.form} errors={extra?.create?.errors} />
+        <WebhookForm
+          csrf={c.var.csrf}
+          action="/dashboard/webhooks"
+          submit="Add webhook"
+          form={extra?.create?.form}
+          errors={extra?.create?.errors}
+        />
       </Card>
     </>
   );
@@ -154,12 +179,18 @@ async function webhooksPage(c: DashContext, extra?: { created?: NewWebhook; crea
 async function webhookPage(c: DashContext, id: string, edit?: { form: FormFields; errors: FieldErrors }) {
   const [hooks, deliveries] = await Promise.all([
     c.var.api.getAll<"webhooks", Webhook>("/v1/webhooks", "webhooks"),
-    c.var.api.get<{ deliveries: Delivery[]; nextCursor: string | null }>(`/v1/webhooks/${seg(id)}/deliveries${query({ limit: 50, cursor: c.req.query("cursor") })}`),
+    c.var.api.get<{ deliveries: Delivery[]; nextCursor: string | null }>(
+      `/v1/webhooks/${seg(id)}/deliveries${query({ limit: 50, cursor: c.req.query("cursor") })}`,
+    ),
   ]);
   if (routeMissing(hooks)) return notAvailable(c);
   if (!hooks.ok) return failurePage(c, hooks, "webhooks");
   const hook = hooks.data.webhooks.find((h) => h.id === id);
-  if (!hook) return failurePage(c, { ok: false, status: 404, code: "NOT_FOUND", message: "No such webhook" }, "webhooks", { href: "/dashboard/webhooks", label: "Webhooks" });
+  if (!hook)
+    return failurePage(c, { ok: false, status: 404, code: "NOT_FOUND", message: "No such webhook" }, "webhooks", {
+      href: "/dashboard/webhooks",
+      label: "Webhooks",
+    });
   const list = deliveries.ok ? deliveries.data.deliveries : [];
   const page = (
     <>
@@ -169,13 +200,22 @@ async function webhookPage(c: DashContext, id: string, edit?: { form: FormFields
       <h1>Webhook</h1>
       {doneFlash(c)}
       <Card title="Settings">
-        <WebhookForm csrf={c.var.csrf} action={`/dashboard/webhooks/${seg(id)}`} submit="Save webhook" webhook={hook} form={edit?.form} errors={edit?.errors} />
+        <WebhookForm
+          csrf={c.var.csrf}
+          action={`/dashboard/webhooks/${seg(id)}`}
+          submit="Save webhook"
+          webhook={hook}
+          form={edit?.form}
+          errors={edit?.errors}
+        />
       </Card>
       <Card title="Recent deliveries">
         {!deliveries.ok ? (
           <Flash kind="error">{deliveries.message}</Flash>
         ) : list.length === 0 ? (
-          <p class="empty">Nothing delivered yet: deliveries appear when a matching event happens (change a rule, flip the kill switch…).</p>
+          <p class="empty">
+            Nothing delivered yet: deliveries appear when a matching event happens (change a rule, flip the kill switch…).
+          </p>
         ) : (
           <TableWrap>
             <table data-deliveries>

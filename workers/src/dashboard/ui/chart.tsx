@@ -113,7 +113,17 @@ export function LineChart(props: ChartProps) {
             .filter(({ v, i }) => v !== null && (s.values[i - 1] ?? null) === null && (s.values[i + 1] ?? null) === null);
           return (
             <g data-series={s.name}>
-              {d ? <path d={d} fill="none" stroke={s.color} stroke-width="2" stroke-linejoin="round" stroke-linecap="round" vector-effect="non-scaling-stroke" /> : null}
+              {d ? (
+                <path
+                  d={d}
+                  fill="none"
+                  stroke={s.color}
+                  stroke-width="2"
+                  stroke-linejoin="round"
+                  stroke-linecap="round"
+                  vector-effect="non-scaling-stroke"
+                />
+              ) : null}
               {dots.map(({ v, i }) => (
                 <circle cx={x(i)} cy={y(v!)} r="2.5" fill={s.color} />
               ))}

@@ -54,7 +54,10 @@ export function Layout(props: PropsWithChildren<LayoutProps>) {
       <body>
         <header class="top">
           <a class="brand" href="/dashboard/sites">
-            <span class="logo" aria-hidden="true">◐</span> WaitState
+            <span class="logo" aria-hidden="true">
+              ◐
+            </span>{" "}
+            WaitState
           </a>
           {props.org ? (
             <div class="who">

@@ -38,7 +38,8 @@ curl -s -X POST ${props.baseUrl}/v1/pulse -H 'content-type: application/json' \\
           )}
         </li>
         <li>
-          Give the SDK your keys and a <code>siteId</code>. Its first pulse creates the site here; live health appears within a pulse, charts a minute later.
+          Give the SDK your keys and a <code>siteId</code>. Its first pulse creates the site here; live health appears within a pulse,
+          charts a minute later.
         </li>
       </ol>
       <h3>Node (@waitstate/sdk)</h3>

@@ -14,7 +14,8 @@ import { allow, canSeeSite, requireSiteInScope } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
 
 /** What an operator may set on a rule: the protocol's rule fields plus its scope. */
-const RULE_FIELDS = [
+/** The fields a rule is made of, in the order forms and error messages show them. */
+export const RULE_FIELDS = [
   "siteId",
   "tagName",
   "metric",

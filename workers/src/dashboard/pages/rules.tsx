@@ -11,21 +11,9 @@ import { checkbox, fieldErrors, num, numOrNull, text, type FieldErrors } from ".
 import type { Rule, Site, Tag } from "../types.js";
 import { fmtAgo, ruleAction, ruleCondition } from "../ui/format.js";
 import { Badge, Card, CsrfField, Field, Flash, Layout, TableWrap } from "../ui/layout.js";
+import { RULE_FIELDS } from "../../routes/v1_reflex_rules.js";
 import { can, doneFlash, failurePage, redirectDone, render, shell, valueOf } from "./shared.js";
 
-const RULE_FIELDS = [
-  "siteId",
-  "tagName",
-  "metric",
-  "metricTag",
-  "operator",
-  "threshold",
-  "action",
-  "actionValue",
-  "enabled",
-  "priority",
-  "cooldownSeconds",
-] as const;
 const MAX_PRIORITY = 1_000_000;
 
 /** The API body a rule form describes. Types only: the API validates the values. */

@@ -459,6 +459,20 @@ export class EdgeGate {
     return true;
   }
 
+  /**
+   * The client's install ({@link WaitState}): a policy the protocol's parser
+   * already accepted, under the lease the lifecycle rules set (longer than the
+   * policy's own under `cap_exceeded` and `suspended`, so not re-validated).
+   * Returns the problem, or null once it is in force. @internal
+   */
+  installParsed(policy: WirePolicy, leaseSeconds: number, syncedAt: number, etag: string | null): string | null {
+    return this.install(
+      leaseSeconds === policy.leaseDurationSeconds ? policy : { ...policy, leaseDurationSeconds: leaseSeconds },
+      syncedAt,
+      etag,
+    );
+  }
+
   /** Puts a valid policy into the wasm core; the problem, or null once it is in force. */
   private install(p: WirePolicy, syncedAt: number, etag: string | null): string | null {
     const core = this.core;

@@ -18,6 +18,8 @@ export {
   sign_pulse,
   validatePolicy,
 } from "./core.js";
+export { WaitState, WaitStateError } from "./client.js";
+export type { WaitStateErrorCode, WaitStateOptions, WaitStateStatus } from "./client.js";
 export type {
   EdgeCounts,
   EdgeErrorCode,

@@ -5,14 +5,10 @@
  * ({@link buildPulses}). No I/O here.
  */
 import { WaitStateError } from "./errors.js";
-import {
-  MAX_CUSTOM_METRICS_PER_TAG,
-  MAX_PULSE_BODY_BYTES,
-  MAX_TAG_NAME_LENGTH,
-  isValidCustomMetricName,
-} from "../../protocol/src/constants.js";
-import { OVERFLOW_TAG, normalizeTag, type TakenCounts } from "../../protocol/src/gate.js";
-import { LatencyHistogram, type HistogramEncoding } from "../../protocol/src/histogram.js";
+import { MAX_CUSTOM_METRICS_PER_TAG, MAX_TAG_NAME_LENGTH, isValidCustomMetricName } from "../../protocol/src/constants.js";
+import { OVERFLOW_TAG, normalizeTag } from "../../protocol/src/gate.js";
+import { LatencyHistogram } from "../../protocol/src/histogram.js";
+import type { CustomAggregate } from "../../protocol/src/pulse.js";
 
 /**
  * Distinct tags the gate and the collector each track with their own entry.
@@ -21,15 +17,7 @@ import { LatencyHistogram, type HistogramEncoding } from "../../protocol/src/his
  */
 export const MAX_SDK_TAGS = 255;
 
-/** A pulse body is kept under this many bytes (the control plane refuses more than 64 KiB). */
-export const PULSE_BODY_BUDGET = MAX_PULSE_BODY_BYTES - 4 * 1024;
-
-export interface CustomAggregate {
-  min: number;
-  max: number;
-  sum: number;
-  count: number;
-}
+export type { CustomAggregate };
 
 /** What one tag collected since the last take. */
 export interface TagTelemetry {
@@ -147,112 +135,5 @@ export class TelemetryCollector {
   }
 }
 
-/** One pulse ready to sign and send: its body is fixed, so a retry is the same pulse (same `ts`). */
-export interface PreparedPulse {
-  readonly body: string;
-  readonly ts: number;
-  readonly usageDelta: number;
-  readonly bouncedUnits: number;
-}
-
-export interface PulseMeta {
-  instanceId: string;
-  siteId?: string;
-  /** `ts` of the first pulse; further pulses of the same batch take ts + 1, ts + 2, … */
-  ts: number;
-  /** `ts` of the last pulse built before this batch (absent on the first): lets the control plane spot a shared instanceId. */
-  prevTs?: number;
-}
-
-interface WireTagMetric {
-  tag: string;
-  latency: number;
-  count: number;
-  bounced: number;
-  errors: number;
-  latencyHistogram?: HistogramEncoding;
-  customMetrics?: Record<string, CustomAggregate>;
-}
-
-/**
- * Builds the pulse bodies for one interval: per-tag counts from the gate,
- * per-tag telemetry, and the site-wide metrics (a histogram merged from every
- * tag's, so fleet quantiles stay exact). Usually one body; when it would pass
- * {@link PULSE_BODY_BUDGET}, the tags are split across several bodies with
- * consecutive `ts` values, each carrying its own tags' calls, and the
- * site-wide metrics ride on the first.
- */
-export function buildPulses(
-  counts: TakenCounts,
-  telemetry: ReadonlyMap<string, TagTelemetry>,
-  meta: PulseMeta,
-  budget: number = PULSE_BODY_BUDGET,
-): PreparedPulse[] {
-  const entries = new Map<string, WireTagMetric>();
-  for (const c of counts.tags) {
-    entries.set(c.tag, { tag: c.tag, latency: 0, count: c.count, bounced: c.bounced, errors: 0 });
-  }
-  const site = new LatencyHistogram();
-  let siteErrors = 0;
-  for (const [tag, t] of telemetry) {
-    let entry = entries.get(tag);
-    if (entry === undefined) entries.set(tag, (entry = { tag, latency: 0, count: 0, bounced: 0, errors: 0 }));
-    entry.errors += t.errors;
-    siteErrors += t.errors;
-    if (t.histogram.count > 0) {
-      entry.latency = t.histogram.mean ?? 0;
-      entry.latencyHistogram = t.histogram.encode();
-      site.merge(t.histogram);
-    }
-    if (t.custom.size > 0) entry.customMetrics = Object.fromEntries(t.custom);
-  }
-  const metrics = {
-    latency: site.mean ?? 0,
-    errors: siteErrors,
-    ...(site.count > 0 ? { latencyHistogram: site.encode() } : {}),
-  };
-  const all = [...entries.values()];
-  const whole = serialize(meta, meta.ts, meta.prevTs, all, metrics);
-  if (Buffer.byteLength(whole.body) <= budget) return [whole];
-
-  // Too big for one body: greedy chunks by each entry's serialized size.
-  const emptyMetrics = { latency: 0, errors: 0 };
-  const overhead = Buffer.byteLength(serialize(meta, meta.ts, meta.prevTs, [], metrics).body) + 64;
-  const chunks: WireTagMetric[][] = [];
-  let current: WireTagMetric[] = [];
-  let size = overhead;
-  for (const entry of all) {
-    const bytes = Buffer.byteLength(JSON.stringify(entry)) + 1;
-    if (current.length > 0 && size + bytes > budget) {
-      chunks.push(current);
-      current = [];
-      size = overhead;
-    }
-    current.push(entry);
-    size += bytes;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks.map((chunk, i) =>
-    serialize(meta, meta.ts + i, i === 0 ? meta.prevTs : meta.ts + i - 1, chunk, i === 0 ? metrics : emptyMetrics),
-  );
-}
-
-function serialize(meta: PulseMeta, ts: number, prevTs: number | undefined, tagMetrics: WireTagMetric[], metrics: object): PreparedPulse {
-  let usageDelta = 0;
-  let bouncedUnits = 0;
-  for (const e of tagMetrics) {
-    usageDelta += e.count;
-    bouncedUnits += e.bounced;
-  }
-  const pulse = {
-    instanceId: meta.instanceId,
-    ...(meta.siteId !== undefined ? { siteId: meta.siteId } : {}),
-    usageDelta,
-    bouncedUnits,
-    metrics,
-    tagMetrics,
-    ts,
-    ...(prevTs !== undefined ? { prevTs } : {}),
-  };
-  return { body: JSON.stringify(pulse), ts, usageDelta, bouncedUnits };
-}
+// The pulse builder is shared with @waitstate/edge: one wire format for every TypeScript client.
+export { buildPulses, PULSE_BODY_BUDGET, type PreparedPulse, type PulseMeta } from "../../protocol/src/pulse.js";

@@ -6,7 +6,7 @@
  */
 import { type Context, Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { EdgeError, EdgeGate } from "@waitstate/edge";
+import { EdgeGate, WaitStateError } from "@waitstate/edge";
 import { createMiddleware as honoEdge } from "@waitstate/edge/hono";
 import { createMiddleware as nextMiddleware, withGate as nextWithGate } from "@waitstate/edge/nextjs";
 import { withWaitState } from "@waitstate/edge/workers";
@@ -141,10 +141,10 @@ describe("withWaitState (Workers fetch handler)", () => {
       } catch (e) {
         thrown = e;
       }
-      expect(thrown).toBeInstanceOf(EdgeError);
-      expect((thrown as EdgeError).code).toBe("INVALID_ARGUMENT");
-      expect((thrown as EdgeError).message).toMatch(message);
-      expect((thrown as EdgeError).message).toContain("@waitstate/edge/workers withWaitState");
+      expect(thrown).toBeInstanceOf(WaitStateError);
+      expect((thrown as WaitStateError).code).toBe("INVALID_OPTIONS");
+      expect((thrown as WaitStateError).message).toMatch(message);
+      expect((thrown as WaitStateError).message).toContain("@waitstate/edge/workers withWaitState");
     }
     expect(() => withWaitState("handler" as never, { waitstate: new RecordingClient({}) })).toThrow(/fetch handler/);
   });

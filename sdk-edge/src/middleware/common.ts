@@ -15,7 +15,8 @@ import {
   type TagSource,
   type WeightSource,
 } from "../../../protocol/src/middleware.js";
-import { EdgeError, type GateResult } from "../core.js";
+import { WaitStateError } from "../../../protocol/src/errors.js";
+import type { GateResult } from "../core.js";
 
 export type { GateResult, TagSource, WeightSource };
 
@@ -25,6 +26,8 @@ export interface EdgeClient {
   reportLatency(ms: number, tag?: string): void;
   reportError(tag?: string): void;
   sync(): Promise<void>;
+  /** Resolves true once a policy is in force, or false after `timeoutMs` (`WaitState.ready`). */
+  ready?(timeoutMs?: number): Promise<boolean>;
 }
 
 /**
@@ -57,6 +60,17 @@ export interface EdgeGateOptions<Req, Env = unknown> {
   retryAfter?: number;
   /** Answers a denied request instead of the default 429. */
   onDenied?: (req: Req, result: GateResult) => Response | Promise<Response>;
+  /**
+   * A cold isolate has no policy yet: its first requests would be allowed
+   * blindly. With a number, they wait for the first sync at most that many ms
+   * (`waitstate.ready(ms)`), then go on either way; once a policy is in force
+   * nothing waits. The trade-off: a cold start is slower by up to that much
+   * (one round trip to the control plane when it is up), in exchange for the
+   * fleet's current policy (a block, a kill switch) applying from the first
+   * request.
+   * @default 0 (never wait: fail open until the first sync)
+   */
+  waitForPolicyMs?: number;
 }
 
 /** Options checked once and turned into what the request path calls. */
@@ -64,11 +78,17 @@ export interface ResolvedOptions<Req, Env> extends RequestReaders<Req> {
   /** The client for these bindings (made on first call when `waitstate` is a function). */
   readonly clientFor: (env: Env) => EdgeClient;
   readonly onDenied: ((req: Req, result: GateResult) => Response | Promise<Response>) | undefined;
+  /**
+   * Resolves once the client may gate: at once when warm or when
+   * `waitForPolicyMs` is 0, else after `ready(waitForPolicyMs)`. `undefined`
+   * when there is nothing to wait for, so the warm path awaits nothing.
+   */
+  readonly warmUp: (client: EdgeClient) => Promise<unknown> | undefined;
 }
 
-/** The one error a wrapper throws, at creation: `EdgeError` `INVALID_ARGUMENT` naming the option. */
-export function invalidOptions(where: string, message: string): EdgeError {
-  return new EdgeError("INVALID_ARGUMENT", `${where}: ${message}`);
+/** The one error a wrapper throws, at creation: `WaitStateError` `INVALID_OPTIONS` naming the option, as the client's constructor. */
+export function invalidOptions(where: string, message: string): WaitStateError {
+  return new WaitStateError("INVALID_OPTIONS", `${where}: ${message}`);
 }
 
 function isClient(value: unknown): value is EdgeClient {
@@ -83,20 +103,34 @@ function isClient(value: unknown): value is EdgeClient {
 }
 
 /**
- * Checks a wrapper's options once, at creation, and throws an `EdgeError`
- * (`INVALID_ARGUMENT`) naming the first bad one. `where` names the wrapper.
+ * Checks a wrapper's options once, at creation, and throws a `WaitStateError`
+ * (`INVALID_OPTIONS`) naming the first bad one. `where` names the wrapper.
  */
 export function resolveOptions<Req, Env>(options: unknown, where: string, header: HeaderReader<Req>): ResolvedOptions<Req, Env> {
   if (typeof options !== "object" || options === null) {
     throw invalidOptions(where, "options must be an object with at least { waitstate }");
   }
-  const { waitstate, onDenied } = options as Record<string, unknown>;
+  const { waitstate, onDenied, waitForPolicyMs } = options as Record<string, unknown>;
   if (!isClient(waitstate) && typeof waitstate !== "function") {
     throw invalidOptions(
       where,
       `options.waitstate must be a WaitState client (gate, reportLatency, reportError, sync) or a function (env) => WaitState, got ${describe(waitstate)}`,
     );
   }
+  if (
+    waitForPolicyMs !== undefined &&
+    !(typeof waitForPolicyMs === "number" && Number.isFinite(waitForPolicyMs) && waitForPolicyMs >= 0)
+  ) {
+    throw invalidOptions(where, `options.waitForPolicyMs must be a finite number of ms >= 0, got ${describe(waitForPolicyMs)}`);
+  }
+  const waitMs = (waitForPolicyMs as number | undefined) ?? 0;
+  let warm = waitMs === 0;
+  const warmUp = (c: EdgeClient): Promise<unknown> | undefined => {
+    if (warm || c.ready === undefined) return undefined;
+    return c.ready(waitMs).then((ready) => {
+      if (ready) warm = true;
+    });
+  };
   const readers = resolveRequestOptions(options as Record<string, unknown>, header, (message) => invalidOptions(where, message));
   let client: EdgeClient | undefined = isClient(waitstate) ? waitstate : undefined;
   const make = waitstate as (env: Env) => unknown;
@@ -111,6 +145,7 @@ export function resolveOptions<Req, Env>(options: unknown, where: string, header
     },
     ...readers,
     onDenied: onDenied as ResolvedOptions<Req, Env>["onDenied"],
+    warmUp,
   };
 }
 

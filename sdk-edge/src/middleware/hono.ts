@@ -52,7 +52,7 @@ function waitUntil(c: HonoEdgeContext, promise: Promise<unknown>): void {
 export function createMiddleware<C extends HonoEdgeContext = HonoEdgeContext>(
   options: HonoEdgeOptions<C>,
 ): (c: C, next: HonoNext) => Promise<Response | void> {
-  const { clientFor, tagOf, weightOf, retryAfter, onDenied } = resolveOptions<C, C["env"]>(
+  const { clientFor, tagOf, weightOf, retryAfter, onDenied, warmUp } = resolveOptions<C, C["env"]>(
     options,
     "@waitstate/edge/hono createMiddleware",
     readHeader,
@@ -60,6 +60,8 @@ export function createMiddleware<C extends HonoEdgeContext = HonoEdgeContext>(
 
   return async function waitStateGate(c: C, next: HonoNext): Promise<Response | void> {
     const client = clientFor(c.env);
+    const cold = warmUp(client);
+    if (cold !== undefined) await cold;
     const tag = tagOf(c);
     const result = client.gate(tag, weightOf(c));
     if (!result.allowed) {

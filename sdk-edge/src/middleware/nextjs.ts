@@ -47,13 +47,15 @@ function resolveWaitUntil(options: unknown, where: string): ((promise: Promise<u
 export function createMiddleware<Req extends Request = Request>(
   options: EdgeGateOptions<Req, undefined>,
 ): (request: Req, event?: NextFetchEventLike) => Promise<Response | undefined> {
-  const { clientFor, tagOf, weightOf, retryAfter, onDenied } = resolveOptions<Req, undefined>(
+  const { clientFor, tagOf, weightOf, retryAfter, onDenied, warmUp } = resolveOptions<Req, undefined>(
     options,
     "@waitstate/edge/nextjs createMiddleware",
     requestHeader,
   );
   return async function waitStateMiddleware(request: Req, event?: NextFetchEventLike): Promise<Response | undefined> {
     const client = clientFor(undefined);
+    const cold = warmUp(client);
+    if (cold !== undefined) await cold;
     const result = client.gate(tagOf(request), weightOf(request));
     const sync = client.sync();
     event?.waitUntil(sync);
@@ -74,12 +76,14 @@ export function withGate<Req extends Request, Rest extends unknown[]>(
   handler: (req: Req, ...rest: Rest) => Response | Promise<Response>,
 ): (req: Req, ...rest: Rest) => Promise<Response> {
   const where = "@waitstate/edge/nextjs withGate";
-  const { clientFor, tagOf, weightOf, retryAfter, onDenied } = resolveOptions<Req, undefined>(options, where, requestHeader);
+  const { clientFor, tagOf, weightOf, retryAfter, onDenied, warmUp } = resolveOptions<Req, undefined>(options, where, requestHeader);
   const waitUntil = resolveWaitUntil(options, where);
   if (typeof handler !== "function") throw invalidOptions(where, `the second argument must be the route handler, got ${typeof handler}`);
 
   return async function gatedRouteHandler(req: Req, ...rest: Rest): Promise<Response> {
     const client = clientFor(undefined);
+    const cold = warmUp(client);
+    if (cold !== undefined) await cold;
     const tag = tagOf(req);
     const result = client.gate(tag, weightOf(req));
     if (!result.allowed) {

@@ -42,10 +42,12 @@ export function withWaitState<Env, Ctx extends WaitUntilContext = WaitUntilConte
 ): FetchHandler<Env, Ctx> {
   const where = "@waitstate/edge/workers withWaitState";
   if (typeof handler !== "function") throw invalidOptions(where, `the first argument must be the fetch handler, got ${typeof handler}`);
-  const { clientFor, tagOf, weightOf, retryAfter, onDenied } = resolveOptions<Request, Env>(options, where, requestHeader);
+  const { clientFor, tagOf, weightOf, retryAfter, onDenied, warmUp } = resolveOptions<Request, Env>(options, where, requestHeader);
 
   return async function gatedFetch(request: Request, env: Env, ctx: Ctx): Promise<Response> {
     const client = clientFor(env);
+    const cold = warmUp(client);
+    if (cold !== undefined) await cold;
     const tag = tagOf(request);
     const result = client.gate(tag, weightOf(request));
     if (!result.allowed) {

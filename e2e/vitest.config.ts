@@ -8,6 +8,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["e2e/**/*.test.ts"],
+    // The runtime matrix is its own suite (e2e/runtimes/vitest.config.ts).
+    exclude: ["e2e/runtimes/**"],
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 120_000,

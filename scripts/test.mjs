@@ -16,6 +16,7 @@ const VITEST_SUITES = [
   ["workerd: @waitstate/edge (wasm)", "sdk-edge/test/workerd/vitest.config.ts"],
   ["workerd: control-plane Worker", "workers/test/vitest.config.ts"],
   ["e2e: real control plane (wrangler dev)", "e2e/vitest.config.ts"],
+  ["e2e: edge runtime matrix (Node, Deno, Bun, Vercel Edge, Workers)", "e2e/runtimes/vitest.config.ts"],
 ];
 
 await setup();

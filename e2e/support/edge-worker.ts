@@ -28,7 +28,7 @@ export class EdgeWorker {
     return this.dev?.output ?? "";
   }
 
-  /** Starts `wrangler dev` for the example and waits until the Worker answers (its status route is no gate call). */
+  /** Starts `wrangler dev` for the example and waits until the Worker answers (any status: the probes are gate calls of `__default__`). */
   async start(vars: Record<string, string>, timeoutMs = 60_000): Promise<this> {
     const args = [
       "--config",
@@ -49,7 +49,7 @@ export class EdgeWorker {
     try {
       this.dev = await WranglerDev.start({
         args,
-        readyUrl: `${this.url}/__waitstate/status`,
+        readyUrl: `${this.url}/__ready`,
         name: "wrangler dev (edge worker)",
         timeoutMs,
         anyStatus: true,

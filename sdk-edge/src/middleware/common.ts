@@ -117,10 +117,7 @@ export function resolveOptions<Req, Env>(options: unknown, where: string, header
       `options.waitstate must be a WaitState client (gate, reportLatency, reportError, sync) or a function (env) => WaitState, got ${describe(waitstate)}`,
     );
   }
-  if (
-    waitForPolicyMs !== undefined &&
-    !(typeof waitForPolicyMs === "number" && Number.isFinite(waitForPolicyMs) && waitForPolicyMs >= 0)
-  ) {
+  if (waitForPolicyMs !== undefined && !(typeof waitForPolicyMs === "number" && Number.isFinite(waitForPolicyMs) && waitForPolicyMs >= 0)) {
     throw invalidOptions(where, `options.waitForPolicyMs must be a finite number of ms >= 0, got ${describe(waitForPolicyMs)}`);
   }
   const waitMs = (waitForPolicyMs as number | undefined) ?? 0;

@@ -82,7 +82,8 @@ function drive(): void {
       if (Date.now() !== before) continue;
       if (got.reason === "lease_expired") t.leaseExpired++;
       const wrong = want === "lease_expired" ? got.reason !== "lease_expired" : got.allowed !== want.allowed || got.reason !== want.reason;
-      if (wrong && t.mismatches.length < 5) t.mismatches.push(`${t.strategy} ${tag}/${weight}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+      if (wrong && t.mismatches.length < 5)
+        t.mismatches.push(`${t.strategy} ${tag}/${weight}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
     }
     const sync = t.ws.sync();
     if (t.syncs.at(-1) !== sync) t.syncs.push(sync.catch((e: unknown) => void t.rejected.push(e)));

@@ -70,21 +70,32 @@ function gateOnce(t: Tracked, tag: string, weight: number): GateResult {
   return t.ws.gate(tag, weight);
 }
 
-/** One request per client: the calls, checked, then the sync a Worker hands to waitUntil. */
+/**
+ * One request per client: the calls, then the sync a Worker hands to
+ * waitUntil. The client reads the clock once per task (as workerd does), so
+ * the calls are judged at the task's start, and only when the clock did not
+ * move during the task (else one may straddle the lease's end).
+ */
 function drive(): void {
+  const now = Date.now();
+  const judged: Array<[Tracked, string | undefined, number, GateResult]> = [];
   for (const t of tracked) {
     for (const [tag, weight] of CALLS) {
-      const before = Date.now();
-      const want = expected(t, before, tag, weight);
       const got = t.ws.gate(tag, weight);
       t.calls++;
-      // A call that straddles a millisecond may straddle the lease's end: only same-millisecond calls are judged.
-      if (Date.now() !== before) continue;
+      judged.push([t, tag, weight, got]);
+    }
+  }
+  if (Date.now() === now) {
+    for (const [t, tag, weight, got] of judged) {
+      const want = expected(t, now, tag, weight);
       if (got.reason === "lease_expired") t.leaseExpired++;
       const wrong = want === "lease_expired" ? got.reason !== "lease_expired" : got.allowed !== want.allowed || got.reason !== want.reason;
       if (wrong && t.mismatches.length < 5)
         t.mismatches.push(`${t.strategy} ${tag}/${weight}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
     }
+  }
+  for (const t of tracked) {
     const sync = t.ws.sync();
     if (t.syncs.at(-1) !== sync) t.syncs.push(sync.catch((e: unknown) => void t.rejected.push(e)));
   }

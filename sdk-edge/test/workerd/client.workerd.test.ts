@@ -96,3 +96,20 @@ describe("lifecycle.json in workerd, against the rules as @waitstate/edge ships 
     expect(FUNCTION_CASES.length + CLIENT_CASES.length + TOKEN_CASES.length).toBeGreaterThan(50);
   });
 });
+
+describe("the README's Worker", () => {
+  it("runs in workerd: a cold isolate waits for its first policy, then gates, times and syncs", async () => {
+    const { default: worker } = await import("./readme-worker.js");
+    const env = { WAITSTATE_URL: target.url, WAITSTATE_PUBLISH_KEY: target.publishKey, WAITSTATE_SECRET_KEY: target.secretKey };
+    const pending: Promise<unknown>[] = [];
+    const ctx = { waitUntil: (p: Promise<unknown>) => void pending.push(p) };
+    // "free" is blocked by the control plane's policy: the very first request already knows it (ready()).
+    const denied = await worker.fetch(new Request(`${target.url}/origin`, { headers: { "x-plan": "free" } }), env, ctx);
+    expect(denied.status).toBe(429);
+    expect(await denied.json()).toEqual({ error: { code: "RATE_LIMITED", message: "tag_blocked" } });
+    // "pro" is allowed and forwarded (the stand-in answers 404 for a path it does not serve).
+    const forwarded = await worker.fetch(new Request(`${target.url}/origin`, { headers: { "x-plan": "pro" } }), env, ctx);
+    expect(forwarded.status).toBe(404);
+    await Promise.all(pending);
+  });
+});

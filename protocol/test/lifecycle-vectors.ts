@@ -44,19 +44,25 @@ export const TOKEN_CASES = file.token;
 /** The vector's named arguments, in each function's parameter order. */
 type Args = Record<string, never>;
 const n = (a: Args, k: string) => a[k] as unknown as number;
-export const FUNCTIONS: Record<string, (a: Args) => unknown> = {
-  pulseDelayMs: (a) => rules.pulseDelayMs(n(a, "intervalMs"), n(a, "random")),
-  pollDelayMs: (a) => rules.pollDelayMs(n(a, "intervalMs"), n(a, "random")),
-  backoffMs: (a) => rules.backoffMs(n(a, "intervalMs"), n(a, "leaseMs"), n(a, "failures"), n(a, "random")),
-  policyPacing: (a) => rules.policyPacing(a.policy as unknown as rules.LifecyclePolicy),
+
+/** An implementation of the rules: this module, or the same source as compiled into an SDK's build. */
+export type Rules = typeof rules;
+
+/** The vectors' functions, called on `impl`. */
+export const functionsOf = (impl: Rules): Record<string, (a: Args) => unknown> => ({
+  pulseDelayMs: (a) => impl.pulseDelayMs(n(a, "intervalMs"), n(a, "random")),
+  pollDelayMs: (a) => impl.pollDelayMs(n(a, "intervalMs"), n(a, "random")),
+  backoffMs: (a) => impl.backoffMs(n(a, "intervalMs"), n(a, "leaseMs"), n(a, "failures"), n(a, "random")),
+  policyPacing: (a) => impl.policyPacing(a.policy as unknown as rules.LifecyclePolicy),
   classifyPulseAnswer: (a) =>
-    rules.classifyPulseAnswer(a.status as unknown as number | null, a.counted as unknown as boolean, a.policyValid as unknown as boolean),
-  pulseLeavesOutbox: (a) => rules.pulseLeavesOutbox(a.outcome as unknown as rules.PulseOutcome),
-  classifyPollAnswer: (a) => rules.classifyPollAnswer(a.status as unknown as number | null, a.policyValid as unknown as boolean),
-  tokenRefreshDelayMs: (a) => rules.tokenRefreshDelayMs(n(a, "expiresAt"), n(a, "now")),
-  tokenRetryDelayMs: (a) => rules.tokenRetryDelayMs(n(a, "failures"), n(a, "random")),
-  roundMs: (a) => rules.roundMs(n(a, "ms")),
-};
+    impl.classifyPulseAnswer(a.status as unknown as number | null, a.counted as unknown as boolean, a.policyValid as unknown as boolean),
+  pulseLeavesOutbox: (a) => impl.pulseLeavesOutbox(a.outcome as unknown as rules.PulseOutcome),
+  classifyPollAnswer: (a) => impl.classifyPollAnswer(a.status as unknown as number | null, a.policyValid as unknown as boolean),
+  tokenRefreshDelayMs: (a) => impl.tokenRefreshDelayMs(n(a, "expiresAt"), n(a, "now")),
+  tokenRetryDelayMs: (a) => impl.tokenRetryDelayMs(n(a, "failures"), n(a, "random")),
+  roundMs: (a) => impl.roundMs(n(a, "ms")),
+});
+export const FUNCTIONS = functionsOf(rules);
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
@@ -79,12 +85,12 @@ function diff(where: string, got: object, expected: object): string[] {
   return out;
 }
 
-export function runClientCase(c: ClientCase): string[] {
-  let state: LifecycleState = { ...rules.initialLifecycle(c.pulseIntervalMs), ...c.state };
+export function runClientCase(c: ClientCase, impl: Rules = rules): string[] {
+  let state: LifecycleState = { ...impl.initialLifecycle(c.pulseIntervalMs), ...c.state };
   const mismatches: string[] = [];
   c.steps.forEach((s, i) => {
     if ("event" in s) {
-      const out = rules.step(state, s.event);
+      const out = impl.step(state, s.event);
       state = out.state;
       if (!same(out.actions, s.expect.actions))
         mismatches.push(
@@ -92,24 +98,24 @@ export function runClientCase(c: ClientCase): string[] {
         );
       mismatches.push(...diff(`step ${i} (${s.event.type})`, state, s.expect.state ?? {}));
     } else {
-      const got = { ...rules.due(state, s.due), wakeAt: rules.nextWakeAt(state) };
+      const got = { ...impl.due(state, s.due), wakeAt: impl.nextWakeAt(state) };
       mismatches.push(...diff(`step ${i} (due at ${s.due})`, got, s.expect));
     }
   });
   return mismatches;
 }
 
-export function runTokenCase(c: TokenCase): string[] {
-  let state: TokenState = c.state ?? rules.initialToken();
+export function runTokenCase(c: TokenCase, impl: Rules = rules): string[] {
+  let state: TokenState = c.state ?? impl.initialToken();
   const mismatches: string[] = [];
   c.steps.forEach((s, i) => {
     if ("event" in s) {
-      state = rules.stepToken(state, s.event);
+      state = impl.stepToken(state, s.event);
       mismatches.push(...diff(`step ${i} (${s.event.type})`, state, s.expect.state));
       for (const [now, usable] of s.expect.usable ?? []) {
-        if (rules.tokenUsable(state, now) !== usable) mismatches.push(`step ${i}: usable at ${now} expected ${usable}`);
+        if (impl.tokenUsable(state, now) !== usable) mismatches.push(`step ${i}: usable at ${now} expected ${usable}`);
       }
-    } else if (rules.tokenDue(state, s.due) !== s.expect) {
+    } else if (impl.tokenDue(state, s.due) !== s.expect) {
       mismatches.push(`step ${i}: due at ${s.due} expected ${s.expect}`);
     }
   });

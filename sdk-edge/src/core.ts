@@ -509,6 +509,17 @@ export class EdgeGate {
     return RESULT_BY_CODE[this.wsGate(id, typeof weight === "number" ? weight : 1, typeof now === "number" ? now : Date.now())]!;
   }
 
+  /**
+   * gate() for the client ({@link WaitState}), which passes its own clock: no
+   * default parameters to fill, one branch to a known tag. An absent or
+   * non-string tag goes the slow way (normalised as `__default__`). @internal
+   */
+  gateAt(tag: string | undefined, weight: number | undefined, now: number): GateResult {
+    const id = tag === undefined ? undefined : this.ids.get(tag);
+    if (id === undefined) return this.gateNewTag(tag ?? DEFAULT_TAG, weight ?? 1, now);
+    return RESULT_BY_CODE[this.wsGate(id, typeof weight === "number" ? weight : 1, now)]!;
+  }
+
   /** First sight of a tag, or a tag beyond the table's capacity (counted here, not in wasm). */
   private gateNewTag(tag: string, weight: number, now: number): GateResult {
     const id = this.idOf(tag);

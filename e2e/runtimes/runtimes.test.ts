@@ -199,21 +199,25 @@ describe("@waitstate/edge on every edge runtime, against the real control plane"
     }
   });
 
-  describe("Cloudflare Workers: the example Worker (withWaitState) under wrangler dev", () => {
+  // withWaitState on Workers runs in e2e/edge-parity.test.ts (the example Worker); here Hono's middleware.
+  describe("Cloudflare Workers: a Hono app with @waitstate/edge/hono under wrangler dev", () => {
     let worker: EdgeWorker;
     let own: Tenant;
     const siteStatus = (siteId: string) => cp.api<SiteStatus>("GET", `/v1/sites/${siteId}/status`, own.managementToken);
     beforeAll(async () => {
-      // An org of its own: wrangler dev's readiness probes are gate calls too, which the ledger test below does not count.
+      // An org of its own, so the ledger test below counts only what it knows of.
       own = await cp.tenant("Runtime matrix (Workers)", "enterprise");
       await cp.api("POST", "/v1/tags", own.managementToken, { name: "blocked", maxWeight: 10 });
       await cp.api("POST", "/v1/reflex-rules", own.managementToken, BLOCK_RULE);
-      worker = await startEdgeWorker({
-        WAITSTATE_URL: cp.url,
-        WAITSTATE_PUBLISH_KEY: own.publishKey,
-        WAITSTATE_SECRET_KEY: own.secretKey,
-        WAITSTATE_SITE_ID: "rt-workers",
-      });
+      worker = await startEdgeWorker(
+        {
+          WAITSTATE_URL: cp.url,
+          WAITSTATE_PUBLISH_KEY: own.publishKey,
+          WAITSTATE_SECRET_KEY: own.secretKey,
+          WAITSTATE_SITE_ID: "rt-workers",
+        },
+        { config: path.join(ROOT, "e2e/runtimes/hono-worker/wrangler.toml"), readyPath: "/ready" },
+      );
     });
     afterAll(async () => {
       await worker?.stop();

@@ -19,6 +19,7 @@ export class EdgeWorker {
   constructor(
     readonly port: number,
     private readonly state: string,
+    private readonly config = CONFIG,
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
@@ -29,10 +30,10 @@ export class EdgeWorker {
   }
 
   /** Starts `wrangler dev` for the example and waits until the Worker answers (any status: the probes are gate calls of `__default__`). */
-  async start(vars: Record<string, string>, timeoutMs = 60_000): Promise<this> {
+  async start(vars: Record<string, string>, timeoutMs = 60_000, readyPath = "/__ready"): Promise<this> {
     const args = [
       "--config",
-      CONFIG,
+      this.config,
       "--ip",
       "127.0.0.1",
       "--port",
@@ -49,7 +50,7 @@ export class EdgeWorker {
     try {
       this.dev = await WranglerDev.start({
         args,
-        readyUrl: `${this.url}/__ready`,
+        readyUrl: `${this.url}${readyPath}`,
         name: "wrangler dev (edge worker)",
         timeoutMs,
         anyStatus: true,
@@ -75,8 +76,14 @@ export class EdgeWorker {
   }
 }
 
-/** Starts the example Worker with these `--var`s on a free port. */
-export async function startEdgeWorker(vars: Record<string, string>, timeoutMs?: number): Promise<EdgeWorker> {
-  const worker = new EdgeWorker(await freePort(), mkdtempSync(path.join(tmpdir(), "waitstate-edge-")));
-  return worker.start(vars, timeoutMs);
+/**
+ * Starts the example Worker (or the Worker of another wrangler.toml, `config`) with these `--var`s on a
+ * free port; ready once `readyPath` answers.
+ */
+export async function startEdgeWorker(
+  vars: Record<string, string>,
+  options: { timeoutMs?: number; config?: string; readyPath?: string } = {},
+): Promise<EdgeWorker> {
+  const worker = new EdgeWorker(await freePort(), mkdtempSync(path.join(tmpdir(), "waitstate-edge-")), options.config ?? CONFIG);
+  return worker.start(vars, options.timeoutMs, options.readyPath);
 }

@@ -18,9 +18,10 @@ export type HonoNext = () => Promise<void>;
 
 /**
  * In Hono the middleware's argument is the context `c`: `tagFrom`, `weightFrom`
- * and `onDenied` receive `c`, and a `waitstate` function receives `c.env`.
+ * and `onDenied` receive `c`, and a `waitstate` function receives `c.env` (the
+ * app's `Bindings`, `Env`).
  */
-export type HonoEdgeOptions<C extends HonoEdgeContext> = EdgeGateOptions<C, C["env"]>;
+export type HonoEdgeOptions<C extends HonoEdgeContext, Env = unknown> = EdgeGateOptions<C, Env>;
 
 function readHeader(c: HonoEdgeContext, name: string): string | undefined {
   return c.req.header(name);
@@ -49,17 +50,17 @@ function waitUntil(c: HonoEdgeContext, promise: Promise<unknown>): void {
  * const app = new Hono<{ Bindings: Env }>();
  * app.use("*", createMiddleware({ waitstate: (env: Env) => new WaitState({ publishKey: env.WAITSTATE_PUBLISH_KEY, secretKey: env.WAITSTATE_SECRET_KEY, baseUrl: env.WAITSTATE_URL }) }));
  */
-export function createMiddleware<C extends HonoEdgeContext = HonoEdgeContext>(
-  options: HonoEdgeOptions<C>,
+export function createMiddleware<C extends HonoEdgeContext = HonoEdgeContext, Env = unknown>(
+  options: HonoEdgeOptions<C, Env>,
 ): (c: C, next: HonoNext) => Promise<Response | void> {
-  const { clientFor, tagOf, weightOf, retryAfter, onDenied, warmUp } = resolveOptions<C, C["env"]>(
+  const { clientFor, tagOf, weightOf, retryAfter, onDenied, warmUp } = resolveOptions<C, Env>(
     options,
     "@waitstate/edge/hono createMiddleware",
     readHeader,
   );
 
   return async function waitStateGate(c: C, next: HonoNext): Promise<Response | void> {
-    const client = clientFor(c.env);
+    const client = clientFor(c.env as Env);
     const cold = warmUp(client);
     if (cold !== undefined) await cold;
     const tag = tagOf(c);

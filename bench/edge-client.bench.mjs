@@ -8,7 +8,6 @@
 // - sync() when nothing is due (a synced client between pulses).
 // - the package's wasm + JavaScript, minified by esbuild (the default entry
 //   and everything it imports, as a bundler ships it).
-import { createServer } from "node:http";
 import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -17,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { LocalGate } from "@waitstate/protocol/gate";
 import { WaitState } from "@waitstate/edge";
-import { median } from "./support.mjs";
+import { median, startPolicyStub, stubUrl } from "./support.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
@@ -53,22 +52,11 @@ function tsGateFixedNow(n) {
 }
 
 // A control plane stub in this process: the key exchange and pulses answered with POLICY, so the client is synced.
-const stub = createServer((req, res) => {
-  req.resume();
-  req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json", "x-waitstate-counted": "true", etag: '"1"' });
-    res.end(
-      req.url === "/v1/auth/token"
-        ? JSON.stringify({ token: "t", expiresAt: Date.now() + 900_000, orgId: "org_bench" })
-        : JSON.stringify({ ...POLICY, issuedAt: Date.now() }),
-    );
-  });
-});
-await new Promise((r) => stub.listen(0, "127.0.0.1", r));
+const stub = await startPolicyStub(POLICY);
 const client = new WaitState({
   publishKey: "pk_bench",
   secretKey: "sk_bench",
-  baseUrl: `http://127.0.0.1:${stub.address().port}`,
+  baseUrl: stubUrl(stub),
   onError: (e) => {
     throw e;
   },

@@ -11,7 +11,7 @@ import { LocalGate } from "@waitstate/protocol/gate";
 import { EdgeGate } from "@waitstate/edge";
 import { RateLimiterMemory } from "rate-limiter-flexible";
 import { RateLimiter } from "limiter";
-import { createServer } from "node:http";
+import { startPolicyStub, stubUrl } from "./support.mjs";
 import { WaitState } from "../sdk-node/dist/sdk-node/src/index.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -61,22 +61,11 @@ function edgeGateWasm(n) {
 // The full Node client: coarse clock, lease check, per-tag counting. Its control
 // plane is a stub in this process that answers every pulse with POLICY, so the
 // client is synced (and pulsing between rounds) as in production.
-const stub = createServer((req, res) => {
-  req.resume();
-  req.on("end", () => {
-    res.writeHead(200, { "content-type": "application/json", "x-waitstate-counted": "true" });
-    res.end(
-      req.url === "/v1/auth/token"
-        ? JSON.stringify({ token: "t", expiresAt: Date.now() + 900_000, orgId: "org_bench" })
-        : JSON.stringify({ ...POLICY, issuedAt: Date.now() }),
-    );
-  });
-});
-await new Promise((r) => stub.listen(0, "127.0.0.1", r));
+const stub = await startPolicyStub(POLICY);
 const client = new WaitState({
   publishKey: "pk_bench",
   secretKey: "sk_bench",
-  baseUrl: `http://127.0.0.1:${stub.address().port}`,
+  baseUrl: stubUrl(stub),
   onError: () => {},
 });
 if (!(await client.ready(5000))) throw new Error("the client did not sync with the stub control plane");

@@ -4,6 +4,7 @@
 // packages only.
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { LatencyHistogram } from "@waitstate/protocol/histogram";
@@ -33,6 +34,31 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Epoch ms with sub-millisecond precision (comparable with the control plane's Date.now(): same machine). */
 export const nowMs = () => performance.timeOrigin + performance.now();
+
+// ---------------------------------------------------------------- a control plane stub
+
+/**
+ * A control plane stub on 127.0.0.1 that answers the key exchange with a token
+ * and every pulse or policy read with `policy` (counted), so a client under
+ * benchmark is synced as in production. Resolves with the server; `baseUrl(server)`.
+ */
+export async function startPolicyStub(policy) {
+  const stub = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json", "x-waitstate-counted": "true", etag: '"1"' });
+      res.end(
+        req.url === "/v1/auth/token"
+          ? JSON.stringify({ token: "t", expiresAt: Date.now() + 900_000, orgId: "org_bench" })
+          : JSON.stringify({ ...policy, issuedAt: Date.now() }),
+      );
+    });
+  });
+  await new Promise((r) => stub.listen(0, "127.0.0.1", r));
+  return stub;
+}
+
+export const stubUrl = (stub) => `http://127.0.0.1:${stub.address().port}`;
 
 // ---------------------------------------------------------------- README
 

@@ -6,7 +6,7 @@
  * `encode()`. No I/O, no Node built-ins, zero dependencies beyond
  * ./constants and ./histogram's types, so both SDKs compile it in.
  */
-import { MAX_PULSE_BODY_BYTES } from "./constants.js";
+import { MAX_CUSTOM_METRICS_PER_TAG, MAX_PULSE_BODY_BYTES, isValidCustomMetricName } from "./constants.js";
 import type { HistogramEncoding } from "./histogram.js";
 
 /** A pulse body is kept under this many bytes (the control plane refuses more than 64 KiB). */
@@ -20,6 +20,46 @@ export interface CustomAggregate {
   max: number;
   sum: number;
   count: number;
+}
+
+/** Why a custom metric value was dropped: the SDKs report it to `onError` with this code and message. */
+export interface CustomProblem {
+  code: "INVALID_METRIC_NAME" | "INVALID_VALUE" | "TOO_MANY_METRICS";
+  message: string;
+}
+
+/** `report(metric, value)`'s checks of the name and the value; null when both are good. */
+export function checkCustom(metric: unknown, value: unknown): CustomProblem | null {
+  if (typeof metric !== "string" || !isValidCustomMetricName(metric)) {
+    return {
+      code: "INVALID_METRIC_NAME",
+      message: `report: "${String(metric)}" is not a valid custom metric name (lowercase letters, digits and '_', starting with a letter, at most 63 characters, not a built-in name)`,
+    };
+  }
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    return { code: "INVALID_VALUE", message: `report: value of "${metric}" must be a finite number, got ${String(value)}` };
+  }
+  return null;
+}
+
+/** Adds a checked value to a tag's aggregates (min/max/sum/count); a new name past the per-tag cap is dropped. */
+export function addCustom(custom: Map<string, CustomAggregate>, metric: string, value: number): CustomProblem | null {
+  const prev = custom.get(metric);
+  if (prev === undefined) {
+    if (custom.size >= MAX_CUSTOM_METRICS_PER_TAG) {
+      return {
+        code: "TOO_MANY_METRICS",
+        message: `report: a tag carries at most ${MAX_CUSTOM_METRICS_PER_TAG} custom metrics per pulse; "${metric}" was dropped`,
+      };
+    }
+    custom.set(metric, { min: value, max: value, sum: value, count: 1 });
+  } else {
+    if (value < prev.min) prev.min = value;
+    if (value > prev.max) prev.max = value;
+    prev.sum += value;
+    prev.count++;
+  }
+  return null;
 }
 
 /** What one tag collected over an interval, as the builder reads it. */

@@ -20,7 +20,6 @@ import {
   DEFAULT_PULSE_INTERVAL_MS,
   DEFAULT_SAFE_MODE_MAX_RPS,
   DEFAULT_TAG,
-  MAX_CUSTOM_METRICS_PER_TAG,
   MAX_ID_LENGTH,
   MAX_TAG_NAME_LENGTH,
   OVERFLOW_TAG,
@@ -29,7 +28,6 @@ import {
   SAFE_MODE_STRATEGIES,
   TOKEN_EXCHANGE_PATH,
   TOKEN_EXCHANGE_SIGNING_PREFIX,
-  isValidCustomMetricName,
   type PolicyStatus,
   type SafeModeStrategy,
 } from "../../protocol/src/constants.js";
@@ -55,7 +53,7 @@ import {
   type TokenState,
 } from "../../protocol/src/lifecycle.js";
 import { killSwitchPolicy, parsePolicy, type PolicyParseResult, type WirePolicy } from "../../protocol/src/policy.js";
-import { buildPulses, type CustomAggregate, type PreparedPulse } from "../../protocol/src/pulse.js";
+import { addCustom, buildPulses, checkCustom, type CustomAggregate, type PreparedPulse } from "../../protocol/src/pulse.js";
 import { EdgeGate, EdgeHistogram, isInitialized, sign_pulse, type GateResult } from "./core.js";
 
 export { WaitStateError, type WaitStateErrorCode };
@@ -359,35 +357,13 @@ export class WaitState {
 
   /** Records a custom metric value (min/max/sum/count per pulse). A bad name or value goes to onError. */
   report(metric: string, value: number, tag?: string): void {
-    if (typeof metric !== "string" || !isValidCustomMetricName(metric)) {
-      this.fail(
-        "INVALID_METRIC_NAME",
-        `report: "${String(metric)}" is not a valid custom metric name (lowercase letters, digits and '_', starting with a letter, at most 63 characters, not a built-in name)`,
-      );
-      return;
+    let problem = checkCustom(metric, value);
+    if (problem === null) {
+      const entry = this.entry(tag);
+      if (entry === null) return;
+      problem = addCustom(entry.custom, metric, value);
     }
-    if (typeof value !== "number" || !Number.isFinite(value)) {
-      this.fail("INVALID_VALUE", `report: value of "${metric}" must be a finite number, got ${String(value)}`);
-      return;
-    }
-    const entry = this.entry(tag);
-    if (entry === null) return;
-    const prev = entry.custom.get(metric);
-    if (prev === undefined) {
-      if (entry.custom.size >= MAX_CUSTOM_METRICS_PER_TAG) {
-        this.fail(
-          "TOO_MANY_METRICS",
-          `report: a tag carries at most ${MAX_CUSTOM_METRICS_PER_TAG} custom metrics per pulse; "${metric}" was dropped`,
-        );
-        return;
-      }
-      entry.custom.set(metric, { min: value, max: value, sum: value, count: 1 });
-    } else {
-      if (value < prev.min) prev.min = value;
-      if (value > prev.max) prev.max = value;
-      prev.sum += value;
-      prev.count++;
-    }
+    if (problem !== null) this.fail(problem.code, problem.message);
   }
 
   /** Starts a timer; the returned function reports the elapsed ms as latency (once) and returns it. */
@@ -792,9 +768,14 @@ export class WaitState {
         case "install": {
           const edge = this.gateInstance();
           const problem = edge === null ? null : edge.installParsed(policy!, this.life!.leaseMs / 1000, now, etag);
-          if (problem !== null) this.fail("INVALID_POLICY", `the policy could not be installed (${problem}); the last good policy stays`);
-          this.policyInForce = policy;
-          this.etag = etag;
+          if (problem === null) {
+            this.policyInForce = policy;
+            this.etag = etag;
+          } else {
+            // The control plane answered, so the lease restarts; the policy in force stays, and its ETag (the next read is a full one).
+            edge!.markSynced(now);
+            this.fail("INVALID_POLICY", `the policy could not be installed (${problem}); the last good policy stays`);
+          }
           this.synced();
           break;
         }

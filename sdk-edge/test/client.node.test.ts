@@ -284,6 +284,21 @@ describe("sync()", () => {
     expect(pulsesOf("edge-cap").length).toBe(pulses + 1);
   });
 
+  it("a valid policy the gate's full tag table cannot take: the policy in force stays, reported, the lease restarted", async () => {
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() });
+    const { ws, errors } = clientOf({ instanceId: "edge-full" });
+    const first = cp.setPolicy({ tagMaxWeights: { free: 0 }, status: "ok" });
+    await ws.sync();
+    for (let i = 0; i < 4096; i++) ws.gate(`t${i}`);
+    cp.setPolicy({ tagMaxWeights: { free: 0, fresh: 0 } });
+    vi.setSystemTime(Date.now() + 1200);
+    await ws.sync();
+    expect(errors.map((e) => e.code)).toContain("INVALID_POLICY");
+    expect(errors.find((e) => e.code === "INVALID_POLICY")!.message).toMatch(/tag table full.*the last good policy stays/);
+    expect(ws.status()).toMatchObject({ policyVersion: first.version, lastSyncAt: Date.now() });
+    expect(ws.gate("free").reason).toBe("tag_blocked");
+  });
+
   it("reports DUPLICATE_INSTANCE when the control plane says another isolate shares the id", async () => {
     const { ws, errors } = clientOf({ instanceId: "edge-dup" });
     cp.duplicateInstance = true;

@@ -5,10 +5,10 @@
  * ({@link buildPulses}). No I/O here.
  */
 import { WaitStateError } from "./errors.js";
-import { MAX_CUSTOM_METRICS_PER_TAG, MAX_TAG_NAME_LENGTH, isValidCustomMetricName } from "../../protocol/src/constants.js";
+import { MAX_TAG_NAME_LENGTH } from "../../protocol/src/constants.js";
 import { OVERFLOW_TAG, normalizeTag } from "../../protocol/src/gate.js";
 import { LatencyHistogram } from "../../protocol/src/histogram.js";
-import type { CustomAggregate } from "../../protocol/src/pulse.js";
+import { addCustom, checkCustom, type CustomAggregate } from "../../protocol/src/pulse.js";
 
 /**
  * Distinct tags the gate and the collector each track with their own entry.
@@ -73,39 +73,10 @@ export class TelemetryCollector {
    * a built-in metric name.
    */
   report(metric: string, value: number, tag?: string): boolean {
-    if (typeof metric !== "string" || !isValidCustomMetricName(metric)) {
-      this.onError(
-        new WaitStateError(
-          "INVALID_METRIC_NAME",
-          `report: "${String(metric)}" is not a valid custom metric name (lowercase letters, digits and '_', starting with a letter, at most 63 characters, not a built-in name)`,
-        ),
-      );
-      return false;
-    }
-    if (typeof value !== "number" || !Number.isFinite(value)) {
-      this.onError(new WaitStateError("INVALID_VALUE", `report: value of "${metric}" must be a finite number, got ${String(value)}`));
-      return false;
-    }
-    const entry = this.entry(tag);
-    const prev = entry.custom.get(metric);
-    if (prev === undefined) {
-      if (entry.custom.size >= MAX_CUSTOM_METRICS_PER_TAG) {
-        this.onError(
-          new WaitStateError(
-            "TOO_MANY_METRICS",
-            `report: a tag carries at most ${MAX_CUSTOM_METRICS_PER_TAG} custom metrics per pulse; "${metric}" was dropped`,
-          ),
-        );
-        return false;
-      }
-      entry.custom.set(metric, { min: value, max: value, sum: value, count: 1 });
-    } else {
-      if (value < prev.min) prev.min = value;
-      if (value > prev.max) prev.max = value;
-      prev.sum += value;
-      prev.count++;
-    }
-    return true;
+    const problem = checkCustom(metric, value) ?? addCustom(this.entry(tag).custom, metric, value);
+    if (problem === null) return true;
+    this.onError(new WaitStateError(problem.code, problem.message));
+    return false;
   }
 
   /** Everything collected since the last take; the collector starts afresh. */

@@ -143,3 +143,26 @@ export function resolveRequestOptions<Req>(
     retryAfter: String(Math.ceil((retryAfter as number | undefined) ?? DEFAULT_RETRY_AFTER_SECONDS)),
   };
 }
+
+/**
+ * The status Next.js answers for the control-flow errors its helpers throw
+ * (`redirect()`, `notFound()`, `forbidden()`, `unauthorized()`), or 500 for
+ * any other error. Those are read from the error's `digest`, so a redirect is
+ * not counted as a failure.
+ */
+export function nextStatusOfThrown(error: unknown): number {
+  const digest = typeof error === "object" && error !== null ? (error as { digest?: unknown }).digest : undefined;
+  if (typeof digest !== "string") return 500;
+  if (digest.startsWith("NEXT_REDIRECT;")) {
+    // "NEXT_REDIRECT;<type>;<url>;<status>;": the url may itself hold ';', so read from the end.
+    const parts = digest.split(";");
+    const status = Number(parts[parts.length - 2]);
+    return status >= 300 && status < 400 ? status : 307;
+  }
+  if (digest.startsWith("NEXT_HTTP_ERROR_FALLBACK;")) {
+    const status = Number(digest.slice("NEXT_HTTP_ERROR_FALLBACK;".length));
+    return status >= 400 && status < 600 ? status : 404;
+  }
+  if (digest === "NEXT_NOT_FOUND") return 404; // Next.js 13–14
+  return 500;
+}

@@ -195,5 +195,16 @@ describe("@waitstate/edge/nextjs", () => {
     expect(kept).toHaveLength(3);
     expect(client.errors).toEqual(["free"]);
     expect(() => nextWithGate({ waitstate: client, waitUntil: 1 as never }, () => new Response())).toThrow(/options\.waitUntil/);
+
+    // redirect() throws an error whose digest carries its status: a redirect, not a failure; any other throw is one.
+    const redirecting = nextWithGate({ waitstate: client }, () => {
+      throw Object.assign(new Error("NEXT_REDIRECT"), { digest: "NEXT_REDIRECT;replace;/login;307;" });
+    });
+    await expect(redirecting(req({ "x-waitstate-tag": "free" }))).rejects.toThrow("NEXT_REDIRECT");
+    const crashing = nextWithGate({ waitstate: client }, () => {
+      throw new Error("boom");
+    });
+    await expect(crashing(req({ "x-waitstate-tag": "pro" }))).rejects.toThrow("boom");
+    expect(client.errors).toEqual(["free", "pro"]);
   });
 });

@@ -4,6 +4,7 @@
  * the name and shape of `@waitstate/sdk/nextjs`). Web APIs only, no
  * `node:crypto`: it runs where Next.js middleware runs.
  */
+import { nextStatusOfThrown } from "../../../protocol/src/middleware.js";
 import { denialResponse, invalidOptions, reportCompletion, requestHeader, resolveOptions, type EdgeGateOptions } from "./common.js";
 
 /** What Next.js hands a middleware besides the request (a `NextFetchEvent`). */
@@ -68,8 +69,9 @@ export function createMiddleware<Req extends Request = Request>(
  * Wraps a route handler of the edge runtime (`export const runtime = "edge"`):
  * a denied request gets the 429 and the handler never runs; for an allowed one
  * the latency up to the handler's `Response` is reported for its tag, plus an
- * error when the status is 5xx or the handler throws (rethrown). Then
- * `waitUntil(waitstate.sync())`.
+ * error when the status is 5xx or the handler throws (rethrown; Next.js's
+ * `redirect()` and `notFound()` count as their 3xx/404, as in
+ * `@waitstate/sdk/nextjs`). Then `waitUntil(waitstate.sync())`.
  */
 export function withGate<Req extends Request, Rest extends unknown[]>(
   options: NextEdgeOptions<Req>,
@@ -97,6 +99,9 @@ export function withGate<Req extends Request, Rest extends unknown[]>(
       const response = await handler(req, ...rest);
       status = response.status;
       return response;
+    } catch (error) {
+      status = nextStatusOfThrown(error); // redirect() and notFound() throw: not failures
+      throw error;
     } finally {
       reportCompletion(client, tag, startMs, status);
       const sync = client.sync();

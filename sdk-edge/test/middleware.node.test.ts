@@ -124,6 +124,32 @@ describe("withWaitState (Workers fetch handler)", () => {
     expect(made).toEqual(["k"]);
   });
 
+  it("waitForPolicyMs: a cold client's first requests wait for ready(ms); once it has a policy nothing waits", async () => {
+    const client = new RecordingClient({ tagMaxWeights: { blocked: 0 } });
+    const asked: number[] = [];
+    let synced = false;
+    let readyCalls = 0;
+    const cold = Object.assign(client, {
+      ready(ms?: number) {
+        readyCalls++;
+        asked.push(ms ?? -1);
+        return Promise.resolve(synced);
+      },
+    });
+    const fetchHandler = withWaitState(() => new Response("ok"), { waitstate: cold, waitForPolicyMs: 250 });
+    await fetchHandler(req({ "x-waitstate-tag": "blocked" }), {}, new Ctx()); // ready → false: asked again next time
+    synced = true;
+    await fetchHandler(req(), {}, new Ctx()); // ready → true: warm from now on
+    await fetchHandler(req(), {}, new Ctx());
+    expect(asked).toEqual([250, 250]);
+    expect(readyCalls).toBe(2);
+    // Without the option, or with 0, ready() is never asked.
+    const plain = withWaitState(() => new Response("ok"), { waitstate: cold });
+    await plain(req(), {}, new Ctx());
+    expect(readyCalls).toBe(2);
+    expect(() => withWaitState(() => new Response(), { waitstate: cold, waitForPolicyMs: -1 })).toThrow(/options\.waitForPolicyMs/);
+  });
+
   it("throws a typed error naming the bad option, at creation", () => {
     const bad: Array<[unknown, RegExp]> = [
       [undefined, /options must be an object/],

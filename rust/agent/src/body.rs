@@ -49,7 +49,10 @@ pub enum Field<'a> {
 /// `Err` carries the parser's message.
 pub fn parse(text: &str) -> Result<Parsed, String> {
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(fields)) => Ok(Parsed::Object(Body { fields, infinite: Vec::new() })),
+        Ok(Value::Object(fields)) => Ok(Parsed::Object(Body {
+            fields,
+            infinite: Vec::new(),
+        })),
         Ok(other) => Ok(Parsed::NotObject(describe(Field::Value(&other)))),
         Err(strict) => {
             // Only a number out of range is read again; a syntax error stays one.
@@ -191,7 +194,13 @@ mod tests {
     fn syntax_errors_stay_errors_and_non_objects_are_described() {
         assert!(parse("{tag:").is_err());
         assert!(parse("{\"a\":1e999").is_err());
-        for (text, shown) in [("[1]", "an array"), ("null", "null"), ("\"free\"", "\"free\""), ("1e999", "Infinity"), ("5", "5")] {
+        for (text, shown) in [
+            ("[1]", "an array"),
+            ("null", "null"),
+            ("\"free\"", "\"free\""),
+            ("1e999", "Infinity"),
+            ("5", "5"),
+        ] {
             match parse(text) {
                 Ok(Parsed::NotObject(d)) => assert_eq!(d, shown),
                 _ => panic!("{} should not be an object", text),

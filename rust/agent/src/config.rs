@@ -60,12 +60,23 @@ fn random_uuid() -> String {
     let word = |salt: u64| {
         let mut h = RandomState::new().build_hasher();
         h.write_u64(salt);
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
         h.finish()
     };
     let (a, b) = (word(1), word(2));
     let (a, b) = ((a & !0xf000) | 0x4000, (b & !(0xc << 60)) | (0x8 << 60));
-    format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// Reads the agent's configuration. Unset and blank variables mean the
@@ -104,7 +115,12 @@ pub fn read_config(env: &dyn Fn(&str) -> Option<String>, hostname: &str, pid: u3
         // Whole calls per second: the client counts them in a token bucket of whole tokens.
         Some(text) => match text.parse::<u64>() {
             Ok(x) => Some(x),
-            _ => return Err(format!("WAITSTATE_SAFE_MODE_MAX_RPS must be a whole number >= 0, got {}", serde_json::Value::String(text))),
+            _ => {
+                return Err(format!(
+                    "WAITSTATE_SAFE_MODE_MAX_RPS must be a whole number >= 0, got {}",
+                    serde_json::Value::String(text)
+                ))
+            }
         },
     };
     let port = match value("PORT") {
@@ -200,15 +216,30 @@ mod tests {
             (vec![], "WAITSTATE_PUBLISH_KEY and WAITSTATE_SECRET_KEY must be set"),
             (vec![("WAITSTATE_PUBLISH_KEY", "pk")], "WAITSTATE_SECRET_KEY must be set"),
             (vec![("WAITSTATE_SECRET_KEY", "sk")], "WAITSTATE_PUBLISH_KEY must be set"),
-            (vec![("WAITSTATE_PUBLISH_KEY", "pk"), ("WAITSTATE_SECRET_KEY", "sk")], "WAITSTATE_BASE_URL must be set"),
+            (
+                vec![("WAITSTATE_PUBLISH_KEY", "pk"), ("WAITSTATE_SECRET_KEY", "sk")],
+                "WAITSTATE_BASE_URL must be set",
+            ),
             (
                 KEYS.iter().copied().chain([("WAITSTATE_SAFE_MODE_STRATEGY", "closed")]).collect(),
                 "WAITSTATE_SAFE_MODE_STRATEGY must be one of open, fixed_rps, last_policy, got \"closed\"",
             ),
-            (KEYS.iter().copied().chain([("WAITSTATE_SAFE_MODE_MAX_RPS", "fast")]).collect(), "WAITSTATE_SAFE_MODE_MAX_RPS must be a whole number >= 0"),
-            (KEYS.iter().copied().chain([("WAITSTATE_SAFE_MODE_MAX_RPS", "-1")]).collect(), "WAITSTATE_SAFE_MODE_MAX_RPS must be"),
-            (KEYS.iter().copied().chain([("PORT", "70000")]).collect(), "PORT must be an integer from 0 to 65535, got \"70000\""),
-            (KEYS.iter().copied().chain([("WAITSTATE_BASE_URL", " ")]).collect(), "WAITSTATE_BASE_URL must be set"),
+            (
+                KEYS.iter().copied().chain([("WAITSTATE_SAFE_MODE_MAX_RPS", "fast")]).collect(),
+                "WAITSTATE_SAFE_MODE_MAX_RPS must be a whole number >= 0",
+            ),
+            (
+                KEYS.iter().copied().chain([("WAITSTATE_SAFE_MODE_MAX_RPS", "-1")]).collect(),
+                "WAITSTATE_SAFE_MODE_MAX_RPS must be",
+            ),
+            (
+                KEYS.iter().copied().chain([("PORT", "70000")]).collect(),
+                "PORT must be an integer from 0 to 65535, got \"70000\"",
+            ),
+            (
+                KEYS.iter().copied().chain([("WAITSTATE_BASE_URL", " ")]).collect(),
+                "WAITSTATE_BASE_URL must be set",
+            ),
         ];
         for (vars, message) in cases.iter() {
             let got = read(vars).unwrap_err();

@@ -47,12 +47,21 @@ impl AgentClient for Client {
     }
     fn health(&self) -> Health {
         let s = self.0.status();
-        Health { instance_id: s.instance_id, synced: s.synced, policy_version: s.policy_version, safe_mode: s.safe_mode }
+        Health {
+            instance_id: s.instance_id,
+            synced: s.synced,
+            policy_version: s.policy_version,
+            safe_mode: s.safe_mode,
+        }
     }
 }
 
 fn one_line(text: &str) -> String {
-    text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 fn log_error(line: &str) {
@@ -118,6 +127,11 @@ fn main() {
 }
 
 async fn run(config: AgentConfig) {
+    // Before anything else: a signal that arrives while the client starts still gets its final pulse.
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => (term, int),
+        _ => fatal("cannot install the SIGTERM and SIGINT handlers"),
+    };
     let options = Options {
         publish_key: config.publish_key.clone(),
         secret_key: config.secret_key.clone(),
@@ -151,14 +165,21 @@ async fn run(config: AgentConfig) {
         Ok(builder) => builder.http1_keepalive(true).tcp_nodelay(true),
         Err(why) => fatal(&format!("cannot listen on {}:{}: {}", config.host, config.port, why)),
     };
-    let agent = Arc::new(Agent { client: Arc::new(Client(ws.clone())), max_body_bytes: DEFAULT_MAX_BODY_BYTES });
+    let agent = Arc::new(Agent {
+        client: Arc::new(Client(ws.clone())),
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+    });
     let make = make_service_fn(move |_| {
         let agent = agent.clone();
         async move { Ok::<_, std::convert::Infallible>(service_fn(move |req| agent.clone().handle(req))) }
     });
     let server = server.serve(make);
     let local = server.local_addr();
-    let shown = if local.is_ipv6() { format!("[{}]", local.ip()) } else { local.ip().to_string() };
+    let shown = if local.is_ipv6() {
+        format!("[{}]", local.ip())
+    } else {
+        local.ip().to_string()
+    };
     log_out(&format!(
         "{} listening on http://{}:{} (instance {}, control plane {})",
         NAME,
@@ -168,10 +189,6 @@ async fn run(config: AgentConfig) {
         config.base_url
     ));
 
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(term), Ok(int)) => (term, int),
-        _ => fatal("cannot install the SIGTERM and SIGINT handlers"),
-    };
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.with_graceful_shutdown(async move {
         let _ = stopping_rx.await;

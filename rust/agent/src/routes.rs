@@ -79,11 +79,19 @@ pub struct Reply {
 
 impl Reply {
     fn json(status: u16, body: &Value) -> Reply {
-        Reply { status, body: Some(body.to_string()), allow: None }
+        Reply {
+            status,
+            body: Some(body.to_string()),
+            allow: None,
+        }
     }
 
     fn no_content() -> Reply {
-        Reply { status: 204, body: None, allow: None }
+        Reply {
+            status: 204,
+            body: None,
+            allow: None,
+        }
     }
 }
 
@@ -189,7 +197,11 @@ fn gate_route(client: &dyn AgentClient, body: &Body) -> Result<Reply, Reply> {
 
 /// `{"allowed":…,"reason":…}` without building a JSON tree: this is the hot route.
 fn gate_reply(allowed: bool, reason: &str) -> Reply {
-    Reply { status: 200, body: Some(format!("{{\"allowed\":{},\"reason\":\"{}\"}}", allowed, reason)), allow: None }
+    Reply {
+        status: 200,
+        body: Some(format!("{{\"allowed\":{},\"reason\":\"{}\"}}", allowed, reason)),
+        allow: None,
+    }
 }
 
 fn report_latency_route(client: &dyn AgentClient, body: &Body) -> Result<Reply, Reply> {
@@ -206,7 +218,15 @@ fn report_error_route(client: &dyn AgentClient, body: &Body) -> Result<Reply, Re
 }
 
 /// Built-in metric names, which a custom metric may not take.
-const RESERVED_METRIC_NAMES: [&str; 7] = ["latency", "p50_latency", "p95_latency", "p99_latency", "errors", "error_rate", "rps"];
+const RESERVED_METRIC_NAMES: [&str; 7] = [
+    "latency",
+    "p50_latency",
+    "p95_latency",
+    "p99_latency",
+    "errors",
+    "error_rate",
+    "rps",
+];
 
 /// `POST /report-metric`. The name is checked here with the client's rule, so
 /// the caller gets a 400 instead of a silent drop.
@@ -275,7 +295,9 @@ fn header_weight(headers: Option<&Map<String, Value>>) -> Option<f64> {
 
 /// `Number(text)` for the decimal forms a header carries (`"2"`, `"0.5"`, `"1e3"`).
 fn js_number(text: &str) -> Option<f64> {
-    let ok = text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let ok = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
     if ok {
         text.parse::<f64>().ok()
     } else {
@@ -378,7 +400,11 @@ fn coprocess_route(client: &dyn AgentClient, body: Body) -> Result<Reply, Reply>
     let weight = given_weight.or_else(|| header_weight(headers));
     let stage_gated = stage.map_or(true, |s| s.ends_with("Request"));
     report_finished(client, tag.as_deref(), latency_ms, error);
-    let decision = if stage_gated { Some(client.gate(tag.as_deref(), weight)) } else { None };
+    let decision = if stage_gated {
+        Some(client.gate(tag.as_deref(), weight))
+    } else {
+        None
+    };
     let mut answer = body.fields;
     match decision {
         Some((false, reason)) => {
@@ -463,7 +489,10 @@ fn parse_body(route: Route, raw: &str) -> Result<Body, Reply> {
     }
     match body::parse(raw) {
         Ok(Parsed::Object(body)) => Ok(body),
-        Ok(Parsed::NotObject(what)) => Err(error_reply(ErrorCode::InvalidBody, &format!("body: expected an object, got {}", what))),
+        Ok(Parsed::NotObject(what)) => Err(error_reply(
+            ErrorCode::InvalidBody,
+            &format!("body: expected an object, got {}", what),
+        )),
         Err(why) => Err(error_reply(ErrorCode::InvalidJson, &format!("body: not valid JSON ({})", why))),
     }
 }
@@ -499,7 +528,12 @@ mod tests {
             self.calls.lock().unwrap().push(format!("metric {} {} {:?}", metric, value, tag));
         }
         fn health(&self) -> Health {
-            Health { instance_id: "i".into(), synced: false, policy_version: None, safe_mode: false }
+            Health {
+                instance_id: "i".into(),
+                synced: false,
+                policy_version: None,
+                safe_mode: false,
+            }
         }
     }
 
@@ -516,7 +550,10 @@ mod tests {
         let r = Recorder::default();
         let reply = Route::Gate.handle(&r, r#"{"tag":"a","weight":2,"latency_ms":4,"error":true}"#);
         assert_eq!(json_of(&reply), json!({"allowed": true, "reason": "allowed"}));
-        assert_eq!(calls(&r), ["latency 4 Some(\"a\")", "error Some(\"a\")", "gate Some(\"a\") Some(2.0)"]);
+        assert_eq!(
+            calls(&r),
+            ["latency 4 Some(\"a\")", "error Some(\"a\")", "gate Some(\"a\") Some(2.0)"]
+        );
     }
 
     #[test]
@@ -526,13 +563,19 @@ mod tests {
         assert_eq!(reply.status, 400);
         assert_eq!(json_of(&reply)["error"]["message"], "weight: expected a finite number >= 0, got -1");
         let reply = Route::Gate.handle(&r, r#"{"weight":1e999}"#);
-        assert_eq!(json_of(&reply)["error"]["message"], "weight: expected a finite number >= 0, got Infinity");
+        assert_eq!(
+            json_of(&reply)["error"]["message"],
+            "weight: expected a finite number >= 0, got Infinity"
+        );
         assert!(calls(&r).is_empty());
     }
 
     #[test]
     fn coprocess_tags_by_header_then_by_operation_name() {
-        let r = Recorder { blocked: vec!["GetMe"], ..Recorder::default() };
+        let r = Recorder {
+            blocked: vec!["GetMe"],
+            ..Recorder::default()
+        };
         let by_name = r#"{"stage":"RouterRequest","headers":{},"body":"{\"query\":\"query GetMe { me { id } }\"}"}"#;
         let reply = Route::Coprocess.handle(&r, by_name);
         let answer = json_of(&reply);
@@ -547,7 +590,10 @@ mod tests {
     #[test]
     fn operation_names_from_the_query_text() {
         assert_eq!(first_operation_name("query Me { me { id } }").as_deref(), Some("Me"));
-        assert_eq!(first_operation_name("  # a comment\n mutation AddItem($id: ID!) { x }").as_deref(), Some("AddItem"));
+        assert_eq!(
+            first_operation_name("  # a comment\n mutation AddItem($id: ID!) { x }").as_deref(),
+            Some("AddItem")
+        );
         assert_eq!(first_operation_name("subscription OnEvent{ e }").as_deref(), Some("OnEvent"));
         assert_eq!(first_operation_name("{ me { id } }"), None);
         assert_eq!(first_operation_name("query { me { id } }"), None);
@@ -567,7 +613,15 @@ mod tests {
         let headers = |w: Value| json!({ "x-waitstate-weight": w }).as_object().unwrap().clone();
         assert_eq!(header_weight(Some(&headers(json!(["5"])))), Some(5.0));
         assert_eq!(header_weight(Some(&headers(json!([" 0.5 "])))), Some(0.5));
-        for bad in [json!(["lots"]), json!([""]), json!(["-4"]), json!([7]), json!({}), json!(["Infinity"]), json!(["0x10"])] {
+        for bad in [
+            json!(["lots"]),
+            json!([""]),
+            json!(["-4"]),
+            json!([7]),
+            json!({}),
+            json!(["Infinity"]),
+            json!(["0x10"]),
+        ] {
             assert_eq!(header_weight(Some(&headers(bad.clone()))), None, "{}", bad);
         }
     }

@@ -48,7 +48,10 @@ impl Agent {
         };
         if !method_ok {
             let allow = if route.takes_get() { "GET, HEAD" } else { "POST" };
-            let mut reply = error_reply(ErrorCode::MethodNotAllowed, &format!("{} takes {}, not {}", path, allow, req.method()));
+            let mut reply = error_reply(
+                ErrorCode::MethodNotAllowed,
+                &format!("{} takes {}, not {}", path, allow, req.method()),
+            );
             reply.allow = Some(allow);
             return Ok(respond(reply, unread));
         }
@@ -145,12 +148,21 @@ mod tests {
         fn report_error(&self, _: Option<&str>) {}
         fn report(&self, _: &str, _: f64, _: Option<&str>) {}
         fn health(&self) -> Health {
-            Health { instance_id: "stub".into(), synced: false, policy_version: None, safe_mode: false }
+            Health {
+                instance_id: "stub".into(),
+                synced: false,
+                policy_version: None,
+                safe_mode: false,
+            }
         }
     }
 
     async fn call(agent: &Arc<Agent>, method: Method, path: &str, body: &str) -> (u16, String, Option<String>) {
-        let req = Request::builder().method(method).uri(path).body(Body::from(body.to_string())).unwrap();
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from(body.to_string()))
+            .unwrap();
         let res = agent.clone().handle(req).await.unwrap();
         let status = res.status().as_u16();
         let connection = res.headers().get(CONNECTION).map(|v| v.to_str().unwrap().to_string());
@@ -160,10 +172,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_panics_gives_500_internal_and_the_agent_keeps_serving() {
-        let agent = Arc::new(Agent { client: Arc::new(Panics), max_body_bytes: DEFAULT_MAX_BODY_BYTES });
+        let agent = Arc::new(Agent {
+            client: Arc::new(Panics),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        });
         let (status, body, _) = call(&agent, Method::POST, "/gate", "{\"tag\":\"a\"}").await;
         assert_eq!(status, 500);
-        assert_eq!(body, r#"{"error":{"code":"INTERNAL","message":"the agent failed to handle this request; see its log"}}"#);
+        assert_eq!(
+            body,
+            r#"{"error":{"code":"INTERNAL","message":"the agent failed to handle this request; see its log"}}"#
+        );
         let (status, body, _) = call(&agent, Method::GET, "/health", "").await;
         assert_eq!(status, 200);
         assert_eq!(body, r#"{"status":"ok","instanceId":"stub","synced":false,"safeMode":false}"#);
@@ -171,12 +189,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_smaller_limit_is_enforced_to_the_byte() {
-        let agent = Arc::new(Agent { client: Arc::new(Panics), max_body_bytes: 16 });
+        let agent = Arc::new(Agent {
+            client: Arc::new(Panics),
+            max_body_bytes: 16,
+        });
         let (status, _, _) = call(&agent, Method::POST, "/report-error", "{\"tag\":\"abcdef\"}").await;
         assert_eq!(status, 204);
         let (status, body, connection) = call(&agent, Method::POST, "/report-error", "{\"tag\":\"abcdefg\"}").await;
         assert_eq!(status, 400);
-        assert_eq!(body, r#"{"error":{"code":"BODY_TOO_LARGE","message":"body: larger than 16 bytes"}}"#);
+        assert_eq!(
+            body,
+            r#"{"error":{"code":"BODY_TOO_LARGE","message":"body: larger than 16 bytes"}}"#
+        );
         assert_eq!(connection.as_deref(), Some("close"));
     }
 }

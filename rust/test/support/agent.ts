@@ -7,13 +7,14 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { buildAgent } from "../../../scripts/build-agent.mjs";
 
 /**
- * The binary, or why there is none (no Rust toolchain: the suites skip, as
- * `npm test -- rust` does). `WAITSTATE_AGENT_BIN` tests that binary instead
- * (one built elsewhere, e.g. in the Docker image) without building.
+ * The binary (the `dev` profile: quick to rebuild after `cargo test`), or why
+ * there is none (no Rust toolchain: the suites skip, as `npm test -- rust`
+ * does). `WAITSTATE_AGENT_BIN` tests that binary instead (one built
+ * elsewhere, e.g. the optimized one) without building.
  */
 export const built: { binary: string; skipped?: undefined } | { binary?: undefined; skipped: string } = process.env.WAITSTATE_AGENT_BIN
   ? { binary: process.env.WAITSTATE_AGENT_BIN }
-  : await buildAgent();
+  : await buildAgent({ profile: "dev" });
 
 export interface AgentProcess {
   child: ChildProcessWithoutNullStreams;

@@ -6,7 +6,6 @@ import { execFileSync } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { LatencyHistogram } from "@waitstate/protocol/histogram";
 import { ROOT, log } from "../scripts/lib.mjs";
@@ -253,7 +252,7 @@ export async function startControlPlane(pulseIntervalMs = 1000) {
       leaseDurationSeconds: 60,
       issuedAt: Date.now(),
     });
-  const server = http.createServer((req, res) => {
+  const server = createServer((req, res) => {
     req.resume();
     req.on("end", () => {
       const send = (status, body, headers = {}) => {

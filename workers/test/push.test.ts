@@ -281,7 +281,7 @@ class EventReader {
 describe("GET /v1/sites/:id/events", () => {
   it("streams the site's status, new policies and rule fires as Server-Sent Events", async () => {
     const keys = await orgWithKey("Push Events");
-    expect((await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "api", windowSeconds: 1 } })).status).toBe(201);
+    expect((await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "api" } })).status).toBe(201);
     await insertRule(keys.orgId, { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1 });
     const res = await exports.default.fetch("http://waitstate.test/v1/sites/api/events", {
       headers: { authorization: `Bearer ${keys.token}` },

@@ -13,6 +13,12 @@ pub mod telemetry;
 mod client;
 #[cfg(feature = "runtime")]
 mod http;
+#[cfg(feature = "runtime")]
+mod push;
+#[cfg(feature = "runtime")]
+mod ws;
+#[cfg(all(test, feature = "runtime"))]
+mod ws_server;
 
 pub use gate::{Gate, GateResult, Reason, SafeModeStrategy, TakenCounts};
 pub use policy::{Policy, PolicyError, PolicyStatus};

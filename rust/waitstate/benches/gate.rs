@@ -1,0 +1,14 @@
+//! `gate()` on the path every request takes: a known tag, a policy in force, the lease holding.
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use waitstate::{Gate, Policy, SafeModeStrategy};
+
+fn gate(c: &mut Criterion) {
+    let gate = Gate::new(SafeModeStrategy::Open, 50.0);
+    let policy = r#"{"globalMaxWeight": 100, "tagMaxWeights": {"free": 0, "pro": 5}, "leaseDurationSeconds": 86400}"#;
+    gate.set_policy(Policy::from_json(policy).expect("a valid policy"));
+    gate.gate("pro", 1);
+    c.bench_function("gate", |b| b.iter(|| gate.gate(black_box("pro"), black_box(1.0))));
+}
+
+criterion_group!(benches, gate);
+criterion_main!(benches);

@@ -75,7 +75,7 @@ def test_framework_file_runs_as_written(name: str, tmp_path: Path, cp: ControlPl
     source = "\n".join(
         [PRELUDE.format(sdk=str(SDK)), driver[0], driver[1], EPILOGUE]
         + driver[2:]
-        + ["print(json.dumps({t: [r.status_code, r.headers.get('retry-after'), json.loads(r.content)] for t, r in out.items()}))"]
+        + ["print(json.dumps({t: [r.status_code, r.headers.get('retry-after'), json.loads(r.get_data() if hasattr(r, \"get_data\") else r.content)] for t, r in out.items()}))"]
     )
     done = run(source, tmp_path, cp)
     assert done.returncode == 0, done.stderr

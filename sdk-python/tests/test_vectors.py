@@ -168,7 +168,8 @@ def test_lifecycle_client(case: Dict[str, Any]) -> None:
         else:
             due = machine.due(step["due"])
             for field in ("resume", "pulse", "poll", "leaseCheck"):
-                assert due[field] == expect[field], (step, field)
+                if field in expect:
+                    assert due[field] == expect[field], (step, field)
             if "wakeAt" in expect:
                 assert machine.next_wake_at() == expect["wakeAt"], step
 

@@ -22,8 +22,8 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use serde_json::{json, Map, Value};
 
 use waitstate::lifecycle::{self as lc, Action, Event, LifecyclePolicy, LifecycleState, PolicySource, TokenEvent, TokenState};
-use waitstate::{Gate, Options, Policy, SafeModeStrategy, WaitState};
-use waitstate_core::gate::Status;
+use waitstate::{Options, SafeModeStrategy, WaitState};
+use waitstate_core::gate::{decide, GateState, Limit, Policy as CorePolicy, Status};
 use waitstate_core::histogram::{self, Histogram as CoreHistogram};
 use waitstate_core::policy::{parse_policy as core_parse_policy, WirePolicy};
 use waitstate_core::sign::Signer;
@@ -150,7 +150,10 @@ impl Engine {
             Err(waitstate::Error::InvalidOptions { option, message }) => {
                 close_errors(&errors, &Mutex::new(Some(error_thread)));
                 runtime.shutdown_background();
-                let error = error_class.call1(py, ("INVALID_OPTIONS", format!("WaitstateConfig: {}: {}", option, message), 0, option))?;
+                let error = error_class.call1(
+                    py,
+                    ("INVALID_OPTIONS", format!("WaitstateConfig: {}: {}", option, message), 0, option),
+                )?;
                 Err(PyErr::from_value(error.as_ref(py)))
             }
             Err(other) => {
@@ -176,7 +179,10 @@ impl Engine {
     }
 
     fn report(&self, metric: Option<&PyAny>, value: Option<&PyAny>, tag: Option<&PyAny>) {
-        let name = metric.and_then(|m| m.downcast::<PyString>().ok()).and_then(|s| s.to_str().ok()).unwrap_or("");
+        let name = metric
+            .and_then(|m| m.downcast::<PyString>().ok())
+            .and_then(|s| s.to_str().ok())
+            .unwrap_or("");
         self.ws.report(name, number_of(value, f64::NAN), tag_of(tag));
     }
 
@@ -266,7 +272,10 @@ fn sign_pulse(body: &str, timestamp: &str, secret_key: &str) -> String {
 /// The token exchange's signature: over `"POST\n/v1/auth/token\n" + body + "." + timestamp`.
 #[pyfunction]
 fn sign_token_exchange(body: &str, timestamp: &str, secret_key: &str) -> String {
-    hex_hmac(secret_key, &[b"POST\n/v1/auth/token\n", body.as_bytes(), b".", timestamp.as_bytes()])
+    hex_hmac(
+        secret_key,
+        &[b"POST\n/v1/auth/token\n", body.as_bytes(), b".", timestamp.as_bytes()],
+    )
 }
 
 fn parse_json(text: &str) -> PyResult<Value> {
@@ -313,10 +322,13 @@ fn parse_policy(text: &str) -> PyResult<(bool, String, String)> {
     })
 }
 
-/// The gate with an explicit clock and no background work: vectors and replays.
+/// The gate decision of the core with an explicit clock: a policy as received
+/// (its lease as given), the safe-mode bucket, no counting and no background
+/// work. For the shared vectors and replays.
 #[pyclass(module = "waitstate._native")]
 struct PureGate {
-    gate: Gate,
+    state: GateState,
+    policy: Option<(CorePolicy, Vec<(String, Option<f64>)>)>,
 }
 
 #[pymethods]
@@ -324,20 +336,37 @@ impl PureGate {
     #[new]
     fn new(strategy: &str, safe_mode_max_rps: f64) -> PyResult<Self> {
         Ok(PureGate {
-            gate: Gate::new(strategy_of(strategy)?, safe_mode_max_rps),
+            state: GateState::new(strategy_of(strategy)?, safe_mode_max_rps),
+            policy: None,
         })
     }
 
     /// Installs a policy (JSON text) synced at `now`; a policy that fails validation raises ValueError.
-    fn set_policy_at(&self, text: &str, now: f64) -> PyResult<()> {
-        let policy = Policy::from_json(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        self.gate.set_policy_at(policy, now);
+    fn set_policy_at(&mut self, text: &str, now: f64) -> PyResult<()> {
+        let wire = core_parse_policy(&parse_json(text)?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.policy = Some((wire.gate_policy(), wire.tag_max_weights));
+        self.state.mark_synced(now);
         Ok(())
     }
 
-    fn gate_at(&self, tag: Option<&PyAny>, weight: Option<&PyAny>, now: f64) -> (bool, &'static str) {
-        let r = self.gate.gate_at(tag_of(tag).unwrap_or(DEFAULT_TAG), number_of(weight, 1.0), now);
-        (r.allowed, r.reason.as_str())
+    fn gate_at(&mut self, tag: Option<&PyAny>, weight: Option<&PyAny>, now: f64) -> (bool, &'static str) {
+        let tag = tag_of(tag).unwrap_or(DEFAULT_TAG);
+        let limit = match &self.policy {
+            Some((_, tags)) => tags
+                .iter()
+                .find(|(t, _)| t == tag)
+                .map(|(_, v)| Limit::Tag(*v))
+                .unwrap_or(Limit::Global),
+            None => Limit::Global,
+        };
+        let d = decide(
+            self.policy.as_ref().map(|(p, _)| p),
+            &mut self.state,
+            now,
+            limit,
+            number_of(weight, 1.0),
+        );
+        (d.allowed, d.reason.as_str())
     }
 }
 
@@ -352,7 +381,9 @@ struct Histogram {
 impl Histogram {
     #[new]
     fn new() -> Self {
-        Histogram { inner: CoreHistogram::new() }
+        Histogram {
+            inner: CoreHistogram::new(),
+        }
     }
 
     #[staticmethod]

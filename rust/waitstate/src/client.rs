@@ -18,10 +18,10 @@ use crate::lifecycle::{
     DUPLICATE_INSTANCE_HEADER,
 };
 use crate::policy::{Policy, PolicyStatus};
+use crate::signing::{pulse_signature, token_exchange_signature};
 use crate::telemetry::{build_pulses, PreparedPulse, PulseMeta, Rejected, Telemetry, PULSE_BODY_BUDGET};
 
 const TOKEN_EXCHANGE_PATH: &str = "/v1/auth/token";
-const TOKEN_EXCHANGE_PREFIX: &[u8] = b"POST\n/v1/auth/token\n";
 const MAX_ID_LENGTH: usize = 128;
 
 /// Receives every background failure (see [`ErrorCode`]).
@@ -752,7 +752,7 @@ impl Driver {
     async fn exchange(&mut self) -> Result<(), Stopped> {
         let c = &self.shared.config;
         let ts = format!("{}", now_ms() as u64);
-        let signature = http::signature(TOKEN_EXCHANGE_PREFIX, b"", &ts, &c.secret_key);
+        let signature = token_exchange_signature("", &ts, &c.secret_key);
         let request = self
             .http
             .post(format!("{}{}", c.base_url, TOKEN_EXCHANGE_PATH))
@@ -834,7 +834,7 @@ impl Driver {
     async fn send(&mut self, pulse: &PreparedPulse, abortable: bool) -> Result<PulseOutcome, Stopped> {
         let c = &self.shared.config;
         let ts = format!("{}", now_ms() as u64);
-        let signature = http::signature(b"", pulse.body.as_bytes(), &ts, &c.secret_key);
+        let signature = pulse_signature(&pulse.body, &ts, &c.secret_key);
         let request = self
             .http
             .post(format!("{}/v1/pulse", c.base_url))

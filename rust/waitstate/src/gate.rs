@@ -239,6 +239,23 @@ impl Gate {
         }));
     }
 
+    /// Installs `policy` (or none) as last synced at `synced_at` (`None`: never
+    /// synced, so every call is allowed): the state the gate vectors start from.
+    #[doc(hidden)]
+    pub fn install_at(&self, policy: Option<Policy>, synced_at: Option<f64>) {
+        let core = match &policy {
+            // The lease as the policy states it: the gate vectors pin the gate, not the pacing.
+            Some(p) => p.wire.gate_policy(),
+            None => waitstate_core::gate::Policy::default(),
+        };
+        self.reset_bucket();
+        self.inner.installed.store(Arc::new(Installed {
+            policy: policy.map(Arc::new),
+            core,
+            synced_at,
+        }));
+    }
+
     /// A sync that confirmed the policy in force (a 304): the lease restarts at `now`.
     /// Does nothing before the first policy.
     pub fn confirm_at(&self, now: f64) {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use waitstate_core::sign::Signer;
 
 /// An answer: its status, the headers the lifecycle reads, and the body.
 #[derive(Debug)]
@@ -42,18 +41,6 @@ pub(crate) fn client(timeout_ms: u64) -> reqwest::Client {
     // Only a TLS backend that cannot initialise makes build() fail; a default client then
     // still serves plain http (a local control plane), and https fails per request, reported.
     builder.build().unwrap_or_default()
-}
-
-/// Lowercase hex HMAC-SHA256 of `prefix + body + "." + timestamp` (docs/protocol.md).
-pub(crate) fn signature(prefix: &[u8], body: &[u8], timestamp: &str, secret_key: &str) -> String {
-    let mut signer = Signer::new(secret_key.as_bytes());
-    signer.update(prefix);
-    signer.update(body);
-    signer.update(b".");
-    signer.update(timestamp.as_bytes());
-    let mut hex = [0u8; 64];
-    signer.finish_hex(&mut hex);
-    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// Sends a request; `Err` describes why no answer came (refused, timeout, DNS…).

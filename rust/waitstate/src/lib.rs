@@ -37,6 +37,7 @@
 pub mod gate;
 pub mod lifecycle;
 pub mod policy;
+pub mod signing;
 pub mod telemetry;
 
 #[cfg(feature = "runtime")]

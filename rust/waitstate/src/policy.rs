@@ -117,6 +117,10 @@ impl Policy {
     pub fn tag_limit(&self, tag: &str) -> Option<Option<f64>> {
         self.tags.get(tag).copied()
     }
+    /// The tags with an entry, in the order the control plane listed them.
+    pub fn tag_names(&self) -> impl Iterator<Item = &str> {
+        self.wire.tag_max_weights.iter().map(|(k, _)| k.as_str())
+    }
     /// Milliseconds between pulses.
     pub fn pulse_interval_ms(&self) -> u64 {
         self.wire.pulse_interval

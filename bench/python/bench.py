@@ -27,9 +27,9 @@ from control_plane import ControlPlane  # noqa: E402
 
 from waitstate import WaitstateClient, WaitstateConfig  # noqa: E402
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 9))
-CALLS = int(os.environ.get("BENCH_CALLS", 300_000))
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", 3000))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))
+CALLS = int(os.environ.get("BENCH_CALLS", 200_000))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", 1000))
 
 
 def per_call_ns(fn, n: int) -> float:
@@ -60,19 +60,31 @@ def main() -> None:
         for _ in range(n):
             get("pro", 1)
 
+    from waitstate import _native
+
+    trivial = _native.round_ms
+
+    def run_trivial(n: int) -> None:
+        # the floor: the cheapest call into the extension (PyO3's per-call cost)
+        for _ in range(n):
+            trivial(1.0)
+
     def run_empty(n: int) -> None:
         for _ in range(n):
             pass
 
-    gate_ns, get_ns, loop_ns = [], [], []
+    gate_ns, get_ns, loop_ns, trivial_ns = [], [], [], []
     for _ in range(ROUNDS):
         loop_ns.append(per_call_ns(run_empty, CALLS))
+        trivial_ns.append(per_call_ns(run_trivial, CALLS))
         get_ns.append(per_call_ns(run_get, CALLS))
         gate_ns.append(per_call_ns(run_gate, CALLS))
     loop = statistics.median(loop_ns)
     g, d = statistics.median(gate_ns), statistics.median(get_ns)
     print(f"gate():   {g:7.1f} ns/call (loop included; {g - loop:6.1f} ns without the loop's {loop:.1f} ns)")
     print(f"dict.get: {d:7.1f} ns/call (loop included; {d - loop:6.1f} ns without)")
+    t = statistics.median(trivial_ns)
+    print(f"trivial native call: {t:7.1f} ns/call (loop included; {t - loop:6.1f} ns without): the extension's floor")
     print(f"gate()/dict.get: {g / d:.2f}x with the loop, {(g - loop) / (d - loop):.2f}x without (target <= 3x)")
     assert gate("free", 1) == (False, "tag_blocked")
 

@@ -144,6 +144,37 @@ if (selected.length) {
   }
 }
 
+/** The Python SDK (sdk-python): its native extension built with Debian's python3, then pytest. `npm test -- python`. */
+if (!only.length || only.some((o) => "sdk-python/pytest".includes(o))) {
+  const name = "python: sdk-python (pytest)";
+  log(`suite: ${name}`);
+  const py = await import("./build-python.mjs");
+  const why = py.missing();
+  if (why !== null) {
+    results.push({ name, passed: 0, failed: 0, skipped: `${why}; install: ${py.PYTHON_INSTALL_COMMAND}` });
+  } else if ((await py.buildNative()) !== 0) {
+    failures.push({ suite: "python", test: "build the extension waitstate._native", message: "setup.py build_ext failed (see above)" });
+    results.push({ name, passed: 0, failed: 1 });
+  } else {
+    const { code, output } = await py.pytest(["-rfE"], { capture: true });
+    const count = (word) =>
+      Number(
+        new RegExp(`(\\d+) ${word}`).exec(
+          output
+            .split("\n")
+            .filter((l) => /^=+ .* in [\d.]+s/.test(l))
+            .pop() ?? "",
+        )?.[1] ?? 0,
+      );
+    const passed = count("passed");
+    let failed = count("failed") + count("error");
+    for (const m of output.matchAll(/^(?:FAILED|ERROR) (\S+)(?: - (.*))?$/gm))
+      failures.push({ suite: "python", test: m[1], message: m[2] ?? "" });
+    if (code !== 0 && failed === 0) failed = 1;
+    results.push({ name, passed, failed });
+  }
+}
+
 rmSync(scratch, { recursive: true, force: true });
 
 const width = Math.max(...results.map((r) => r.name.length));

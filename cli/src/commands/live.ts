@@ -222,11 +222,18 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Prints what is new in a site's status: rule events past `lastSeq`, then the policy when its version changed. */
+/**
+ * Prints what is new: rule events not printed yet (newer than the first
+ * status's), then the policy when its version changed. A streamed event whose
+ * rule the last status did not list yet (a rule just created) waits for the
+ * next status, which lists both, so every line names the rule's action.
+ */
 class Follower {
   lastVersion: number | null = null;
-  lastSeq = -Infinity;
-  rules = new Map<string, StatusRule>();
+  private baseline = -Infinity;
+  private highest = -Infinity;
+  private readonly printed = new Set<number>();
+  private rules = new Map<string, StatusRule>();
 
   constructor(private readonly ctx: Context) {}
 
@@ -234,18 +241,29 @@ class Follower {
     const first = this.lastVersion === null;
     this.rules = new Map(s.rules.map((r) => [r.id, r]));
     const maxSeq = Math.max(-Infinity, ...s.events.map((e) => e.seq));
-    if (!first) {
+    if (first) {
+      this.baseline = maxSeq;
+    } else {
       // a re-created site starts its sequence again
-      const since = maxSeq < this.lastSeq ? -Infinity : this.lastSeq;
-      for (const e of s.events.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq)) this.event(s.siteId, e);
+      if (maxSeq < this.highest) {
+        this.baseline = -Infinity;
+        this.highest = -Infinity;
+        this.printed.clear();
+      }
+      for (const e of [...s.events].sort((a, b) => a.seq - b.seq)) this.print(s.siteId, e);
     }
-    if (maxSeq > -Infinity) this.lastSeq = maxSeq;
+    this.highest = Math.max(this.highest, maxSeq);
     if (first || s.policy.version !== this.lastVersion) this.policy(s.siteId, s.policy, s.evaluatedAt, first);
   }
 
   event(siteId: string, e: ReflexEvent): void {
-    if (e.seq <= this.lastSeq) return;
-    this.lastSeq = e.seq;
+    if (this.rules.has(e.ruleId)) this.print(siteId, e);
+  }
+
+  private print(siteId: string, e: ReflexEvent): void {
+    if (e.seq <= this.baseline || this.printed.has(e.seq)) return;
+    this.printed.add(e.seq);
+    this.highest = Math.max(this.highest, e.seq);
     if (this.ctx.json) this.ctx.out.jsonLine({ type: `rule.${e.kind}`, siteId, ...e });
     else this.ctx.out.line(`${fmtClock(e.at)}  ${eventText(this.ctx, e, this.rules.get(e.ruleId))}`);
   }

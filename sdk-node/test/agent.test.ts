@@ -547,6 +547,7 @@ describe("bad requests get a typed error, and the agent keeps serving", () => {
         consecutiveFailures: 0,
         pendingPulses: 0,
         pulseIntervalMs: 5000,
+        pushConnected: false,
         shutDown: false,
       }),
     };

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { PolicySchema } from "@waitstate/protocol";
 import { issueSdkToken, JWT_TTL_SECONDS } from "../src/lib/jwt.js";
 import { call, expectError } from "./helpers.js";
-import { jwtFor, orgWithKey, seedPulse, sendPulse, stubFor, type Keys } from "./pulse-helpers.js";
+import { insertRule, jwtFor, orgWithKey, seedPulse, sendPulse, stubFor, type Keys } from "./pulse-helpers.js";
 
 function subscribeRequest(orgId: string, token: string | undefined, query = "", upgrade = true) {
   const headers: Record<string, string> = {};
@@ -236,5 +236,86 @@ describe("GET /v1/policy/:orgId/subscribe", () => {
     const pulse = await sendPulse(keys, seedPulse({ siteId: "prod", ts: Date.now() + 1000 }));
     expect(pulse.status).toBe(200);
     for (const c of clients) c.ws.close(1000);
+  });
+});
+
+/** Reads Server-Sent Events from a streamed response. */
+class EventReader {
+  readonly events: Array<{ event: string; data: unknown }> = [];
+  private buffer = "";
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly decoder = new TextDecoder();
+
+  constructor(res: Response) {
+    this.reader = res.body!.getReader();
+  }
+
+  /** Waits for the first event (from the `from`th on) that `match` accepts. */
+  async until(match: (e: { event: string; data: any }) => boolean, from = 0): Promise<{ event: string; data: any }> {
+    for (let i = from; ; i++) {
+      while (this.events.length <= i) await this.read();
+      if (match(this.events[i]!)) return this.events[i]!;
+    }
+  }
+
+  private async read(): Promise<void> {
+    const { done, value } = await this.reader.read();
+    if (done) throw new Error("the stream ended");
+    this.buffer += this.decoder.decode(value, { stream: true });
+    let end = this.buffer.indexOf("\n\n");
+    while (end >= 0) {
+      const block = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = [...block.matchAll(/^data: (.*)$/gm)].map((m) => m[1]).join("\n");
+      if (event !== undefined) this.events.push({ event, data: JSON.parse(data) });
+      end = this.buffer.indexOf("\n\n");
+    }
+  }
+
+  cancel() {
+    return this.reader.cancel();
+  }
+}
+
+describe("GET /v1/sites/:id/events", () => {
+  it("streams the site's status, new policies and rule fires as Server-Sent Events", async () => {
+    const keys = await orgWithKey("Push Events");
+    expect((await call("POST", "/v1/sites", { token: keys.token, body: { siteId: "api" } })).status).toBe(201);
+    await insertRule(keys.orgId, { tagName: "free", metric: "latency", operator: "gt", threshold: 500, action: "block", priority: 1 });
+    const res = await exports.default.fetch("http://waitstate.test/v1/sites/api/events", {
+      headers: { authorization: `Bearer ${keys.token}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const stream = new EventReader(res);
+    const first = await stream.until(() => true);
+    expect(first).toMatchObject({ event: "status", data: { type: "status", status: { siteId: "api", policy: { killSignal: false } } } });
+
+    const slow = seedPulse({ siteId: "api", metrics: { latency: 900, errors: 0 } });
+    expect((await sendPulse(keys, slow)).status).toBe(200);
+    const fired = await stream.until((e) => e.event === "rule.fired");
+    expect(fired.data).toMatchObject({ type: "rule.fired", event: { kind: "fired", tagName: "free", metric: "latency", value: 900 } });
+    const policy = await stream.until((e) => e.event === "policy");
+    expect(policy.data).toMatchObject({ type: "policy", policy: { tagMaxWeights: { free: 0 } } });
+    const status = await stream.until((e) => e.event === "status" && e.data.status.rules[0]?.applied === true);
+    expect(status.data.status.window.calls).toBeGreaterThan(0);
+
+    const on = await call("POST", "/v1/sites/api/kill", { token: keys.token, body: { enabled: true } });
+    expect(on.status).toBe(200);
+    expect((await stream.until((e) => e.event === "policy" && e.data.policy.killSignal)).data.version).toBe(policy.data.version + 1);
+    await stream.cancel();
+  });
+
+  it("refuses a site outside the token's scope or org, and a missing site, before opening anything", async () => {
+    const a = await orgWithKey("Push Events Scope A");
+    const b = await orgWithKey("Push Events Scope B");
+    expect((await call("POST", "/v1/sites", { token: a.token, body: { siteId: "api" } })).status).toBe(201);
+    const events = (token: string | undefined, site = "api") =>
+      call("GET", `/v1/sites/${site}/events`, token === undefined ? {} : { token });
+    expectError(await events(undefined), 401, "UNAUTHORIZED");
+    expectError(await events(b.token), 404, "NOT_FOUND");
+    expectError(await events(a.token, "nowhere"), 404, "NOT_FOUND");
+    expect(await aggregatorTouched(a.orgId, "api")).toBe(false);
   });
 });

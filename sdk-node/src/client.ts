@@ -661,7 +661,7 @@ export class WaitState {
   }
 
   /**
-   * A policy came by push (docs/client.md, "Push"). Validated like any other (a
+   * A policy came by push (docs/client.md#push). Validated like any other (a
    * kill switch is salvaged from an invalid one); installed only when its
    * version is newer than the one in force. It is not a sync: the lease,
    * safe mode and the pulse schedule are left to pulses and reads, because a

@@ -1,5 +1,5 @@
 /**
- * The push channel (docs/protocol.md and docs/client.md, "Push"): one
+ * The push channel (docs/protocol.md#push, docs/client.md#push): one
  * WebSocket to `GET /v1/policy/:orgId/subscribe?siteId=…`, authenticated with
  * the SDK's JWT, over which the site's aggregator sends every new policy.
  *

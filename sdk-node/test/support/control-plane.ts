@@ -2,7 +2,7 @@
  * A stand-in control plane for SDK tests: a real node:http server on
  * 127.0.0.1 that speaks the wire protocol (token exchange, HMAC-verified
  * pulses with per-instance idempotency, JWT-scoped policy reads with ETags) and
- * misbehaves on command; the push channel (docs/protocol.md, "Push") too:
+ * misbehaves on command; the push channel (docs/protocol.md#push) too:
  * `GET /v1/policy/:orgId/subscribe` upgrades to a WebSocket that is sent the
  * policy at once and again at every {@link FakeControlPlane.setPolicy}. The real control plane runs under wrangler dev in the
  * e2e test; this one exists to inject the faults the real one can't be told to

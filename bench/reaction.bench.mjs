@@ -5,11 +5,14 @@
 // Per pulse interval (250 ms, 1 s, 5 s) and window (1 × and 2 × the interval,
 // at least 0.25 s): a fresh site (POST /v1/sites) with a rule
 // `latency > 500 → block free` (cooldown 0), and 3 `WaitState` clients
-// (inst-1..3), each started at a random moment within one interval. A driver timer every 5 ms makes each client report one latency
+// (inst-1..3, `push: false`: the pulse path alone) beside 3 with push on
+// (push-1..3), each started at a random moment within one interval. A driver timer every 5 ms makes each client report one latency
 // observation for "free" (80 ms while healthy) and call gate("free", 1). Once
 // the site is healthy and its window holds only healthy observations, after a
 // random phase, the observations switch to 1200 ms (t_breach). Reaction = the
-// last instance's first denied gate() − t_breach; the rule's firedAt (from
+// last instance's first denied gate() − t_breach, for each group (push: the
+// aggregator pushes the fired rule's policy, so detection + propagation by
+// push); the rule's firedAt (from
 // GET /v1/sites/:id/status, read only after every instance enforces, so the
 // read cannot trigger an evaluation mid-breach) splits it into detection
 // (firedAt − t_breach) and propagation (all enforcing − firedAt). Then back to
@@ -29,6 +32,8 @@ const INTERVALS = (process.env.BENCH_REACTION_INTERVALS ?? "250,1000,5000").spli
 const repsFor = (interval) => (process.env.BENCH_REACTION_REPS ? Number(process.env.BENCH_REACTION_REPS) : interval >= 5000 ? 3 : 7);
 const WINDOW_FACTORS = [1, 2];
 const INSTANCES = 3;
+/** Clients [0, INSTANCES) pulse only; [INSTANCES, 2 × INSTANCES) have push on. */
+const isPush = (i) => i >= INSTANCES;
 const TICK_MS = 5;
 const HEALTHY_MS = 80;
 const BREACH_MS = 1200;
@@ -97,14 +102,15 @@ async function experiment(interval, factor) {
   // dozens of intervals (the ±10 % jitter spreads them only slowly), which shortens propagation.
   // No pulseInterval option: the clients must adopt the site's from the policy.
   const clients = await Promise.all(
-    Array.from({ length: INSTANCES }, async (_, k) => {
+    Array.from({ length: 2 * INSTANCES }, async (_, k) => {
       await sleep(Math.random() * interval);
       return new WaitState({
         publishKey: tenant.publishKey,
         secretKey: tenant.secretKey,
         baseUrl: cp.url,
         siteId,
-        instanceId: `inst-${k + 1}`,
+        instanceId: isPush(k) ? `push-${k - INSTANCES + 1}` : `inst-${k + 1}`,
+        push: isPush(k),
         onError: (e) => {
           errors[e.code] = (errors[e.code] ?? 0) + 1;
         },
@@ -147,6 +153,7 @@ async function experiment(interval, factor) {
       const enforced = await until(() => exp.firstDeny.every((t) => t !== null), 20 * interval + 10_000);
       const breachAt = exp.breachAt;
       const firstDeny = [...exp.firstDeny];
+      const lastOf = (push) => Math.max(...firstDeny.filter((_, i) => isPush(i) === push)) - breachAt;
       exp.breachAt = null;
       const s = enforced ? await status() : null;
       exp.latencyMs = HEALTHY_MS;
@@ -155,13 +162,21 @@ async function experiment(interval, factor) {
         log(`${label} rep ${rep + 1}: TIMEOUT — enforcing: ${firstDeny.map((t) => (t === null ? "no" : "yes")).join(", ")}`);
         reps.push({ timeout: true });
       } else {
-        const all = Math.max(...firstDeny) - breachAt;
+        const all = lastOf(false);
+        const pushed = lastOf(true);
         const firedAt = ruleOf(s).firedAt;
         const detection = firedAt === null ? NaN : firedAt - breachAt;
-        const rec = { reaction: all, detection, propagation: all - detection, instances: firstDeny.map((t) => t - breachAt) };
+        const rec = {
+          reaction: all,
+          detection,
+          propagation: all - detection,
+          pushReaction: pushed,
+          pushPropagation: pushed - detection,
+          instances: firstDeny.map((t) => t - breachAt),
+        };
         reps.push(rec);
         log(
-          `${label} rep ${rep + 1}: fired +${detection.toFixed(0)} ms, all enforcing +${all.toFixed(0)} ms (${(all / interval).toFixed(2)} intervals); instances ${rec.instances.map((t) => `+${t.toFixed(0)}`).join(" ")}`,
+          `${label} rep ${rep + 1}: fired +${detection.toFixed(0)} ms, all enforcing +${all.toFixed(0)} ms (${(all / interval).toFixed(2)} intervals), with push +${pushed.toFixed(0)} ms; instances ${rec.instances.map((t) => `+${t.toFixed(0)}`).join(" ")}`,
         );
       }
       const recovered = await until(() => !exp.denied.some(Boolean), 20 * interval + 10_000);
@@ -198,12 +213,12 @@ const tickRate = ticks / ((driverStopped - driverStarted) / 1000);
 const fmt = (ms) => (Number.isFinite(ms) ? ms.toFixed(0) : "—");
 const lines = [
   `Control plane under \`wrangler dev\` on this machine (${os.cpus().length} cores, shared; load average ${loadBefore.toFixed(2)} before the run), Node ${process.version}, the real Node SDK.`,
-  `Per site: 3 \`WaitState\` clients in one process, started at random moments within one interval (so they pulse out of step); rule \`latency > 500 → block free\` (cooldown 0). Every ${TICK_MS} ms each client reports one latency observation for \`free\` and calls \`gate("free", 1)\`;`,
+  `Per site: 3 \`WaitState\` clients with \`push: false\` and 3 with push on, in one process, started at random moments within one interval (so they pulse out of step); rule \`latency > 500 → block free\` (cooldown 0). Every ${TICK_MS} ms each client reports one latency observation for \`free\` and calls \`gate("free", 1)\`;`,
   `at a random phase the observations switch from ${HEALTHY_MS} to ${BREACH_MS} ms. **Reaction** = the last instance's first denied \`gate()\` − the switch (resolution ${TICK_MS} ms);`,
-  `**detection** = the rule's \`firedAt\` − the switch; **propagation** = reaction − detection (the other instances' next pulse). Lease = max(5 s, 10 intervals).`,
+  `**detection** = the rule's \`firedAt\` − the switch; **propagation** = reaction − detection (the other instances' next pulse). **With push** = the same for the 3 push clients: detection + the push. Lease = max(5 s, 10 intervals).`,
   "",
-  "| pulse interval | window | reps | reaction median ms | reaction max ms | median intervals | max intervals | detection median ms | propagation median ms | goal ≤ 2 intervals (median) |",
-  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  "| pulse interval | window | reps | reaction median ms | reaction max ms | median intervals | max intervals | detection median ms | propagation median ms | goal ≤ 2 intervals (median) | with push: reaction median ms | with push: max ms | with push: propagation median ms |",
+  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
 ];
 for (const r of results) {
   const ok = r.reps.filter((x) => !x.timeout);
@@ -220,7 +235,7 @@ for (const r of results) {
       : "**not met**";
   const intervalLabel = r.interval >= 1000 ? `${r.interval / 1000} s` : `${r.interval} ms`;
   lines.push(
-    `| ${intervalLabel} | ${r.windowSeconds} s (${r.factor}×) | ${ok.length}${timeouts ? ` (+${timeouts} timed out)` : ""} | ${fmt(med)} | ${fmt(max)} | ${(med / r.interval).toFixed(2)} | ${(max / r.interval).toFixed(2)} | ${fmt(median(ok.map((x) => x.detection)))} | ${fmt(median(ok.map((x) => x.propagation)))} | ${verdict} |`,
+    `| ${intervalLabel} | ${r.windowSeconds} s (${r.factor}×) | ${ok.length}${timeouts ? ` (+${timeouts} timed out)` : ""} | ${fmt(med)} | ${fmt(max)} | ${(med / r.interval).toFixed(2)} | ${(max / r.interval).toFixed(2)} | ${fmt(median(ok.map((x) => x.detection)))} | ${fmt(median(ok.map((x) => x.propagation)))} | ${verdict} | ${fmt(median(ok.map((x) => x.pushReaction)))} | ${fmt(Math.max(...ok.map((x) => x.pushReaction)))} | ${fmt(median(ok.map((x) => x.pushPropagation)))} |`,
   );
 }
 lines.push("");

@@ -148,7 +148,7 @@ beforeAll(async () => {
         errorRate: ROWS[0]!.errorRate,
         onError: (e) => {
           // the outage is expected to produce network errors and safe mode; anything else is a finding
-          if (!["PULSE_FAILED", "POLICY_FETCH_FAILED", "SAFE_MODE", "AUTH_FAILED"].includes(e.code))
+          if (!["PULSE_FAILED", "POLICY_FETCH_FAILED", "SAFE_MODE", "AUTH_FAILED", "PUSH_FAILED"].includes(e.code))
             clientErrors.push(`${e.code}: ${e.message}`);
         },
       }),

@@ -90,7 +90,9 @@ describe("@waitstate/sdk against wrangler dev", () => {
       expect(ws.policy?.leaseDurationSeconds).toBe(120);
 
       await cp.api("PATCH", `/v1/admin/organizations/${plans.orgId}`, cp.adminToken, { suspended: true });
+      // A push brings the suspended policy first (gate() fails open at once); the stand-down follows the next pulse's answer.
       await eventually(() => ws.status().policyStatus === "suspended", 15_000, "the suspended policy");
+      await eventually(() => ws.status().suspendedUntil !== null, 15_000, "the stand-down");
       const status = ws.status();
       // stands down for retryAfterSeconds (300 s), with no safe mode meanwhile, and fails open
       expect(status.suspendedUntil).toBeGreaterThan(Date.now() + 250_000);

@@ -25,6 +25,12 @@ export type WaitStateErrorCode =
   | "INVALID_METRIC_NAME"
   /** A tag already carries the most custom metric names a pulse allows; the value was dropped. */
   | "TOO_MANY_METRICS"
+  /**
+   * The push channel (a WebSocket for policy pushes) could not be opened or
+   * was lost; it reconnects with backoff. Pulses and reads are unaffected:
+   * only the speed at which a policy change arrives is.
+   */
+  | "PUSH_FAILED"
   /** A final pulse at shutdown could not be delivered. */
   | "SHUTDOWN_FLUSH_FAILED"
   /**

@@ -306,8 +306,25 @@ export class LocalGate {
   /** A sync that confirmed the current policy: the lease restarts. */
   markSynced(syncedAt: number): void {
     markSynced(this.state, syncedAt);
+    this.armFastPath();
+  }
+
+  /**
+   * Installs a policy without a sync (a pushed one): the lease keeps running
+   * from the last sync, so a socket that looks alive cannot hold off safe mode.
+   */
+  replace(policy: GatePolicy): void {
+    this.policy = compilePolicy(policy);
+    for (let slot = 0; slot < this.tagBySlot.length; slot++) this.resolveSlot(slot);
+    this.armFastPath();
+  }
+
+  /** Until when a call can skip the lease and kill checks: an `ok` policy without the kill switch, within its lease. */
+  private armFastPath(): void {
     const p = this.policy;
-    this.fastUntil = p !== null && p.statusCode === STATUS_OK && !p.killSignal ? syncedAt + p.leaseMs : Number.NEGATIVE_INFINITY;
+    const last = this.state.lastSyncAt;
+    this.fastUntil =
+      p !== null && last !== null && p.statusCode === STATUS_OK && !p.killSignal ? last + p.leaseMs : Number.NEGATIVE_INFINITY;
   }
 
   gate(tag: string = DEFAULT_TAG, weight: number = 1, now: number): GateResult {

@@ -38,9 +38,9 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-it("a process holding a synced client that was never shut down exits on its own (timers are unref'd)", async () => {
+it("a process holding a synced client that was never shut down exits on its own (timers and the push socket are unref'd)", async () => {
   const { code, out } = await runFixture("idle-client.ts");
-  expect(out).toContain("synced=true");
+  expect(out).toContain("synced=true push=true");
   expect(code).toBe(0);
 }, 20_000);
 

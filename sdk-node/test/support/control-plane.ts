@@ -2,13 +2,17 @@
  * A stand-in control plane for SDK tests: a real node:http server on
  * 127.0.0.1 that speaks the wire protocol (token exchange, HMAC-verified
  * pulses with per-instance idempotency, JWT-scoped policy reads with ETags) and
- * misbehaves on command. The real control plane runs under wrangler dev in the
+ * misbehaves on command; the push channel (docs/protocol.md#push) too:
+ * `GET /v1/policy/:orgId/subscribe` upgrades to a WebSocket that is sent the
+ * policy at once and again at every {@link FakeControlPlane.setPolicy}. The real control plane runs under wrangler dev in the
  * e2e test; this one exists to inject the faults the real one can't be told to
  * have.
  */
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { acceptHandshake, refuseUpgrade, ServerSocket } from "./ws-server.js";
 
 export type Fault =
   /** Normal service. */
@@ -71,6 +75,12 @@ export class FakeControlPlane {
   tokenStatus = 200;
   tokenTtlMs: number;
   policy: WirePolicy;
+  /** Push subscriptions accepted, in order (closed ones included). */
+  readonly subscribers: ServerSocket[] = [];
+  /** Refuse subscriptions with this status (404: a control plane without push). */
+  subscribeStatus: number | null = null;
+  /** Push each {@link setPolicy} to the open subscribers. */
+  autoPush = true;
   private readonly lastTs = new Map<string, number>();
   private server: Server | null = null;
   private port = 0;
@@ -103,6 +113,7 @@ export class FakeControlPlane {
   /** Starts listening (again, on the same port after {@link stop}). */
   async start(): Promise<this> {
     const server = createServer((req, res) => void this.handle(req, res));
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.subscribe(req, socket, head));
     server.on("connection", (socket) => {
       if (this.unrefd) socket.unref();
       this.sockets.add(socket);
@@ -136,7 +147,35 @@ export class FakeControlPlane {
   /** Replaces fields of the policy; the version goes up by one. */
   setPolicy(patch: Partial<Omit<WirePolicy, "version" | "issuedAt">>): WirePolicy {
     this.policy = { ...this.policy, ...patch, version: this.policy.version + 1, issuedAt: Date.now() };
+    if (this.autoPush) this.pushPolicy();
     return this.policy;
+  }
+
+  /** Sends the current policy to every open subscriber. */
+  pushPolicy(policy: WirePolicy = this.policy): void {
+    for (const sub of this.openSubscribers()) sub.sendJson(pushMessage(policy));
+  }
+
+  openSubscribers(): ServerSocket[] {
+    return this.subscribers.filter((s) => !s.ended && s.clientClose === null);
+  }
+
+  private subscribe(req: IncomingMessage, socket: Duplex, _head: Buffer): void {
+    const url = new URL(req.url ?? "/", "http://x");
+    this.requests.push(`UPGRADE ${url.pathname}`);
+    const path = /^\/v1\/policy\/([^/]+)\/subscribe$/.exec(url.pathname);
+    const auth = req.headers.authorization ?? "";
+    const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
+    if (!path) refuseUpgrade(socket, 404, "NOT_FOUND", "no route");
+    else if (this.subscribeStatus !== null) refuseUpgrade(socket, this.subscribeStatus, "NOT_FOUND", "injected subscribe refusal");
+    else if (!this.tokensIssued.includes(token)) refuseUpgrade(socket, 401, "INVALID_TOKEN", "bad token");
+    else if (path[1] !== this.orgId) refuseUpgrade(socket, 403, "FORBIDDEN", "other org");
+    else if (acceptHandshake(req, socket)) {
+      const sub = new ServerSocket(socket, req);
+      this.subscribers.push(sub);
+      sub.sendJson(pushMessage(this.policy));
+    }
+    this.notify();
   }
 
   /** Sum of `usageDelta` over counted pulses (what a usage ledger would hold). */
@@ -311,6 +350,11 @@ function checkPulse(body: ReceivedPulse["body"]): string | null {
   if (typeof body.metrics !== "object" || body.metrics === null) return "metrics";
   if (body.tagMetrics !== undefined && !Array.isArray(body.tagMetrics)) return "tagMetrics";
   return null;
+}
+
+/** The push contract's message for a policy. */
+export function pushMessage(policy: WirePolicy): { type: "policy"; version: number; etag: string; policy: WirePolicy } {
+  return { type: "policy", version: policy.version, etag: `"${policy.version}"`, policy };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -95,7 +95,7 @@ export function registerPolicy(app: Hono<AppEnv>) {
 }
 
 /** Hands an authenticated upgrade to the site's aggregator, with its grant and without the caller's credentials. */
-export function forwardUpgrade(c: Context<AppEnv>, path: string, grant: SubscriberGrant): Promise<Response> {
+function forwardUpgrade(c: Context<AppEnv>, path: string, grant: SubscriberGrant): Promise<Response> {
   const headers = new Headers(c.req.raw.headers);
   headers.delete("authorization");
   headers.delete("cookie");

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -252,6 +253,8 @@ struct Shared {
     credentials: watch::Sender<Option<Credentials>>,
     /// The ETag of the last pushed policy installed, for the next read's `If-None-Match`.
     pushed_etag: Mutex<Option<String>>,
+    /// The policy in force came by push (no pulse or read has installed one since).
+    pushed_in_force: AtomicBool,
 }
 
 impl PushHost for Shared {
@@ -259,6 +262,7 @@ impl PushHost for Shared {
         let installed = self.gate.install_pushed(policy);
         if installed {
             *lock(&self.pushed_etag) = etag;
+            self.pushed_in_force.store(true, Ordering::SeqCst);
         }
         installed
     }
@@ -465,6 +469,7 @@ impl WaitState {
             done,
             credentials: watch::channel(None).0,
             pushed_etag: Mutex::new(None),
+            pushed_in_force: AtomicBool::new(false),
         });
         let push = if shared.config.push {
             let c = &shared.config;
@@ -1004,6 +1009,18 @@ impl Driver {
             self.shared.report(ErrorCode::InvalidPolicy, 200, note);
         }
         let now = now_ms();
+        if self.shared.pushed_in_force.load(Ordering::SeqCst) && push::older_than(&policy, self.shared.gate.policy().as_deref()) {
+            // An answer issued before the push that overtook it: a sync all the same, but versions never go back.
+            for action in self.advance(Event::NotModified { now }) {
+                match action {
+                    Action::Confirm => self.shared.gate.confirm_at(now),
+                    Action::SafeModeEnded => self.safe_mode_ended(),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        self.shared.pushed_in_force.store(false, Ordering::SeqCst);
         let event = Event::Policy {
             now,
             source,

@@ -112,6 +112,20 @@ pub(crate) fn reconnect_delay_ms(failures: u32, random: f64) -> f64 {
     BACKOFF_MAX_MS.min(BACKOFF_BASE_MS * 2f64.powi(exp)) * random
 }
 
+/// Whether `policy` (from a pulse or a read) was issued before `in_force`: a
+/// lower version and no later `issuedAt`. Such an answer, overtaken by a push,
+/// confirms the policy in force (a sync) rather than rolling it back.
+pub(crate) fn older_than(policy: &Policy, in_force: Option<&Policy>) -> bool {
+    let in_force = match in_force {
+        Some(p) if policy.version() < p.version() => p,
+        _ => return false,
+    };
+    match (policy.issued_at(), in_force.issued_at()) {
+        (Some(a), Some(b)) => a <= b,
+        _ => true,
+    }
+}
+
 /// The subscribe URL: `GET {base}/v1/policy/{orgId}/subscribe?siteId=…`.
 pub(crate) fn subscribe_url(base_url: &str, org_id: &str, site_id: Option<&str>) -> Option<reqwest::Url> {
     let mut url = reqwest::Url::parse(&format!("{}/v1/policy/", base_url.trim_end_matches('/'))).ok()?;
@@ -306,14 +320,22 @@ pub(crate) fn on_message(host: &dyn PushHost, text: &str) {
         );
         return;
     }
+    let version = message.get("version").and_then(Value::as_u64).unwrap_or(0);
     let etag = message.get("etag").and_then(Value::as_str).map(str::to_string);
     let raw = message.get("policy").unwrap_or(&Value::Null);
-    match Policy::from_value(raw) {
+    let parsed = match Policy::from_value(raw) {
+        Ok(p) if p.version() == version => Ok(p),
+        Ok(p) => Err(format!("its version {} is not the message's {}", p.version(), version)),
+        Err(why) => Err(why.to_string()),
+    };
+    match parsed {
         Ok(policy) => {
             host.install_pushed(policy, etag);
         }
         Err(why) => match Policy::kill_switch(raw) {
-            Some(kill) => {
+            Some(mut kill) => {
+                // The envelope's version orders it, as it would have the valid policy.
+                kill.wire.version = version;
                 host.report(
                     PushReport::InvalidPolicy,
                     0,
@@ -480,6 +502,19 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_overtaken_by_a_push_is_older() {
+        let p = |json: &str| Policy::from_json(json).unwrap();
+        let pushed = p(r#"{"version":7,"issuedAt":2000}"#);
+        assert!(older_than(&p(r#"{"version":6,"issuedAt":1000}"#), Some(&pushed)));
+        assert!(older_than(&p(r#"{"version":6}"#), Some(&pushed)));
+        assert!(!older_than(&p(r#"{"version":7,"issuedAt":1000}"#), Some(&pushed)), "same version");
+        assert!(!older_than(&p(r#"{"version":8}"#), Some(&pushed)));
+        // a lower version issued later: the control plane started over; take it
+        assert!(!older_than(&p(r#"{"version":1,"issuedAt":3000}"#), Some(&pushed)));
+        assert!(!older_than(&p(r#"{"version":1}"#), None));
+    }
+
+    #[test]
     fn the_subscribe_url_and_the_backoff() {
         let u = subscribe_url("http://127.0.0.1:8787/", "org 1", Some("a:b")).unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:8787/v1/policy/org%201/subscribe?siteId=a%3Ab");
@@ -561,7 +596,8 @@ mod tests {
         socket.send_text(&push(5, r#"[1,2]"#)).await; // not an object
         socket.send_text(r#"{"type":"policy","version":6}"#).await; // no policy
         socket.send_text(r#"{"type":"policy","version":-1,"policy":{"version":9}}"#).await; // bad envelope
-                                                                                            // still connected, still v3
+        socket.send_text(r#"{"type":"policy","version":8,"policy":{"version":9}}"#).await; // versions disagree
+                                                                                           // still connected, still v3
         socket
             .send_text(&push(7, r#"{"version":$v,"killSignal":true,"status":"bogus"}"#))
             .await;
@@ -569,11 +605,12 @@ mod tests {
         assert_eq!(r.host.gate.gate("free", 1).reason.as_str(), "kill_signal");
         let reports = r.host.reports();
         let kinds: Vec<PushReport> = reports.iter().map(|x| x.0).collect();
-        assert_eq!(kinds, vec![PushReport::InvalidPolicy; 6], "{:?}", reports);
+        assert_eq!(kinds, vec![PushReport::InvalidPolicy; 7], "{:?}", reports);
         assert!(reports[0].2.contains("not JSON"));
         assert!(reports[1].2.contains("pulseInterval"), "{}", reports[1].2);
         assert!(reports[4].2.contains("version"), "{}", reports[4].2);
-        assert!(reports[5].2.contains("kill switch"), "{}", reports[5].2);
+        assert!(reports[5].2.contains("not the message's 8"), "{}", reports[5].2);
+        assert!(reports[6].2.contains("kill switch"), "{}", reports[6].2);
         assert_eq!(*r.host.etag.lock().unwrap(), None, "a salvaged kill switch keeps no ETag");
         let _ = r.stop.send(true);
         r.task.await.unwrap();

@@ -16,7 +16,6 @@ pub(crate) struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -108,12 +107,12 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
                     return None;
                 }
             }
-            let body: Vec<u8> = buf.drain(..length).collect();
+            // The body (a token exchange's, empty or `{}`) is read past; no test looks at it.
+            buf.drain(..length);
             return Some(Request {
                 method,
                 path,
                 headers: request_headers,
-                body,
             });
         }
         if stream.read_buf(buf).await.ok()? == 0 {

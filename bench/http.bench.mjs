@@ -10,12 +10,12 @@
 // middleware costs ≤ 3 % throughput. `--quick`: 1 round of 1 s, README untouched.
 // Never asserted in tests: this machine is shared and noisy.
 import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { startControlPlane } from "./support.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SELF = fileURLToPath(import.meta.url);
@@ -164,7 +164,7 @@ async function main() {
     });
   }
 
-  const controlPlane = await startControlPlane();
+  const controlPlane = await startControlPlane(1000);
   async function startServer(framework, variant) {
     const child = spawn(
       process.execPath,
@@ -313,65 +313,4 @@ function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/**
- * A stand-in control plane: token exchange, pulses answered with an
- * all-allowing policy, and policy reads. It checks nothing (the real one is
- * benchmarked in bench/pulse.bench.mjs); it exists so the SDK pulses and
- * holds a live lease while the servers are under load.
- */
-async function startControlPlane() {
-  const publishKey = `pk_bench_${randomUUID().slice(0, 8)}`;
-  const secretKey = `sk_bench_${randomUUID()}`;
-  let pulses = 0;
-  const policy = () =>
-    JSON.stringify({
-      version: 1,
-      globalMaxWeight: null,
-      tagMaxWeights: {},
-      killSignal: false,
-      status: "ok",
-      pulseInterval: 1000,
-      leaseDurationSeconds: 60,
-      issuedAt: Date.now(),
-    });
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      const send = (status, body, headers = {}) => {
-        res.writeHead(status, { "content-type": "application/json", ...headers });
-        res.end(body);
-      };
-      if (req.method === "POST" && req.url === "/v1/auth/token") {
-        return send(200, JSON.stringify({ token: `jwt_${randomUUID()}`, expiresAt: Date.now() + 15 * 60_000, orgId: "org_bench" }));
-      }
-      if (req.method === "POST" && req.url === "/v1/pulse") {
-        pulses++;
-        return send(200, policy(), { etag: '"1"' });
-      }
-      if (req.method === "GET" && req.url?.startsWith("/v1/policy/")) {
-        if (req.headers["if-none-match"] === '"1"') {
-          res.writeHead(304, { etag: '"1"' });
-          return res.end();
-        }
-        return send(200, policy(), { etag: '"1"' });
-      }
-      send(404, JSON.stringify({ error: { code: "NOT_FOUND", message: "no route" } }));
-    });
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    publishKey,
-    secretKey,
-    get pulses() {
-      return pulses;
-    },
-    stop: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }

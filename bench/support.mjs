@@ -3,8 +3,9 @@
 // and signed pulses shaped like the SDK's. Node builtins and workspace
 // packages only.
 import { execFileSync } from "node:child_process";
-import { createHmac } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { LatencyHistogram } from "@waitstate/protocol/histogram";
 import { ROOT, log } from "../scripts/lib.mjs";
@@ -199,5 +200,69 @@ export function signPulse({ instanceId, siteId, ts, telemetry, publishKey, secre
       "x-waitstate-timestamp": timestamp,
       "x-waitstate-signature": signature,
     },
+  };
+}
+
+// ---------------------------------------------------------------- a stand-in control plane
+
+/**
+ * A stand-in control plane: token exchange, pulses answered with an
+ * all-allowing policy, and policy reads. It checks nothing (the real one is
+ * benchmarked in bench/pulse.bench.mjs); it exists so the SDK pulses and
+ * holds a live lease while the servers are under load. Its policy asks for a
+ * pulse every `pulseIntervalMs`.
+ */
+export async function startControlPlane(pulseIntervalMs = 1000) {
+  const publishKey = `pk_bench_${randomUUID().slice(0, 8)}`;
+  const secretKey = `sk_bench_${randomUUID()}`;
+  let pulses = 0;
+  const policy = () =>
+    JSON.stringify({
+      version: 1,
+      globalMaxWeight: null,
+      tagMaxWeights: {},
+      killSignal: false,
+      status: "ok",
+      pulseInterval: pulseIntervalMs,
+      leaseDurationSeconds: 60,
+      issuedAt: Date.now(),
+    });
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const send = (status, body, headers = {}) => {
+        res.writeHead(status, { "content-type": "application/json", ...headers });
+        res.end(body);
+      };
+      if (req.method === "POST" && req.url === "/v1/auth/token") {
+        return send(200, JSON.stringify({ token: `jwt_${randomUUID()}`, expiresAt: Date.now() + 15 * 60_000, orgId: "org_bench" }));
+      }
+      if (req.method === "POST" && req.url === "/v1/pulse") {
+        pulses++;
+        return send(200, policy(), { etag: '"1"' });
+      }
+      if (req.method === "GET" && req.url?.startsWith("/v1/policy/")) {
+        if (req.headers["if-none-match"] === '"1"') {
+          res.writeHead(304, { etag: '"1"' });
+          return res.end();
+        }
+        return send(200, policy(), { etag: '"1"' });
+      }
+      send(404, JSON.stringify({ error: { code: "NOT_FOUND", message: "no route" } }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    publishKey,
+    secretKey,
+    get pulses() {
+      return pulses;
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

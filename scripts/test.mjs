@@ -21,9 +21,15 @@ const VITEST_SUITES = [
 await setup();
 
 /** Test code is TypeScript too: each suite's tsconfig is type-checked (tsc -b already checked src/). */
-const TEST_TSCONFIGS = ["protocol/test", "workers/test", "sdk-edge/test", "sdk-node/test", "e2e", "examples/edge-worker"].filter((dir) =>
-  existsSync(path.join(ROOT, dir, "tsconfig.json")),
-);
+const TEST_TSCONFIGS = [
+  "protocol/test",
+  "workers/test",
+  "sdk-edge/test",
+  "sdk-node/test",
+  "rust/test",
+  "e2e",
+  "examples/edge-worker",
+].filter((dir) => existsSync(path.join(ROOT, dir, "tsconfig.json")));
 
 const scratch = mkdtempSync(path.join(tmpdir(), "waitstate-test-"));
 const results = [];

@@ -3,8 +3,8 @@
  *
  * The client is {@link WaitState}; the rest are the documented advanced exports
  * for low-level use. Framework middlewares live in subpath exports
- * (`@waitstate/sdk/express`, `/fastify`, `/hono`, `/nextjs`); the agent
- * sidecar is the `waitstate-agent` bin.
+ * (`@waitstate/sdk/express`, `/fastify`, `/hono`, `/nextjs`). Services in
+ * other languages use the Rust agent sidecar (`rust/agent`).
  */
 export { WaitState, BASE_URL_ENV, type WaitStateOptions, type WaitStateStatus } from "./client.js";
 export { WaitStateError, type WaitStateErrorCode } from "./errors.js";

@@ -1,68 +1,23 @@
 /**
- * The `waitstate-agent` bin as a child process (through tsx, from the repo
- * root), against the stand-in control plane.
+ * The `waitstate-agent` process itself (the Rust binary) against the stand-in
+ * control plane: what it prints, its configuration from the environment,
+ * its signals and exit codes.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { hostname } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
-import { startControlPlane, type FakeControlPlane } from "./support/control-plane.js";
+import { startControlPlane, type FakeControlPlane } from "../../sdk-node/test/support/control-plane.js";
+import { built, healthOnceSynced, killAgents, listening, spawnAgent } from "./support/agent.js";
 
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = "sdk-node/src/agent/bin.ts";
-
-interface Agent {
-  child: ChildProcessWithoutNullStreams;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const children: ChildProcessWithoutNullStreams[] = [];
 const controlPlanes: FakeControlPlane[] = [];
 
 afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  killAgents();
   await Promise.all(controlPlanes.splice(0).map((cp) => cp.stop()));
 });
 
-/** Spawns the bin with exactly `env` (plus PATH), collecting its output. */
-function spawnAgent(env: Record<string, string>): Agent {
-  const child = spawn(process.execPath, ["--import", "tsx", BIN], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", ...env },
-  });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Resolves with the URL of the "listening on" line; rejects if the child exits or stays silent. */
-async function listening(agent: Agent, timeoutMs = 20_000): Promise<string> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const match = /listening on (http:\/\/\S+)/.exec(agent.stdout());
-    if (match) return match[1]!;
-    if (agent.child.exitCode !== null) throw new Error(`the agent exited ${agent.child.exitCode}: ${agent.stderr()}`);
-    if (Date.now() > until)
-      throw new Error(`no "listening" line within ${timeoutMs} ms; stdout ${agent.stdout()} stderr ${agent.stderr()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** The agent's `/health` once it reports `synced` (polled, since only the agent knows when it read the answer). */
-async function healthOnceSynced(url: string, timeoutMs: number): Promise<unknown> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const health = (await (await fetch(`${url}/health`)).json()) as { synced?: unknown };
-    if (health.synced === true || Date.now() > deadline) return health;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** The keys and URL of `cp`, and a free port, plus `extra`. */
+function envOf(cp: FakeControlPlane, extra: Record<string, string> = {}): Record<string, string> {
+  return { WAITSTATE_PUBLISH_KEY: cp.publishKey, WAITSTATE_SECRET_KEY: cp.secretKey, WAITSTATE_BASE_URL: cp.url, PORT: "0", ...extra };
 }
 
 async function startCp(pulseInterval: number): Promise<FakeControlPlane> {
@@ -71,19 +26,13 @@ async function startCp(pulseInterval: number): Promise<FakeControlPlane> {
   return cp;
 }
 
-describe("waitstate-agent (the bin)", () => {
+describe.skipIf(built.binary === undefined)("waitstate-agent (the Rust binary)", () => {
   it.each(["SIGTERM", "SIGINT"] as const)(
     "serves /gate and /health, and on %s sends a final pulse and exits 0",
     async (signal) => {
       // A minute between pulses: after the first sync, only the final pulse can carry the gate call.
       const cp = await startCp(60_000);
-      const agent = spawnAgent({
-        WAITSTATE_PUBLISH_KEY: cp.publishKey,
-        WAITSTATE_SECRET_KEY: cp.secretKey,
-        WAITSTATE_BASE_URL: cp.url,
-        WAITSTATE_INSTANCE_ID: `agent-bin-${signal.toLowerCase()}`,
-        PORT: "0",
-      });
+      const agent = spawnAgent(envOf(cp, { WAITSTATE_INSTANCE_ID: `agent-bin-${signal.toLowerCase()}` }));
       const url = await listening(agent);
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect(agent.stdout().split("\n")[0]).toBe(
@@ -112,19 +61,41 @@ describe("waitstate-agent (the bin)", () => {
         expect.objectContaining({ tag: "bin", count: 1, latencyHistogram: expect.objectContaining({ n: 1, s: 8 }) }),
       ]);
       expect(agent.stdout()).toContain(`waitstate-agent: ${signal}: closing, sending the final pulse`);
+      expect(agent.stdout()).toContain("waitstate-agent: stopped");
       expect(agent.stderr()).toBe("");
       await expect(fetch(`${url}/health`)).rejects.toThrow();
     },
     30_000,
   );
 
+  it("without WAITSTATE_INSTANCE_ID, the instance id is the hostname and the pid", async () => {
+    const cp = await startCp(60_000);
+    const agent = spawnAgent(envOf(cp));
+    const url = await listening(agent);
+    const expected = `${hostname()
+      .replace(/[^A-Za-z0-9._:-]+/g, "-")
+      .replace(/^[^A-Za-z0-9]+/, "")}-${agent.child.pid}`;
+    expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ instanceId: expected });
+    await cp.waitFor(() => cp.pulses.length >= 1, 10_000, "the first pulse");
+    expect(cp.pulses[0]!.body.instanceId).toBe(expected);
+  }, 30_000);
+
+  it("HOST and PORT choose where it listens", async () => {
+    const cp = await startCp(60_000);
+    const agent = spawnAgent(envOf(cp, { HOST: "localhost" }));
+    const url = await listening(agent);
+    expect(url).toMatch(/^http:\/\/(127\.0\.0\.1|\[::1\]):\d+$/);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+  }, 30_000);
+
   it.each([
     ["WAITSTATE_SECRET_KEY", { WAITSTATE_PUBLISH_KEY: "pk_test" }, /^waitstate-agent: WAITSTATE_SECRET_KEY must be set/],
     ["WAITSTATE_PUBLISH_KEY", { WAITSTATE_SECRET_KEY: "sk_test" }, /^waitstate-agent: WAITSTATE_PUBLISH_KEY must be set/],
+    ["both keys", {}, /^waitstate-agent: WAITSTATE_PUBLISH_KEY and WAITSTATE_SECRET_KEY must be set/],
     [
       "PORT",
       { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "http://127.0.0.1:1", PORT: "nine" },
-      /^waitstate-agent: PORT must be/,
+      /^waitstate-agent: PORT must be an integer from 0 to 65535, got "nine"$/,
     ],
     [
       "WAITSTATE_BASE_URL (no default host)",
@@ -134,14 +105,34 @@ describe("waitstate-agent (the bin)", () => {
     [
       "WAITSTATE_BASE_URL",
       { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk", WAITSTATE_BASE_URL: "localhost" },
-      /^waitstate-agent: invalid configuration: .*baseUrl must be an http\(s\) URL/,
+      /^waitstate-agent: invalid configuration: .*base_url: must be an http\(s\) URL/,
+    ],
+    [
+      "WAITSTATE_SAFE_MODE_STRATEGY",
+      {
+        WAITSTATE_PUBLISH_KEY: "pk",
+        WAITSTATE_SECRET_KEY: "sk",
+        WAITSTATE_BASE_URL: "http://127.0.0.1:1",
+        WAITSTATE_SAFE_MODE_STRATEGY: "closed",
+      },
+      /^waitstate-agent: WAITSTATE_SAFE_MODE_STRATEGY must be one of open, fixed_rps, last_policy, got "closed"$/,
+    ],
+    [
+      "WAITSTATE_SAFE_MODE_MAX_RPS",
+      {
+        WAITSTATE_PUBLISH_KEY: "pk",
+        WAITSTATE_SECRET_KEY: "sk",
+        WAITSTATE_BASE_URL: "http://127.0.0.1:1",
+        WAITSTATE_SAFE_MODE_MAX_RPS: "-1",
+      },
+      /^waitstate-agent: WAITSTATE_SAFE_MODE_MAX_RPS must be a whole number >= 0, got "-1"$/,
     ],
   ])(
     "exits 1 with a message naming %s when it is missing or bad",
     async (_name, env, message) => {
       const agent = spawnAgent({ ...env, PORT: (env as Record<string, string>).PORT ?? "0" });
       expect(await agent.exited).toEqual({ code: 1, signal: null });
-      expect(agent.stderr()).toMatch(message);
+      expect(agent.stderr().trim()).toMatch(message);
       expect(agent.stderr().trim().split("\n")).toHaveLength(1);
       expect(agent.stdout()).not.toContain("listening");
     },
@@ -151,35 +142,37 @@ describe("waitstate-agent (the bin)", () => {
   it("exits 1 when the port is taken", async () => {
     const cp = await startCp(100);
     const taken = new URL(cp.url).port;
-    const agent = spawnAgent({
-      WAITSTATE_PUBLISH_KEY: cp.publishKey,
-      WAITSTATE_SECRET_KEY: cp.secretKey,
-      WAITSTATE_BASE_URL: cp.url,
-      PORT: taken,
-    });
+    const agent = spawnAgent(envOf(cp, { PORT: taken }));
     expect(await agent.exited).toEqual({ code: 1, signal: null });
     expect(agent.stderr()).toMatch(new RegExp(`^waitstate-agent: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
   }, 30_000);
 
-  it("logs each client error to stderr on one line", async () => {
+  it("logs each client error to stderr on one line, and keeps serving (failing open)", async () => {
     const cp = await startCp(100);
-    const agent = spawnAgent({
-      WAITSTATE_PUBLISH_KEY: cp.publishKey,
-      WAITSTATE_SECRET_KEY: "sk_wrong",
-      WAITSTATE_BASE_URL: cp.url,
-      PORT: "0",
-    });
+    const agent = spawnAgent(envOf(cp, { WAITSTATE_SECRET_KEY: "sk_wrong" }));
     const url = await listening(agent);
     const until = Date.now() + 10_000;
-    while (!agent.stderr().includes("PULSE_FAILED") && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
-    // Still serving, failing open.
+    while (!/PULSE_FAILED|AUTH_FAILED/.test(agent.stderr()) && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
     expect(await (await fetch(`${url}/gate`, { method: "POST" })).json()).toEqual({ allowed: true, reason: "allowed" });
     agent.child.kill("SIGTERM");
     expect((await agent.exited).code).toBe(0);
     const lines = agent.stderr().trim().split("\n");
-    expect(
-      lines.some((l) => /^waitstate-agent: PULSE_FAILED \(401\): pulse not accepted \(401 INVALID_SIGNATURE: bad signature\)/.test(l)),
-    ).toBe(true);
+    expect(lines.some((l) => /^waitstate-agent: (PULSE_FAILED|AUTH_FAILED) \(401\): /.test(l))).toBe(true);
     for (const line of lines) expect(line).toMatch(/^waitstate-agent: [A-Z_]+( \(\d+\))?: /);
+  }, 30_000);
+
+  it("a second signal while the final pulse is pending exits 1 at once", async () => {
+    const cp = await startCp(60_000);
+    const agent = spawnAgent(envOf(cp));
+    const url = await listening(agent);
+    await cp.waitFor(() => cp.pulses.length >= 1, 10_000, "the first pulse");
+    await fetch(`${url}/gate`, { method: "POST" });
+    cp.fault = "hang"; // the final pulse is never answered
+    agent.child.kill("SIGTERM");
+    const until = Date.now() + 10_000;
+    while (!agent.stdout().includes("closing") && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+    agent.child.kill("SIGTERM");
+    expect(await agent.exited).toEqual({ code: 1, signal: null });
+    expect(agent.stderr()).toMatch(/^waitstate-agent: SIGTERM again: exiting without waiting for the final pulse$/m);
   }, 30_000);
 });

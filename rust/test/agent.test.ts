@@ -1,53 +1,78 @@
 /**
- * The agent sidecar in process: `createAgent` around a real client of the
- * stand-in control plane, driven over HTTP with `fetch`.
+ * The agent's HTTP contract, route for route and error for error, against the
+ * Rust binary (`rust/agent`, `waitstate-agent`) and the stand-in control plane
+ * of the SDK tests: each test spawns the agent, drives it over HTTP, and reads
+ * what it pulsed. Its final pulse (SIGTERM) carries everything a test did.
+ * What a process cannot show from outside (a client that panics, a smaller
+ * body limit, the configuration table) is tested in the crate's unit tests.
  */
 import { request } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { WaitState, type WaitStateError } from "../src/index.js";
-import { AGENT_ERROR_STATUS, createAgent, type AgentClient, type AgentErrorCode } from "../src/agent/server.js";
-import { defaultInstanceId, readAgentConfig } from "../src/agent/config.js";
-import { startControlPlane, type FakeControlPlane, type ReceivedPulse } from "./support/control-plane.js";
-import { clientOf } from "./support/client.js";
+import { startControlPlane, type FakeControlPlane, type ReceivedPulse } from "../../sdk-node/test/support/control-plane.js";
+import { built, healthOnceSynced, killAgents, listening, spawnAgent, stopAgent, type AgentProcess } from "./support/agent.js";
 
 interface Harness {
   cp: FakeControlPlane;
-  ws: WaitState;
+  agent: AgentProcess;
+  instanceId: string;
   url: string;
-  errors: WaitStateError[];
 }
+
+/** Every error code the agent answers with, and its status. */
+const AGENT_ERROR_STATUS = {
+  INVALID_JSON: 400,
+  INVALID_BODY: 400,
+  BODY_TOO_LARGE: 400,
+  INVALID_METRIC_NAME: 400,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  INTERNAL: 500,
+} as const;
+type AgentErrorCode = keyof typeof AGENT_ERROR_STATUS;
 
 const cleanups: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
+  killAgents();
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
 type PolicyPatch = Parameters<FakeControlPlane["setPolicy"]>[0];
+let agents = 0;
 
 /**
- * A control plane serving `policy`, a client of it and an agent around the
- * client on a free port. With a long `pulseInterval`, nothing is pulsed after
- * the first sync until `ws.shutdown()` sends the final pulse: one pulse then
- * carries everything the test did.
+ * A control plane serving `policy` and the agent of it on a free port. With a
+ * long `pulseInterval`, nothing is pulsed after the first pulse until SIGTERM
+ * sends the final one: one pulse then carries everything the test did.
  */
 async function start(pulseInterval = 100, policy?: PolicyPatch): Promise<Harness> {
   const cp = await startControlPlane({ pulseInterval });
   cleanups.push(() => cp.stop());
   if (policy !== undefined) cp.setPolicy(policy);
-  const { ws, errors } = clientOf(cp, { requestTimeoutMs: 1000 });
-  cleanups.push(() => ws.shutdown());
-  const agent = createAgent({ client: ws });
-  cleanups.push(() => agent.close());
-  const url = await agent.listen(0, "127.0.0.1");
-  return { cp, ws, url, errors };
+  const instanceId = `agent-test-${process.pid}-${++agents}`;
+  const agent = spawnAgent({
+    WAITSTATE_PUBLISH_KEY: cp.publishKey,
+    WAITSTATE_SECRET_KEY: cp.secretKey,
+    WAITSTATE_BASE_URL: cp.url,
+    WAITSTATE_INSTANCE_ID: instanceId,
+    PORT: "0",
+  });
+  const url = await listening(agent);
+  return { cp, agent, instanceId, url };
 }
 
 /** Synced, and the first pulse (which carries nothing of the test) is behind us. */
 async function startSynced(policy?: PolicyPatch, pulseInterval = 60_000): Promise<Harness> {
   const h = await start(pulseInterval, policy);
-  expect(await h.ws.ready(5000)).toBe(true);
+  await h.cp.waitFor(() => h.cp.pulses.length >= 1, 5000, "the first pulse");
+  expect(await healthOnceSynced(h.url, 5000)).toMatchObject({ synced: true });
   return h;
+}
+
+/** Stops the agent (SIGTERM: the final pulse, exit 0) and checks that it said nothing on stderr. */
+async function stop(h: Harness): Promise<void> {
+  expect(await stopAgent(h.agent)).toEqual({ code: 0, signal: null });
+  expect(h.agent.stderr()).toBe("");
 }
 
 function post(url: string, body?: unknown, raw = false): Promise<Response> {
@@ -77,10 +102,10 @@ function tagMetricsOf(pulse: ReceivedPulse | undefined): TagMetric[] {
   return (pulse?.body.tagMetrics ?? []) as TagMetric[];
 }
 
-/** The tag's entry in the last pulse after the client's final flush. */
+/** The tag's entry in the last pulse after the agent's final flush. */
 async function finalPulseEntry(h: Harness, tag: string): Promise<TagMetric | undefined> {
   const before = h.cp.pulses.length;
-  await h.ws.shutdown();
+  await stop(h);
   expect(h.cp.pulses.length).toBeGreaterThan(before);
   return tagMetricsOf(h.cp.pulses.at(-1)).find((m) => m.tag === tag);
 }
@@ -106,16 +131,20 @@ async function expectHealthy(url: string): Promise<void> {
   expect(await res.json()).toMatchObject({ status: "ok" });
 }
 
-describe("happy paths", () => {
+describe.skipIf(built.binary === undefined)("happy paths", () => {
   it("GET /health: ok, the instance id, synced and the policy version once synced", async () => {
     const h = await start();
     const before = await fetch(`${h.url}/health`);
     expect(before.status).toBe(200);
     expect(before.headers.get("content-type")).toBe("application/json; charset=utf-8");
-    expect(await before.json()).toMatchObject({ status: "ok", instanceId: h.ws.instanceId });
-    expect(await h.ws.ready(5000)).toBe(true);
-    const after = await fetch(`${h.url}/health`);
-    expect(await after.json()).toEqual({ status: "ok", instanceId: h.ws.instanceId, synced: true, policyVersion: 1, safeMode: false });
+    expect(await before.json()).toMatchObject({ status: "ok", instanceId: h.instanceId });
+    expect(await healthOnceSynced(h.url, 5000)).toEqual({
+      status: "ok",
+      instanceId: h.instanceId,
+      synced: true,
+      policyVersion: 1,
+      safeMode: false,
+    });
   });
 
   it("HEAD /health answers 200 without a body", async () => {
@@ -194,7 +223,7 @@ describe("happy paths", () => {
     expect((await post(`${h.url}/report-error`, { tag: "search" })).status).toBe(204);
     expect((await post(`${h.url}/report-error`)).status).toBe(204);
     const before = h.cp.pulses.length;
-    await h.ws.shutdown();
+    await stop(h);
     expect(h.cp.pulses.length).toBe(before + 1);
     const metrics = tagMetricsOf(h.cp.pulses.at(-1));
     expect(metrics.find((m) => m.tag === "search")).toMatchObject({ errors: 2 });
@@ -208,7 +237,6 @@ describe("happy paths", () => {
     expect(await finalPulseEntry(h, "search")).toMatchObject({
       customMetrics: { queue_depth: { min: -3, max: 7, sum: 4, count: 2 } },
     });
-    expect(h.errors).toEqual([]);
   });
 
   it("every route feeds the one client: one pulse carries them all", async () => {
@@ -229,7 +257,7 @@ describe("happy paths", () => {
       latencyHistogram: { n: 1, s: 10 },
       customMetrics: { cart_items: { min: 3, max: 3, sum: 3, count: 1 } },
     });
-    expect(h.cp.pulses.at(-1)!.body).toMatchObject({ instanceId: h.ws.instanceId, usageDelta: 2, bouncedUnits: 0 });
+    expect(h.cp.pulses.at(-1)!.body).toMatchObject({ instanceId: h.instanceId, usageDelta: 2, bouncedUnits: 0 });
   });
 
   it("ignores a query string and answers on keep-alive connections", async () => {
@@ -243,7 +271,7 @@ describe("happy paths", () => {
   });
 });
 
-describe("POST /coprocess (Apollo Router coprocessor)", () => {
+describe.skipIf(built.binary === undefined)("POST /coprocess (Apollo Router coprocessor)", () => {
   const routerRequest = (headers: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
     version: 1,
     stage: "RouterRequest",
@@ -335,15 +363,35 @@ describe("POST /coprocess (Apollo Router coprocessor)", () => {
     expect(await finalPulseEntry(h, "api")).toMatchObject({ count: 2, errors: 0, latencyHistogram: { n: 1, s: 30 } });
   });
 
-  it("without a tag anywhere, the call counts under the default tag", async () => {
-    const h = await startSynced();
+  it("without a tag, the call counts under the GraphQL operation name: the router's context, operationName, the query", async () => {
+    const h = await startSynced({ tagMaxWeights: { Blocked: 0 } });
     const sent = routerRequest({});
+    expect((await postJson(`${h.url}/coprocess`, sent)).json).toEqual(sent);
+    const noContext = { context: { entries: {} } };
+    await post(`${h.url}/coprocess`, routerRequest({}, { ...noContext, body: '{"query":"query Me { me { id } }","operationName":"Me"}' }));
+    await post(`${h.url}/coprocess`, routerRequest({}, { ...noContext, body: '{"query":"query Me { me { id } }"}' }));
+    const denied = routerRequest({}, { ...noContext, stage: "SupergraphRequest", body: { query: "mutation Blocked { x }" } });
+    expect(((await postJson(`${h.url}/coprocess`, denied)).json as { control: unknown }).control).toEqual({ break: 429 });
+    // A tag given in the header wins over the operation name.
+    await post(`${h.url}/coprocess`, routerRequest({ "x-waitstate-tag": ["paid"] }));
+    const before = h.cp.pulses.length;
+    await stop(h);
+    expect(h.cp.pulses.length).toBe(before + 1);
+    const metrics = tagMetricsOf(h.cp.pulses.at(-1));
+    expect(metrics.find((m) => m.tag === "Me")).toMatchObject({ count: 3 });
+    expect(metrics.find((m) => m.tag === "Blocked")).toMatchObject({ count: 1, bounced: 1 });
+    expect(metrics.find((m) => m.tag === "paid")).toMatchObject({ count: 1 });
+  });
+
+  it("without a tag or an operation name (an anonymous query), the call counts under the default tag", async () => {
+    const h = await startSynced();
+    const sent = routerRequest({}, { context: { entries: {} } });
     expect((await postJson(`${h.url}/coprocess`, sent)).json).toEqual(sent);
     expect(await finalPulseEntry(h, "__default__")).toMatchObject({ count: 1 });
   });
 });
 
-describe("bad requests get a typed error, and the agent keeps serving", () => {
+describe.skipIf(built.binary === undefined)("bad requests get a typed error, and the agent keeps serving", () => {
   const huge = JSON.stringify({ tag: "x".repeat(100 * 1024) });
   const cases: Array<
     [name: string, method: string, path: string, body: string | undefined, status: number, code: AgentErrorCode, message: RegExp]
@@ -440,10 +488,9 @@ describe("bad requests get a typed error, and the agent keeps serving", () => {
       await (await fetch(`${h.url}${path}`, { method, ...(body === undefined ? {} : { body }) })).arrayBuffer();
     }
     const before = h.cp.pulses.length;
-    await h.ws.shutdown();
+    await stop(h);
     expect(h.cp.pulses.length).toBe(before + 1);
     expect(h.cp.pulses.at(-1)!.body).toMatchObject({ usageDelta: 0, tagMetrics: [] });
-    expect(h.errors).toEqual([]);
   });
 
   it("an oversize body without Content-Length is refused while it streams, not after", async () => {
@@ -524,183 +571,5 @@ describe("bad requests get a typed error, and the agent keeps serving", () => {
       req.on("close", () => resolve());
     });
     await expectHealthy(h.url);
-  });
-
-  it("a client that throws (it never should) gives 500 INTERNAL, one log line, and the agent keeps serving", async () => {
-    const lines: string[] = [];
-    const broken: AgentClient = {
-      gate: () => {
-        throw new Error("gate exploded\nwith a second line");
-      },
-      reportLatency: () => {},
-      reportError: () => {},
-      report: () => {},
-      status: () => ({
-        instanceId: "stub",
-        synced: false,
-        authenticated: false,
-        lastSyncAt: null,
-        policyVersion: null,
-        policyStatus: null,
-        safeMode: false,
-        suspendedUntil: null,
-        consecutiveFailures: 0,
-        pendingPulses: 0,
-        pulseIntervalMs: 5000,
-        shutDown: false,
-      }),
-    };
-    const agent = createAgent({ client: broken, logError: (line) => lines.push(line) });
-    cleanups.push(() => agent.close());
-    const url = await agent.listen(0, "127.0.0.1");
-    const res = await postJson(`${url}/gate`, { tag: "a" });
-    expect(res).toEqual({
-      status: 500,
-      json: { error: { code: "INTERNAL", message: "the agent failed to handle this request; see its log" } },
-    });
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^waitstate-agent: INTERNAL: Error: gate exploded \| with a second line/);
-    expect(lines[0]).not.toContain("\n");
-    expect(await (await fetch(`${url}/health`)).json()).toEqual({ status: "ok", instanceId: "stub", synced: false, safeMode: false });
-  });
-});
-
-describe("lifecycle", () => {
-  it("close() stops listening, and is safe twice", async () => {
-    const cp = await startControlPlane();
-    cleanups.push(() => cp.stop());
-    const ws = new WaitState({ publishKey: cp.publishKey, secretKey: cp.secretKey, baseUrl: cp.url, onError: () => {} });
-    cleanups.push(() => ws.shutdown());
-    const agent = createAgent({ client: ws });
-    const url = await agent.listen(0, "127.0.0.1");
-    await expectHealthy(url); // leaves a keep-alive connection open
-    await agent.close();
-    await agent.close();
-    expect(agent.server.listening).toBe(false);
-    await expect(fetch(`${url}/health`)).rejects.toThrow();
-  });
-
-  it("close() before listen() resolves, and the agent can still listen and close afterwards", async () => {
-    const h = await start();
-    const agent = createAgent({ client: h.ws });
-    await agent.close();
-    const url = await agent.listen(0, "127.0.0.1");
-    await expectHealthy(url);
-    await agent.close();
-    expect(agent.server.listening).toBe(false);
-  });
-
-  it.each([0, -1, 1.5, Number.NaN])("createAgent refuses maxBodyBytes %s with INVALID_OPTIONS", (maxBodyBytes) => {
-    expect(() => createAgent({ client: {} as AgentClient, maxBodyBytes })).toThrow(
-      expect.objectContaining({ name: "WaitStateError", code: "INVALID_OPTIONS", message: expect.stringContaining("maxBodyBytes") }),
-    );
-  });
-
-  it("a smaller maxBodyBytes is enforced", async () => {
-    const h = await start();
-    const agent = createAgent({ client: h.ws, maxBodyBytes: 16 });
-    cleanups.push(() => agent.close());
-    const url = await agent.listen(0, "127.0.0.1");
-    expect((await post(`${url}/gate`, '{"tag":"abcdef"}', true)).status).toBe(200); // 16 bytes
-    expect(await postJson(`${url}/gate`, { tag: "abcdefg" })).toEqual({
-      status: 400,
-      json: { error: { code: "BODY_TOO_LARGE", message: "body: larger than 16 bytes" } },
-    });
-  });
-
-  it("listen() rejects when the port is taken", async () => {
-    const h = await start();
-    const second = createAgent({ client: h.ws });
-    await expect(second.listen(Number(new URL(h.url).port), "127.0.0.1")).rejects.toMatchObject({ code: "EADDRINUSE" });
-    await second.close();
-  });
-});
-
-describe("configuration from the environment", () => {
-  const keys = { WAITSTATE_PUBLISH_KEY: "pk_live_1", WAITSTATE_SECRET_KEY: "sk_live_1", WAITSTATE_BASE_URL: "http://cp.internal:8787" };
-
-  it("defaults: port 9000 on 127.0.0.1, the instance id from hostname and pid", () => {
-    expect(readAgentConfig(keys, "node-a", 1)).toEqual({
-      ok: true,
-      config: {
-        client: { publishKey: "pk_live_1", secretKey: "sk_live_1", baseUrl: "http://cp.internal:8787", instanceId: "node-a-1" },
-        port: 9000,
-        host: "127.0.0.1",
-      },
-    });
-  });
-
-  it("reads every variable", () => {
-    const env = {
-      ...keys,
-      WAITSTATE_BASE_URL: "http://127.0.0.1:8787",
-      WAITSTATE_SITE_ID: "site-prod",
-      WAITSTATE_INSTANCE_ID: "agent-7",
-      WAITSTATE_SAFE_MODE_STRATEGY: "fixed_rps",
-      WAITSTATE_SAFE_MODE_MAX_RPS: "25.5",
-      PORT: "0",
-      HOST: "0.0.0.0",
-    };
-    expect(readAgentConfig(env, "node-a", 1)).toEqual({
-      ok: true,
-      config: {
-        client: {
-          publishKey: "pk_live_1",
-          secretKey: "sk_live_1",
-          baseUrl: "http://127.0.0.1:8787",
-          siteId: "site-prod",
-          instanceId: "agent-7",
-          safeModeStrategy: "fixed_rps",
-          safeModeMaxRps: 25.5,
-        },
-        port: 0,
-        host: "0.0.0.0",
-      },
-    });
-  });
-
-  it.each([
-    ["no keys", {}, /^WAITSTATE_PUBLISH_KEY and WAITSTATE_SECRET_KEY must be set/],
-    ["no secret key", { WAITSTATE_PUBLISH_KEY: "pk" }, /^WAITSTATE_SECRET_KEY must be set/],
-    ["a blank publish key", { ...keys, WAITSTATE_PUBLISH_KEY: "  " }, /^WAITSTATE_PUBLISH_KEY must be set/],
-    [
-      "no control plane (there is no default host)",
-      { WAITSTATE_PUBLISH_KEY: "pk", WAITSTATE_SECRET_KEY: "sk" },
-      /^WAITSTATE_BASE_URL must be set/,
-    ],
-    ["a blank control plane", { ...keys, WAITSTATE_BASE_URL: " " }, /^WAITSTATE_BASE_URL must be set/],
-    [
-      "an unknown strategy",
-      { ...keys, WAITSTATE_SAFE_MODE_STRATEGY: "closed" },
-      /^WAITSTATE_SAFE_MODE_STRATEGY must be one of open, fixed_rps, last_policy, got "closed"$/,
-    ],
-    [
-      "a max rps that is not a number",
-      { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "fast" },
-      /^WAITSTATE_SAFE_MODE_MAX_RPS must be a number >= 0/,
-    ],
-    ["a negative max rps", { ...keys, WAITSTATE_SAFE_MODE_MAX_RPS: "-1" }, /^WAITSTATE_SAFE_MODE_MAX_RPS/],
-    ["a port out of range", { ...keys, PORT: "70000" }, /^PORT must be an integer from 0 to 65535, got "70000"$/],
-    ["a port that is not a number", { ...keys, PORT: "http" }, /^PORT must be/],
-  ])("%s → a message naming the variable", (_name, env, message) => {
-    const result = readAgentConfig(env, "node-a", 1);
-    expect(result.ok).toBe(false);
-    expect(!result.ok && result.message).toMatch(message);
-  });
-
-  it.each([
-    ["web-7f9c", 1, "web-7f9c-1"],
-    ["My Laptop (2)", 4242, "My-Laptop-2--4242"],
-    ["_under", 1, "under-1"],
-    ["h".repeat(200), 12345, `${"h".repeat(122)}-12345`],
-  ])("defaultInstanceId(%j, %i) = %j, which the client accepts", async (hostname, pid, id) => {
-    expect(defaultInstanceId(hostname, pid)).toBe(id);
-    const ws = new WaitState({ publishKey: "pk", secretKey: "sk", baseUrl: "http://127.0.0.1:1", instanceId: id, onError: () => {} });
-    expect(ws.instanceId).toBe(id);
-    await ws.shutdown();
-  });
-
-  it("defaultInstanceId falls back to a random id without a usable hostname", () => {
-    expect(defaultInstanceId("---", 1)).toMatch(/^[0-9a-f-]{36}$/);
   });
 });

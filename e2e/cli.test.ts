@@ -653,9 +653,10 @@ describe("waitstate CLI against wrangler dev", () => {
       expect(tableRow(text, "free").at(-1)).toBe("unlimited");
       expect(text).toContain("No reflex rules apply to this site");
 
-      // two tails (text and JSON), then a rule that holds whenever there is traffic
-      const tail = spawnCli(["tail", "--site", "live"], { env: { WAITSTATE_CONFIG: configFile } });
-      const tailJson = spawnCli(["tail", "--site", "live", "--json"], { env: { WAITSTATE_CONFIG: configFile } });
+      // two tails (text and JSON), then a rule that holds whenever there is traffic. Their poll interval
+      // (used only without an event stream) is ten minutes: what they print below came over the stream.
+      const tail = spawnCli(["tail", "--site", "live", "--interval", "600000"], { env: { WAITSTATE_CONFIG: configFile } });
+      const tailJson = spawnCli(["tail", "--site", "live", "--json", "--interval", "600000"], { env: { WAITSTATE_CONFIG: configFile } });
       running.push(tail, tailJson);
       await until(
         () => /policy v\d+ \(current\)/.test(tail.stdout()) && tailJson.stdout().includes('"current":true'),
@@ -727,6 +728,7 @@ describe("waitstate CLI against wrangler dev", () => {
       expect(end.code).toBe(0);
       expect(endJson.code).toBe(0);
       expect(end.stderr).toContain("Following site live");
+      expect(end.stderr).not.toContain("polling");
       expect(endJson.stderr).toBe("");
       seen.push(end, endJson);
 

@@ -156,17 +156,21 @@ describe("dashboard in Chromium against wrangler dev", () => {
       await screenshot(page, "rules");
 
       // ---------------------------------------------------------------- the breach: pro slows down, free is shed
-      traffic.slow = true;
+      // The page is open before the breach and is never reloaded: the fire arrives over its live stream.
       await page.goto(`${cp.url}/dashboard/sites/${SITE}`);
+      await expect.poll(() => page.getAttribute("#live-state", "data-state"), { timeout: 20_000 }).toBe("live");
+      expect(await page.textContent(`[data-rule-states] [data-rule='${rule!.id}']`)).not.toContain("fired");
+      await page.evaluate(() => {
+        (window as unknown as { notReloaded: boolean }).notReloaded = true;
+      });
+      traffic.slow = true;
       await until(
-        async () => {
-          await page.reload();
-          return ((await page.textContent(`[data-rule-states] [data-rule='${rule!.id}']`)) ?? "").includes("fired · applied");
-        },
+        async () => ((await page.textContent(`[data-rule-states] [data-rule='${rule!.id}']`)) ?? "").includes("fired · applied"),
         20_000,
         "the rule fired on the site page",
-        500,
+        250,
       );
+      expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded)).toBe(true);
       const freeRow = (await page.textContent("[data-policy-tag='free']")) ?? "";
       expect(freeRow).toContain("0 · blocked");
       expect(freeRow).toContain(`${rule!.id} (priority 1): p95_latency of pro > 500 → block free`);

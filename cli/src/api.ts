@@ -123,6 +123,56 @@ export class Api {
     return body as { ok: boolean; service: string; version?: string };
   }
 
+  /**
+   * A Server-Sent Events stream (`GET path`): yields each event until the
+   * server ends the stream or `signal` aborts. A refusal throws as `request`
+   * does; a broken connection throws exit 5 (the caller may reconnect).
+   */
+  async *events(path: string, signal: AbortSignal): AsyncGenerator<{ event: string; data: string }> {
+    const headers: Record<string, string> = { accept: "text/event-stream", "user-agent": "waitstate-cli/0.1.0" };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await fetch(new URL(this.baseUrl + path), { headers, redirect: "manual", signal });
+    } catch (err) {
+      if (signal.aborted) return;
+      throw this.unreachable(networkReason(err));
+    }
+    if (!res.ok || res.body === null || !res.headers.get("content-type")?.startsWith("text/event-stream")) {
+      const text = await res.text().catch(() => "");
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      if (!res.ok && isErrorBody(body)) throw this.apiError(res.status, body, "GET", path, {});
+      await this.health();
+      throw new CliError(EXIT.FAILURE, `unexpected answer to GET ${path}: HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`);
+    }
+    const decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true }).replaceAll("\r\n", "\n");
+        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event = "message";
+          const data: string[] = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) event = line.slice(6).trim();
+            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          }
+          if (data.length > 0) yield { event, data: data.join("\n") };
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      throw this.unreachable(networkReason(err));
+    }
+  }
+
   async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const res = await this.send(method, path, options);
     const text = await res.text().catch(() => "");

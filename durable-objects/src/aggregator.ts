@@ -44,6 +44,23 @@ import { flushBatches, minuteOf, monthOf, nextRollupAt, writeFlush, type StoredP
 import { insertSiteWithinCap, siteCapMessage } from "./sites.js";
 import { insertTagWithinCap } from "./tags.js";
 import { recordAudit, type WebhookDispatcher } from "./webhooks.js";
+import {
+  CLOSE,
+  EVENTS_PATH,
+  EVENTS_TAG,
+  SDK_TAG,
+  SUBSCRIBER_HEADER,
+  SUBSCRIBE_PATH,
+  SWEEP_INTERVAL_MS,
+  closeQuietly,
+  deadlinePassed,
+  flooding,
+  keyTag,
+  nextDeadline,
+  policyMessage,
+  type Subscriber,
+  type SubscriberGrant,
+} from "./push.js";
 
 export interface AggregatorEnv {
   DB: D1Database;
@@ -192,6 +209,9 @@ const INSTANCE_MEMORY_MS = 24 * 60 * 60_000;
  */
 const KEY_MEMORY_MS = 30 * 60_000;
 const KEYS_CERTAIN_MS = KEY_MEMORY_MS - 2 * MAX_TIMESTAMP_SKEW_MS;
+/** The operators' streams get a site status at most this often while things change, and this often when nothing does. */
+const OPERATOR_MIN_GAP_MS = 1000;
+const OPERATOR_REFRESH_MS = 5000;
 /** Fire/clear events kept in the object after they reached D1. */
 const EVENTS_KEPT = 200;
 
@@ -240,6 +260,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   constructor(ctx: DurableObjectState, env: AggregatorEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    // The push keep-alive is answered by the runtime without waking a hibernated object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     void ctx.blockConcurrencyWhile(async () => this.load());
   }
 
@@ -317,6 +339,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
 
     await this.createSeenTags(pulse, config.value);
     const policy = await this.evaluate(now);
+    this.operatorsChanged();
     await this.ensureAlarm();
     return { ok: true, policy, etag: this.etag(policy), counted: true, duplicate };
   }
@@ -365,6 +388,227 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     return this.evaluate(now);
   }
 
+  // ---------------------------------------------------------------- push (docs/protocol.md#push)
+
+  /**
+   * A subscription the Worker has authenticated (its grant in SUBSCRIBER_HEADER):
+   * an SDK's policy socket or an operator's event stream. Accepted with the
+   * Hibernation API, so an idle site costs nothing while its instances stay
+   * connected; the current policy goes out at once, which is how a client that
+   * reconnects (after a restart of anything) resyncs.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const path = new URL(request.url).pathname;
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket" || (path !== SUBSCRIBE_PATH && path !== EVENTS_PATH)) {
+      return failure(426, "UPGRADE_REQUIRED", "The aggregator accepts WebSocket subscriptions only");
+    }
+    const grant = JSON.parse(request.headers.get(SUBSCRIBER_HEADER) ?? "null") as SubscriberGrant | null;
+    if (grant === null) return failure(401, "UNAUTHORIZED", "The subscription carries no grant");
+    const now = Date.now();
+    if (this.identity !== null && (this.identity.orgId !== grant.orgId || this.identity.siteId !== grant.siteId)) {
+      return failure(404, "NOT_FOUND", "No such site");
+    }
+    // The Worker found the site in D1; a site made by the management API may not have pulsed yet.
+    this.adopt(grant.orgId, grant.siteId, now);
+    const config = await this.loadConfig(now);
+    if (!config.ok) return failure(config.code === "NOT_FOUND" ? 404 : 403, config.code, config.message);
+    this.window.prune(now, config.value.timing.windowSeconds);
+    const policy = await this.evaluate(now);
+
+    const { 0: client, 1: server } = new WebSocketPair();
+    const sub: Subscriber = {
+      kind: grant.kind,
+      keyId: grant.keyId,
+      tokenExpiresAt: grant.tokenExpiresAt,
+      keyEndsAt: grant.keyEndsAt,
+      windowStart: now,
+      messages: 0,
+    };
+    const tags = grant.kind === "sdk" ? [SDK_TAG, ...(grant.keyId === null ? [] : [keyTag(grant.keyId)])] : [EVENTS_TAG];
+    this.ctx.acceptWebSocket(server, tags);
+    server.serializeAttachment(sub);
+    if (grant.kind === "sdk") {
+      server.send(policyMessage(policy, this.etag(policy)));
+    } else {
+      server.send(JSON.stringify({ type: "status", status: await this.snapshot(now) }));
+      this.watchOperators();
+    }
+    const deadline = nextDeadline(sub);
+    if (deadline !== null) await this.wakeBy(Math.max(deadline, now + SWEEP_INTERVAL_MS));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Clients need not send anything; every message but the auto-answered `ping` counts toward the flood limit. */
+  override async webSocketMessage(ws: WebSocket): Promise<void> {
+    const sub = ws.deserializeAttachment() as Subscriber | null;
+    if (sub === null) {
+      closeQuietly(ws, CLOSE.SERVER_ERROR, "SERVER_ERROR");
+      return;
+    }
+    const now = Date.now();
+    const ended = deadlinePassed(sub, now);
+    if (ended !== null) {
+      closeQuietly(ws, ended.code, ended.reason);
+      return;
+    }
+    if (flooding(sub, now)) {
+      closeQuietly(ws, CLOSE.FLOODING, "FLOODING");
+      return;
+    }
+    ws.serializeAttachment(sub);
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    // Completes the closing handshake; codes a peer may not send back (1005, 1006) are answered with a plain close.
+    try {
+      ws.close(code >= 3000 || code === 1000 || code === 1001 ? code : 1000, reason);
+    } catch {
+      // already closed
+    }
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    closeQuietly(ws, CLOSE.SERVER_ERROR, "SERVER_ERROR");
+  }
+
+  /**
+   * The key `keyId` is revoked (`at` ≤ now) or ends at `at` (a rotation's grace
+   * period): its sockets close 4001 now, or at `at` (at the sweep after it).
+   * Called by the Worker right after the key changed in D1; should the call be
+   * lost, the socket still closes when its token expires (≤ 15 minutes), and
+   * the reconnect is refused KEY_REVOKED.
+   */
+  async endKey(keyId: string, at: number): Promise<number> {
+    const now = Date.now();
+    let affected = 0;
+    for (const ws of this.ctx.getWebSockets(keyTag(keyId))) {
+      const sub = ws.deserializeAttachment() as Subscriber | null;
+      affected++;
+      if (sub === null || at <= now) {
+        closeQuietly(ws, CLOSE.KEY_REVOKED, "KEY_REVOKED");
+        continue;
+      }
+      sub.keyEndsAt = sub.keyEndsAt === null ? at : Math.min(sub.keyEndsAt, at);
+      ws.serializeAttachment(sub);
+    }
+    if (affected > 0 && at > now) await this.wakeBy(at);
+    return affected;
+  }
+
+  /** The number of SDK sockets connected (for the benchmarks and tests). */
+  async subscribers(): Promise<number> {
+    return this.ctx.getWebSockets(SDK_TAG).length;
+  }
+
+  /**
+   * Sends a new policy to every subscribed instance, without awaiting any:
+   * `send` only queues, so a slow reader delays nobody (neither the others nor
+   * the pulse that caused the change); a socket whose send fails is closed and
+   * its client reconnects. A socket past its deadline is closed instead.
+   */
+  private broadcast(policy: Policy, now: number): void {
+    const sockets = this.ctx.getWebSockets(SDK_TAG);
+    const operators = this.ctx.getWebSockets(EVENTS_TAG);
+    if (sockets.length === 0 && operators.length === 0) return;
+    const message = policyMessage(policy, this.etag(policy));
+    for (const ws of sockets) this.sendTo(ws, message, now);
+    for (const ws of operators) this.sendTo(ws, message, now);
+    this.operatorsChanged();
+  }
+
+  private sendTo(ws: WebSocket, message: string, now: number): void {
+    const sub = ws.deserializeAttachment() as Subscriber | null;
+    const ended = sub === null ? { code: CLOSE.SERVER_ERROR, reason: "SERVER_ERROR" } : deadlinePassed(sub, now);
+    if (ended !== null) {
+      closeQuietly(ws, ended.code, ended.reason);
+      return;
+    }
+    try {
+      ws.send(message);
+    } catch {
+      closeQuietly(ws, CLOSE.SERVER_ERROR, "SERVER_ERROR");
+    }
+  }
+
+  /** Closes the sockets past their deadline; the earliest deadline still ahead, or null. */
+  private sweepSubscribers(now: number): number | null {
+    let next: number | null = null;
+    for (const ws of this.ctx.getWebSockets()) {
+      const sub = ws.deserializeAttachment() as Subscriber | null;
+      if (sub === null) continue;
+      const ended = deadlinePassed(sub, now);
+      if (ended !== null) {
+        closeQuietly(ws, ended.code, ended.reason);
+        continue;
+      }
+      const deadline = nextDeadline(sub);
+      if (deadline !== null && (next === null || deadline < next)) next = deadline;
+    }
+    return next;
+  }
+
+  /** Makes sure the alarm runs by `at` (moves it earlier, never later). */
+  private async wakeBy(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+
+  // ---------------------------------------------------------------- operators' live view
+
+  /** When the operators' streams last got a status, and the pending one (at most one per second, the last always sent). */
+  private operatorsSentAt = 0;
+  private operatorsTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /** Fire/clear records go to the operators' streams as they happen. */
+  private tellOperators(events: readonly StoredEvent[]): void {
+    if (events.length === 0) return;
+    const operators = this.ctx.getWebSockets(EVENTS_TAG);
+    if (operators.length === 0) return;
+    const now = Date.now();
+    for (const event of events) {
+      const message = JSON.stringify({ type: event.kind === "fired" ? "rule.fired" : "rule.cleared", event });
+      for (const ws of operators) this.sendTo(ws, message, now);
+    }
+    this.operatorsChanged();
+  }
+
+  /** Something the site page shows changed: a status goes out within a second. */
+  private operatorsChanged(): void {
+    if (this.ctx.getWebSockets(EVENTS_TAG).length === 0) return;
+    this.scheduleOperators(Math.max(0, this.operatorsSentAt + OPERATOR_MIN_GAP_MS - Date.now()));
+  }
+
+  /** While an operator watches, the window's figures are refreshed even without pulses (the window slides). */
+  private watchOperators(): void {
+    this.operatorsSentAt = Date.now();
+    this.scheduleOperators(OPERATOR_REFRESH_MS);
+  }
+
+  private scheduleOperators(delay: number): void {
+    if (this.operatorsTimer !== null) {
+      if (delay >= OPERATOR_MIN_GAP_MS) return;
+      clearTimeout(this.operatorsTimer);
+    }
+    this.operatorsTimer = setTimeout(() => {
+      this.operatorsTimer = null;
+      void this.sendStatus().catch((error: unknown) => console.error("sending the site status to operators failed", error));
+    }, delay);
+  }
+
+  private async sendStatus(): Promise<void> {
+    const operators = this.ctx.getWebSockets(EVENTS_TAG);
+    if (operators.length === 0 || this.identity === null) return;
+    const now = Date.now();
+    const config = await this.loadConfig(now);
+    if (!config.ok) return;
+    this.window.prune(now, config.value.timing.windowSeconds);
+    await this.evaluate(now);
+    const message = JSON.stringify({ type: "status", status: await this.snapshot(now) });
+    for (const ws of this.ctx.getWebSockets(EVENTS_TAG)) this.sendTo(ws, message, now);
+    this.operatorsSentAt = now;
+    this.scheduleOperators(OPERATOR_REFRESH_MS);
+  }
+
   /** Recent fire/clear records, newest first. */
   async events(limit = 50): Promise<StoredEvent[]> {
     return this.sql
@@ -381,9 +625,15 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.adopt(orgId, siteId, now);
     const config = await this.loadConfig(now);
     if (!config.ok) return config;
-    const { timing, rules } = config.value;
-    this.window.prune(now, timing.windowSeconds);
-    const policy = await this.evaluate(now);
+    this.window.prune(now, config.value.timing.windowSeconds);
+    await this.evaluate(now);
+    return { ok: true, status: await this.snapshot(now) };
+  }
+
+  /** The live view from the state in memory (the caller has loaded the configuration and evaluated). */
+  private async snapshot(now: number): Promise<SiteStatus> {
+    const { timing, rules } = this.config!;
+    const policy = this.current!;
     const stats = this.window.stats(now, timing.windowSeconds, { tags: "all" });
     const numbers = (m: MetricStats): WindowNumbers => ({
       calls: m.calls,
@@ -399,30 +649,27 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     let instances = 0;
     for (const entry of this.instances.values()) if (entry.seenAt > windowEdge) instances++;
     return {
-      ok: true,
-      status: {
-        policy,
-        timing,
-        window: { seconds: timing.windowSeconds, pulses: stats.pulses, instances, ...numbers(stats.site) },
-        tags: Object.fromEntries([...stats.tags].sort(([a], [b]) => (a < b ? -1 : 1)).map(([tag, m]) => [tag, numbers(m)])),
-        rules: [...rules]
-          .sort((a, b) => a.priority - b.priority)
-          .map((rule) => {
-            const state = own(this.ruleStates, rule.id);
-            const source = rule.metricTag === null || rule.metricTag === undefined ? stats.site : stats.tags.get(rule.metricTag);
-            return {
-              ...rule,
-              metricTag: rule.metricTag ?? null,
-              actionValue: rule.actionValue ?? null,
-              active: state?.active ?? false,
-              applied: this.applied.has(rule.id),
-              firedAt: state?.active ? state.firedAt : null,
-              value: readMetric(source, rule.metric, timing.windowSeconds) ?? null,
-            };
-          }),
-        events: await this.events(20),
-        evaluatedAt: now,
-      },
+      policy,
+      timing,
+      window: { seconds: timing.windowSeconds, pulses: stats.pulses, instances, ...numbers(stats.site) },
+      tags: Object.fromEntries([...stats.tags].sort(([a], [b]) => (a < b ? -1 : 1)).map(([tag, m]) => [tag, numbers(m)])),
+      rules: [...rules]
+        .sort((a, b) => a.priority - b.priority)
+        .map((rule) => {
+          const state = own(this.ruleStates, rule.id);
+          const source = rule.metricTag === null || rule.metricTag === undefined ? stats.site : stats.tags.get(rule.metricTag);
+          return {
+            ...rule,
+            metricTag: rule.metricTag ?? null,
+            actionValue: rule.actionValue ?? null,
+            active: state?.active ?? false,
+            applied: this.applied.has(rule.id),
+            firedAt: state?.active ? state.firedAt : null,
+            value: readMetric(source, rule.metric, timing.windowSeconds) ?? null,
+          };
+        }),
+      events: await this.events(20),
+      evaluatedAt: now,
     };
   }
 
@@ -442,6 +689,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
         await this.drainAudit();
       if (this.auditBacklog() > 0) throw new Error("the site's audit entries could not be handed over; try again");
     }
+    // Subscribers reconnect and are told the site no longer exists (404).
+    for (const ws of this.ctx.getWebSockets()) closeQuietly(ws, CLOSE.SITE_DELETED, "SITE_DELETED");
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
     this.alarmPending = false;
@@ -464,6 +713,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.alarmPending = false;
     if (this.identity === null) return;
     const now = Date.now();
+    const deadline = this.sweepSubscribers(now);
+    if (deadline !== null) await this.wakeBy(Math.max(deadline, now + SWEEP_INTERVAL_MS));
     await this.flush(now);
     this.saveInstances(now);
     const config = await this.loadConfig(now, true);
@@ -480,6 +731,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
       await this.ctx.storage.setAlarm(nextRollupAt(now));
       this.alarmPending = true;
     }
+    // setAlarm above replaced the alarm set for the subscribers' next deadline: set it again if it is earlier.
+    if (deadline !== null) await this.wakeBy(Math.max(deadline, now + SWEEP_INTERVAL_MS));
   }
 
   // ---------------------------------------------------------------- state
@@ -729,6 +982,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.saveRuleStates(outcome.states, config.rules);
     this.applied = new Set(outcome.applied);
     const recorded = outcome.events.map((event) => this.recordEvent(event));
+    this.tellOperators(recorded);
 
     const usage = config.usageBase + this.unflushedCalls;
     const capExceeded = limits.monthlyCalls !== null && usage >= limits.monthlyCalls;
@@ -776,6 +1030,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     const policy: Policy = { version: nextVersion, ...body, issuedAt: now };
     this.current = policy;
     this.setMeta("policy", policy);
+    // The one place a new policy version is made: instances hear of it here, then KV.
+    this.broadcast(policy, now);
     await this.publish();
     return policy;
   }
@@ -802,7 +1058,7 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.ruleStates = states;
   }
 
-  private recordEvent(event: ReflexEvent): ReflexEvent {
+  private recordEvent(event: ReflexEvent): StoredEvent {
     // A rule deleted while active is cleared by the engine without its fields; fill them from the stored rule.
     const rule = this.ruleSnapshots.get(event.ruleId);
     const full: ReflexEvent =
@@ -816,8 +1072,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
             threshold: rule.threshold,
           }
         : event;
-    this.sql.exec("INSERT INTO events (body) VALUES (?)", JSON.stringify(full));
-    return full;
+    const [row] = this.sql.exec<{ seq: number }>("INSERT INTO events (body) VALUES (?) RETURNING seq", JSON.stringify(full)).toArray();
+    return { seq: row!.seq, ...full };
   }
 
   // ---------------------------------------------------------------- audit
@@ -901,9 +1157,8 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
   private async ensureAlarm(): Promise<void> {
     if (this.alarmPending) return;
     const now = Date.now();
-    if ((await this.ctx.storage.getAlarm()) === null) {
-      await this.ctx.storage.setAlarm(nextRollupAt(now));
-    }
+    // Earlier than a later alarm scheduled for push deadlines: rollups keep their pace.
+    await this.wakeBy(nextRollupAt(now));
     this.alarmPending = true;
   }
 
@@ -978,6 +1233,11 @@ export class SiteAggregator extends DurableObject<AggregatorEnv> {
     this.sql.exec("UPDATE events SET flushed = 1 WHERE seq <= ?", events[events.length - 1]!.seq);
     this.sql.exec("DELETE FROM events WHERE flushed = 1 AND seq <= (SELECT max(seq) FROM events) - ?", EVENTS_KEPT);
   }
+}
+
+/** A refused subscription, in the API's error shape (the Worker answers it as it is). */
+function failure(status: number, code: string, message: string): Response {
+  return Response.json({ error: { code, message } }, { status });
 }
 
 /** An automatic audit entry before the aggregator adds its id, site and actor. */

@@ -10,6 +10,8 @@ export type {
   StoredEvent,
 } from "./aggregator.js";
 export { insertSiteWithinCap, siteCapMessage } from "./sites.js";
+export { CLOSE, EVENTS_PATH, FLOOD_LIMIT, FLOOD_WINDOW_MS, SUBSCRIBER_HEADER, SUBSCRIBE_PATH } from "./push.js";
+export type { SubscriberGrant } from "./push.js";
 export { insertTagWithinCap, tagCapMessage } from "./tags.js";
 export { SITE_ROLLUP_TAG, flushMinutes, monthOf, nextRollupAt, rollupMinutes } from "./rollup.js";
 export type { RollupRow, StoredPulse } from "./rollup.js";

@@ -26,12 +26,13 @@ export const ErrorCode = z.enum([
   "NOT_FOUND",
   "METHOD_NOT_ALLOWED",
   "CONFLICT",
+  "UPGRADE_REQUIRED",
   "NOT_CONFIGURED",
   "INTERNAL_ERROR",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
-const STATUS: Readonly<Record<ErrorCode, 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 500 | 503>> = {
+const STATUS: Readonly<Record<ErrorCode, 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 426 | 500 | 503>> = {
   INVALID_JSON: 400,
   VALIDATION_FAILED: 400,
   UNKNOWN_FIELD: 400,
@@ -51,6 +52,7 @@ const STATUS: Readonly<Record<ErrorCode, 400 | 401 | 403 | 404 | 405 | 409 | 413
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
+  UPGRADE_REQUIRED: 426,
   NOT_CONFIGURED: 503,
   INTERNAL_ERROR: 500,
 };

@@ -199,8 +199,7 @@ const status: CommandSpec = {
   },
 };
 
-function policyLine(ctx: Context, s: SiteStatus, first: boolean): string {
-  const p = s.policy;
+function policyLine(ctx: Context, p: Policy, first: boolean): string {
   const parts = [`${ctx.out.bold(`policy v${p.version}`)}${first ? ctx.out.dim(" (current)") : ""}`, `status ${policyStatus(ctx, p)}`];
   if (p.killSignal) parts.push(ctx.out.red("KILL SWITCH ON"));
   if (p.globalMaxWeight !== null) parts.push(`all traffic ${fmtLimit(p.globalMaxWeight)}`);
@@ -223,14 +222,76 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Prints what is new: rule events not printed yet (newer than the first
+ * status's), then the policy when its version changed. A streamed event whose
+ * rule the last status did not list yet (a rule just created) waits for the
+ * next status, which lists both, so every line names the rule's action.
+ */
+class Follower {
+  lastVersion: number | null = null;
+  private baseline = -Infinity;
+  private highest = -Infinity;
+  private readonly printed = new Set<number>();
+  private rules = new Map<string, StatusRule>();
+
+  constructor(private readonly ctx: Context) {}
+
+  status(s: SiteStatus): void {
+    const first = this.lastVersion === null;
+    this.rules = new Map(s.rules.map((r) => [r.id, r]));
+    const maxSeq = Math.max(-Infinity, ...s.events.map((e) => e.seq));
+    if (first) {
+      this.baseline = maxSeq;
+    } else {
+      // a re-created site starts its sequence again
+      if (maxSeq < this.highest) {
+        this.baseline = -Infinity;
+        this.highest = -Infinity;
+        this.printed.clear();
+      }
+      for (const e of [...s.events].sort((a, b) => a.seq - b.seq)) this.print(s.siteId, e);
+    }
+    this.highest = Math.max(this.highest, maxSeq);
+    if (first || s.policy.version !== this.lastVersion) this.policy(s.siteId, s.policy, s.evaluatedAt, first);
+  }
+
+  event(siteId: string, e: ReflexEvent): void {
+    if (this.rules.has(e.ruleId)) this.print(siteId, e);
+  }
+
+  private print(siteId: string, e: ReflexEvent): void {
+    if (e.seq <= this.baseline || this.printed.has(e.seq)) return;
+    this.printed.add(e.seq);
+    this.highest = Math.max(this.highest, e.seq);
+    if (this.ctx.json) this.ctx.out.jsonLine({ type: `rule.${e.kind}`, siteId, ...e });
+    else this.ctx.out.line(`${fmtClock(e.at)}  ${eventText(this.ctx, e, this.rules.get(e.ruleId))}`);
+  }
+
+  policy(siteId: string, p: Policy, at: number, first: boolean): void {
+    if (!first && p.version === this.lastVersion) return;
+    if (this.ctx.json) this.ctx.out.jsonLine({ type: "policy", siteId, at, current: first, policy: p });
+    else this.ctx.out.line(`${fmtClock(at)}  ${policyLine(this.ctx, p, first)}`);
+    this.lastVersion = p.version;
+  }
+}
+
 const tail: CommandSpec = {
   path: ["tail"],
   summary: "follow a site live: one line per policy change and per rule fired/cleared (Ctrl-C stops)",
   description:
-    "Polls the site's status (every second by default). The first line is the current policy; then a line for each new policy version " +
-    'and each rule fired or cleared. With --json, one JSON object per line: {"type":"policy",…} or {"type":"rule.fired"|"rule.cleared",…}. ' +
-    "Ctrl-C exits 0. Network hiccups are reported on stderr and retried; a rejected token (3) or a deleted site (4) ends it.",
-  options: { ...SITE_OPTION, interval: { type: "string", value: "<ms>", description: "poll interval, at least 250 (default 1000)" } },
+    "Streams the site's events (GET /v1/sites/:id/events, Server-Sent Events): the first line is the current policy; then a line for " +
+    'each new policy version and each rule fired or cleared, as they happen. With --json, one JSON object per line: {"type":"policy",…} ' +
+    'or {"type":"rule.fired"|"rule.cleared",…}. Ctrl-C exits 0. A dropped stream is reported on stderr and reopened; a rejected token (3) ' +
+    "or a deleted site (4) ends it. Only a control plane without the event stream is polled instead (every --interval ms).",
+  options: {
+    ...SITE_OPTION,
+    interval: {
+      type: "string",
+      value: "<ms>",
+      description: "poll interval for a control plane without the event stream, at least 250 (default 1000)",
+    },
+  },
   examples: ["waitstate tail --site prod", "waitstate tail --site prod --json | jq -c 'select(.type == \"rule.fired\")'"],
   async run(ctx) {
     const site = ctx.need("site");
@@ -238,45 +299,52 @@ const tail: CommandSpec = {
     const stop = new AbortController();
     const onSignal = () => stop.abort();
     process.once("SIGINT", onSignal);
-    const stopped = new Promise<null>((resolve) => stop.signal.addEventListener("abort", () => resolve(null)));
-    let lastVersion: number | null = null;
-    let lastSeq = -Infinity;
+    const follow = new Follower(ctx);
     let failing = false;
+    let polling = false;
+    /** A failure the stream or the poll recovers from (the network, the control plane restarting); anything else ends tail. */
+    const recover = async (err: unknown) => {
+      const transient = err instanceof CliError && (err.exitCode === EXIT.UNREACHABLE || err.exitCode === EXIT.FAILURE);
+      if (!transient || follow.lastVersion === null) throw err;
+      if (!failing) ctx.out.note(`warning: ${(err as Error).message}; retrying`);
+      failing = true;
+      await sleep(polling ? interval : 1000, stop.signal);
+    };
     try {
-      if (!ctx.json) ctx.out.note(`Following site ${site} at ${ctx.api().baseUrl} every ${interval} ms; Ctrl-C to stop.`);
-      while (!stop.signal.aborted) {
-        let s: SiteStatus | null;
+      if (!ctx.json) ctx.out.note(`Following site ${site} at ${ctx.api().baseUrl}; Ctrl-C to stop.`);
+      while (!stop.signal.aborted && !polling) {
         try {
-          s = await Promise.race([fetchStatus(ctx, site), stopped]);
+          for await (const e of ctx.api().events(`/v1/sites/${encodeURIComponent(site)}/events`, stop.signal)) {
+            if (failing) ctx.out.note("reconnected");
+            failing = false;
+            const message = JSON.parse(e.data) as { status?: SiteStatus; event?: ReflexEvent; policy?: Policy };
+            if (e.event === "status" && message.status) follow.status(message.status);
+            else if (e.event === "policy" && message.policy && follow.lastVersion !== null)
+              follow.policy(site, message.policy, message.policy.issuedAt ?? Date.now(), false);
+            else if ((e.event === "rule.fired" || e.event === "rule.cleared") && message.event && follow.lastVersion !== null)
+              follow.event(site, message.event);
+          }
+          // The server ends a stream after a while (its credentials are checked again): reopen it.
         } catch (err) {
-          const transient = err instanceof CliError && (err.exitCode === EXIT.UNREACHABLE || err.exitCode === EXIT.FAILURE);
-          if (!transient || lastVersion === null) throw err;
-          if (!failing) ctx.out.note(`warning: ${(err as Error).message}; retrying`);
-          failing = true;
-          await sleep(interval, stop.signal);
-          continue;
-        }
-        if (s === null) break;
-        if (failing) ctx.out.note("reconnected");
-        failing = false;
-        const first = lastVersion === null;
-        const maxSeq = Math.max(-Infinity, ...s.events.map((e) => e.seq));
-        if (!first) {
-          const rules = new Map(s.rules.map((r) => [r.id, r]));
-          // a re-created site starts its sequence again
-          const since = maxSeq < lastSeq ? -Infinity : lastSeq;
-          for (const e of s.events.filter((e) => e.seq > since).sort((a, b) => a.seq - b.seq)) {
-            if (ctx.json) ctx.out.jsonLine({ type: `rule.${e.kind}`, siteId: s.siteId, ...e });
-            else ctx.out.line(`${fmtClock(e.at)}  ${eventText(ctx, e, rules.get(e.ruleId))}`);
+          // Refused as a route this control plane does not have (an older version): poll the status instead.
+          if (err instanceof CliError && err.exitCode === EXIT.NOT_FOUND && /has no GET/.test(err.message)) {
+            polling = true;
+            ctx.out.note(`This control plane has no event stream; polling the site's status every ${interval} ms instead.`);
+          } else {
+            await recover(err);
           }
         }
-        if (maxSeq > -Infinity) lastSeq = maxSeq;
-        if (first || s.policy.version !== lastVersion) {
-          if (ctx.json) ctx.out.jsonLine({ type: "policy", siteId: s.siteId, at: s.evaluatedAt, current: first, policy: s.policy });
-          else ctx.out.line(`${fmtClock(s.evaluatedAt)}  ${policyLine(ctx, s, first)}`);
-          lastVersion = s.policy.version;
+      }
+      while (!stop.signal.aborted && polling) {
+        try {
+          follow.status(await fetchStatus(ctx, site));
+          if (failing) ctx.out.note("reconnected");
+          failing = false;
+          await sleep(interval, stop.signal);
+        } catch (err) {
+          if (stop.signal.aborted) break;
+          await recover(err);
         }
-        await sleep(interval, stop.signal);
       }
     } finally {
       process.off("SIGINT", onSignal);

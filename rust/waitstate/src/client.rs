@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,10 +19,11 @@ use crate::lifecycle::{
     DUPLICATE_INSTANCE_HEADER,
 };
 use crate::policy::{Policy, PolicyStatus};
+use crate::push::{self, Credentials, PushConfig, PushHost, PushReport};
 use crate::signing::{pulse_signature, token_exchange_signature};
 use crate::telemetry::{build_pulses, PreparedPulse, PulseMeta, Rejected, Telemetry, PULSE_BODY_BUDGET};
 
-const TOKEN_EXCHANGE_PATH: &str = "/v1/auth/token";
+pub(crate) const TOKEN_EXCHANGE_PATH: &str = "/v1/auth/token";
 const MAX_ID_LENGTH: usize = 128;
 
 /// Receives every background failure (see [`ErrorCode`]).
@@ -164,6 +166,8 @@ pub enum ErrorCode {
     TooManyMetrics,
     ShutdownFlushFailed,
     DuplicateInstance,
+    /// The push socket failed or was refused; it reconnects with backoff (pulses go on regardless).
+    PushFailed,
 }
 
 impl ErrorCode {
@@ -180,6 +184,7 @@ impl ErrorCode {
             ErrorCode::TooManyMetrics => "TOO_MANY_METRICS",
             ErrorCode::ShutdownFlushFailed => "SHUTDOWN_FLUSH_FAILED",
             ErrorCode::DuplicateInstance => "DUPLICATE_INSTANCE",
+            ErrorCode::PushFailed => "PUSH_FAILED",
         }
     }
 }
@@ -231,6 +236,7 @@ struct Config {
     safe_mode_max_rps: u64,
     strategy: SafeModeStrategy,
     request_timeout_ms: u64,
+    push: bool,
 }
 
 struct Shared {
@@ -243,6 +249,32 @@ struct Shared {
     status: Mutex<Status>,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    /// The token of each exchange, for the push task.
+    credentials: watch::Sender<Option<Credentials>>,
+    /// The ETag of the last pushed policy installed, for the next read's `If-None-Match`.
+    pushed_etag: Mutex<Option<String>>,
+    /// The policy in force came by push (no pulse or read has installed one since).
+    pushed_in_force: AtomicBool,
+}
+
+impl PushHost for Shared {
+    fn install_pushed(&self, policy: Policy, etag: Option<String>) -> bool {
+        let installed = self.gate.install_pushed(policy);
+        if installed {
+            *lock(&self.pushed_etag) = etag;
+            self.pushed_in_force.store(true, Ordering::SeqCst);
+        }
+        installed
+    }
+
+    fn report(&self, kind: PushReport, status: u16, message: String) {
+        let code = match kind {
+            PushReport::InvalidPolicy => ErrorCode::InvalidPolicy,
+            PushReport::Failed => ErrorCode::PushFailed,
+            PushReport::AuthFailed => ErrorCode::AuthFailed,
+        };
+        Shared::report(self, code, status, message);
+    }
 }
 
 impl Shared {
@@ -387,6 +419,7 @@ fn validate(options: Options) -> Result<(Config, Option<ErrorCallback>), Error> 
         safe_mode_max_rps: options.safe_mode_max_rps,
         strategy: options.safe_mode_strategy,
         request_timeout_ms: options.request_timeout_ms,
+        push: options.push,
     };
     Ok((config, options.on_error))
 }
@@ -434,10 +467,32 @@ impl WaitState {
             status: Mutex::new(status),
             stop,
             done,
+            credentials: watch::channel(None).0,
+            pushed_etag: Mutex::new(None),
+            pushed_in_force: AtomicBool::new(false),
         });
+        let push = if shared.config.push {
+            let c = &shared.config;
+            let config = PushConfig {
+                base_url: c.base_url.clone(),
+                site_id: c.site_id.clone(),
+                publish_key: c.publish_key.clone(),
+                secret_key: c.secret_key.clone(),
+                request_timeout_ms: c.request_timeout_ms,
+                keepalive: push::KEEPALIVE,
+            };
+            let host: Arc<dyn PushHost> = shared.clone();
+            Some(handle.spawn(push::run(host, config, shared.credentials.subscribe(), stop_rx.clone())))
+        } else {
+            None
+        };
         let driver = Driver::new(shared.clone(), stop_rx);
         handle.spawn(async move {
             driver.run().await;
+            // Shutdown returns once the push socket is closed too.
+            if let Some(push) = push {
+                let _ = push.await;
+            }
             let _ = done_tx.send(true);
         });
         Ok(WaitState { shared })
@@ -771,6 +826,11 @@ impl Driver {
                     (Some(token), Some(org), Some(expires_at)) if expires_at.is_finite() => {
                         self.jwt = Some(token.to_string());
                         self.org_id = Some(org.to_string());
+                        self.shared.credentials.send_replace(Some(Credentials {
+                            token: token.to_string(),
+                            org_id: org.to_string(),
+                            expires_at,
+                        }));
                         self.token = step_token(&self.token, TokenEvent::Issued { now, expires_at });
                         self.publish();
                         return Ok(());
@@ -949,6 +1009,18 @@ impl Driver {
             self.shared.report(ErrorCode::InvalidPolicy, 200, note);
         }
         let now = now_ms();
+        if self.shared.pushed_in_force.load(Ordering::SeqCst) && push::older_than(&policy, self.shared.gate.policy().as_deref()) {
+            // An answer issued before the push that overtook it: a sync all the same, but versions never go back.
+            for action in self.advance(Event::NotModified { now }) {
+                match action {
+                    Action::Confirm => self.shared.gate.confirm_at(now),
+                    Action::SafeModeEnded => self.safe_mode_ended(),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        self.shared.pushed_in_force.store(false, Ordering::SeqCst);
         let event = Event::Policy {
             now,
             source,
@@ -1022,6 +1094,9 @@ impl Driver {
             url.query_pairs_mut().append_pair("siteId", site);
         }
         let mut request = self.http.get(url).bearer_auth(jwt);
+        if let Some(pushed) = lock(&self.shared.pushed_etag).take() {
+            self.etag = Some(pushed);
+        }
         if let Some(etag) = &self.etag {
             request = request.header("if-none-match", etag);
         }

@@ -256,6 +256,34 @@ impl Gate {
         }));
     }
 
+    /// A pushed policy (feature `runtime`): installed only when its version is
+    /// newer than the one in force, and without touching the lease: the last
+    /// sync's time and lease length stay, because a push proves nothing about
+    /// whether pulses get through. Returns whether it was installed.
+    #[cfg(feature = "runtime")]
+    pub(crate) fn install_pushed(&self, policy: Policy) -> bool {
+        let policy = Arc::new(policy);
+        loop {
+            let current = self.inner.installed.load_full();
+            let mut core = policy.wire.gate_policy();
+            match &current.policy {
+                Some(p) if policy.version() <= p.version() => return false,
+                Some(_) => core.lease_duration_seconds = current.core.lease_duration_seconds,
+                None => core.lease_duration_seconds = policy_pacing(&policy.wire).lease_seconds,
+            }
+            let next = Arc::new(Installed {
+                policy: Some(policy.clone()),
+                core,
+                synced_at: current.synced_at,
+            });
+            // Another install in between (a pulse answer): decide again against it.
+            let previous = self.inner.installed.compare_and_swap(&current, next);
+            if Arc::ptr_eq(&previous, &current) {
+                return true;
+            }
+        }
+    }
+
     /// A sync that confirmed the policy in force (a 304): the lease restarts at `now`.
     /// Does nothing before the first policy.
     pub fn confirm_at(&self, now: f64) {

@@ -127,7 +127,7 @@ const securityHeaders: MiddlewareHandler<DashEnv> = async (c, next) => {
   c.header("referrer-policy", "same-origin");
   c.header(
     "content-security-policy",
-    `default-src 'none'; script-src 'nonce-${nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
+    `default-src 'none'; script-src 'nonce-${nonce}'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
   );
   await next();
 };

@@ -10,6 +10,7 @@ import { readJson, validate } from "../lib/body.js";
 import { ListQuery, decodeCursor, encodeCursor, olderThan, pageOf } from "../lib/paging.js";
 import { encryptSecret, randomId, randomToken } from "../lib/crypto.js";
 import { forgetKey } from "../lib/keys.js";
+import { endKeySockets } from "../lib/aggregators.js";
 import { encryptionKey } from "../lib/secrets.js";
 import { allow } from "../middleware/access.js";
 import type { AppEnv, Env } from "../env.js";
@@ -120,6 +121,8 @@ export function registerApiKeys(app: Hono<AppEnv>) {
             .returning({ id: apiKeys.id })
         : [];
     forgetKey(key);
+    // Its push sockets close now (4001), not when their tokens expire.
+    if (revoked.length > 0) await endKeySockets(c.env, key, Date.now());
     const [after] = await drizzle(c.env.DB).select().from(apiKeys).where(eq(apiKeys.id, key.id));
     const view = keyView(after!);
     if (revoked.length > 0) await audit(c, { kind: "key.revoked", target: key.id, before: keyView(key), after: view });
@@ -156,6 +159,7 @@ export function registerApiKeys(app: Hono<AppEnv>) {
     forgetKey(old);
     const [created] = await db.select().from(apiKeys).where(eq(apiKeys.id, row.id));
     const [retired] = await db.select().from(apiKeys).where(eq(apiKeys.id, old.id));
+    await endKeySockets(c.env, old, retired!.expiresAt ?? retired!.revokedAt ?? now);
     const view = keyView(created!);
     await audit(c, {
       kind: "key.rotated",

@@ -14,6 +14,7 @@ import {
 } from "@waitstate/protocol";
 import { organizations, reflexEvents, sites, telemetryRollups } from "../db/schema.js";
 import { ApiError } from "../errors.js";
+import { siteEventStream } from "../lib/events.js";
 import { aggregator, reloadSites } from "../lib/aggregators.js";
 import { audit } from "../lib/audit.js";
 import { readJson, validate } from "../lib/body.js";
@@ -151,6 +152,24 @@ export function registerSites(app: Hono<AppEnv>) {
     const result = await aggregator(c.env, site.orgId, site.siteId).status(site.orgId, site.siteId);
     if (!result.ok) throw new ApiError(result.code, result.message);
     return c.json({ siteId: site.siteId, ...result.status });
+  });
+
+  /**
+   * The live view as Server-Sent Events (docs/protocol.md#live-site-events):
+   * `status` at once and whenever the site changes (at most once a second,
+   * every 5 s regardless), `policy` for each new policy version, `rule.fired` /
+   * `rule.cleared` as they happen. The stream ends after 15 minutes; clients reconnect.
+   */
+  app.get("/v1/sites/:id/events", allow("viewer", "scoped"), async (c) => {
+    const site = await ownSite(c, c.req.param("id"));
+    return siteEventStream(c.env, site.orgId, site.siteId, async (message) => [
+      [
+        message.type,
+        JSON.stringify(
+          message.type === "status" ? { ...message, status: { siteId: site.siteId, ...(message.status as object) } } : message,
+        ),
+      ],
+    ]);
   });
 
   /**

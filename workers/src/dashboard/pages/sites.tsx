@@ -5,6 +5,8 @@
  */
 import type { Hono } from "hono";
 import type { Child } from "hono/jsx";
+import { ApiError, type ErrorCode } from "../../errors.js";
+import { siteEventStream } from "../../lib/events.js";
 import { query, seg } from "../api.js";
 import type { DashContext, DashEnv } from "../context.js";
 import { explainPolicy } from "../explain.js";
@@ -18,7 +20,7 @@ import { ConfirmPage, can, doneFlash, failurePage, redirectDone, render, shell, 
 
 /** The tag the aggregator's rollups use for a site's totals. */
 const SITE_ROLLUP_TAG = "__site__";
-/** Live pages reload this often. @default 10 */
+/** The sites list reloads this often (a site's own page follows its event stream instead). @default 10 */
 const LIVE_REFRESH_SECONDS = 10;
 /** The list shows live numbers for this many sites (one aggregator call each). */
 const LIVE_SITES_ON_LIST = 24;
@@ -472,39 +474,21 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
     now,
     rollups.map((r) => r.minute),
   );
-  const killHref = `/dashboard/sites/${seg(siteId)}/kill?on=${site.data.killSwitch ? "0" : "1"}`;
+  const live = liveSections(c, site.data, s, tags.ok ? tags.data.tags : []);
   const body = (
     <>
       <p class="small">
         <a href="/dashboard/sites">← Sites</a>
       </p>
       <h1>
-        <span>{site.data.siteId}</span> <PolicyStatusBadge status={s} site={site.data} />
+        <span>{site.data.siteId}</span> <span data-live="badge">{live.badge}</span>{" "}
+        <span class="muted small" id="live-state" data-state="connecting">
+          connecting…
+        </span>
       </h1>
       {doneFlash(c)}
-      <section class={`card${site.data.killSwitch ? " kill-on" : ""}`} id="kill">
-        <div class="card-head">
-          <h2>Kill switch: {site.data.killSwitch ? <Badge tone="bad">ON</Badge> : <Badge tone="ok">off</Badge>}</h2>
-          {can(c, "editor") ? (
-            <a class={`button ${site.data.killSwitch ? "secondary" : "danger"}`} href={killHref} data-action="kill">
-              {site.data.killSwitch ? "Turn kill switch off…" : "Turn kill switch on…"}
-            </a>
-          ) : null}
-        </div>
-        <p class="muted small">
-          {site.data.killSwitch
-            ? "Every gate() of this site is denying all traffic (kill_signal)."
-            : "The emergency stop: every gate() of this site denies all traffic until you turn it off."}
-        </p>
-      </section>
-      <div class="stats">
-        <Stat label="instances" value={fmtInt(w.instances)} hint={`in the ${fmtNum(w.seconds)} s window`} />
-        <Stat label="calls/s" value={fmtNum(w.rps)} hint={`${fmtInt(w.calls)} calls`} />
-        <Stat label="errors" value={fmtInt(w.errors)} hint={fmtPct(w.errorRate)} tone={w.errorRate > 0.05 ? "bad" : undefined} />
-        <Stat label="p50" value={fmtMs(w.p50)} />
-        <Stat label="p95" value={fmtMs(w.p95)} />
-        <Stat label="p99" value={fmtMs(w.p99)} />
-      </div>
+      <div data-live="kill">{live.kill}</div>
+      <div data-live="stats">{live.stats}</div>
       <Card title="Last hour">
         <div class="grid three">
           <LineChart title="Traffic" unit="per s" minutes={minutes} series={trafficSeries(rollups, minutes)} emptyText={NO_ROLLUPS} />
@@ -530,7 +514,7 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
         <FirstPulse baseUrl={new URL(c.req.url).origin} publishKey={null} siteId={siteId} />
       ) : null}
       <Card title="Current policy" id="policy">
-        <PolicyTable status={s} tags={tags.ok ? tags.data.tags : []} site={site.data} />
+        <div data-live="policy">{live.policy}</div>
       </Card>
       <Card
         title="Reflex rules on this site"
@@ -541,13 +525,13 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
           </a>
         }
       >
-        <RuleStates status={s} />
+        <div data-live="rules">{live.rules}</div>
         <h3>Recent fires and clears</h3>
-        <EventsTable status={s} />
+        <div data-live="events">{live.events}</div>
       </Card>
       <div class="grid two">
         <Card title="Tags in the window">
-          <TagWindow status={s} />
+          <div data-live="tags">{live.tags}</div>
         </Card>
         <Card title="Timing">
           {can(c, "editor") ? (
@@ -572,9 +556,76 @@ async function sitePage(c: DashContext, siteId: string, timingForm?: { form: Rec
   );
   return render(
     c,
-    <Layout {...shell(c, "sites", siteId, timingForm ? undefined : LIVE_REFRESH_SECONDS)}>{body}</Layout>,
+    <Layout {...shell(c, "sites", siteId)} liveUrl={`/dashboard/sites/${seg(siteId)}/live`}>
+      {body}
+    </Layout>,
     timingForm ? 400 : 200,
   );
+}
+
+/**
+ * The parts of the site page that change with the site's state, each rendered
+ * from one status. The page renders them once; the live stream renders them
+ * again for every status the aggregator pushes and the page swaps them in.
+ */
+function liveSections(c: DashContext, site: Site, s: SiteStatus, tags: Tag[]): Record<string, Child> {
+  const w = s.window;
+  const kill = s.policy.killSignal;
+  const current = { ...site, killSwitch: kill };
+  const killHref = `/dashboard/sites/${seg(site.siteId)}/kill?on=${kill ? "0" : "1"}`;
+  return {
+    badge: <PolicyStatusBadge status={s} site={current} />,
+    kill: (
+      <section class={`card${kill ? " kill-on" : ""}`} id="kill">
+        <div class="card-head">
+          <h2>Kill switch: {kill ? <Badge tone="bad">ON</Badge> : <Badge tone="ok">off</Badge>}</h2>
+          {can(c, "editor") ? (
+            <a class={`button ${kill ? "secondary" : "danger"}`} href={killHref} data-action="kill">
+              {kill ? "Turn kill switch off…" : "Turn kill switch on…"}
+            </a>
+          ) : null}
+        </div>
+        <p class="muted small">
+          {kill
+            ? "Every gate() of this site is denying all traffic (kill_signal)."
+            : "The emergency stop: every gate() of this site denies all traffic until you turn it off."}
+        </p>
+      </section>
+    ),
+    stats: (
+      <div class="stats">
+        <Stat label="instances" value={fmtInt(w.instances)} hint={`in the ${fmtNum(w.seconds)} s window`} />
+        <Stat label="calls/s" value={fmtNum(w.rps)} hint={`${fmtInt(w.calls)} calls`} />
+        <Stat label="errors" value={fmtInt(w.errors)} hint={fmtPct(w.errorRate)} tone={w.errorRate > 0.05 ? "bad" : undefined} />
+        <Stat label="p50" value={fmtMs(w.p50)} />
+        <Stat label="p95" value={fmtMs(w.p95)} />
+        <Stat label="p99" value={fmtMs(w.p99)} />
+      </div>
+    ),
+    policy: <PolicyTable status={s} tags={tags} site={current} />,
+    rules: <RuleStates status={s} />,
+    events: <EventsTable status={s} />,
+    tags: <TagWindow status={s} />,
+  };
+}
+
+/**
+ * `GET /dashboard/sites/:id/live`: the site's events (the same stream as
+ * `GET /v1/sites/:id/events`) as the page's sections rendered to HTML, one
+ * `html` event per status. The session's access to the site is the API's answer.
+ */
+async function liveStream(c: DashContext, siteId: string): Promise<Response> {
+  const api = c.var.api;
+  const [site, tags] = await Promise.all([api.get<Site>(`/v1/sites/${seg(siteId)}`), api.getAll<"tags", Tag>("/v1/tags", "tags")]);
+  if (!site.ok) throw new ApiError(site.code as ErrorCode, site.message);
+  const tagList = tags.ok ? tags.data.tags : [];
+  return siteEventStream(c.env, c.var.org.id, siteId, async (message) => {
+    if (message.type !== "status") return [];
+    const sections = liveSections(c, site.data, { siteId, ...(message.status as Omit<SiteStatus, "siteId">) }, tagList);
+    const html: Record<string, string> = {};
+    for (const [name, node] of Object.entries(sections)) html[name] = String(await node);
+    return [["html", JSON.stringify(html)]];
+  });
 }
 
 export function registerSitePages(dash: Hono<DashEnv>) {
@@ -594,6 +645,7 @@ export function registerSitePages(dash: Hono<DashEnv>) {
   });
 
   dash.get("/sites/:id", (c) => sitePage(c, c.req.param("id")));
+  dash.get("/sites/:id/live", (c) => liveStream(c, c.req.param("id")));
 
   dash.post("/sites/:id/timing", async (c) => {
     const siteId = c.req.param("id");

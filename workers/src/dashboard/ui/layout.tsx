@@ -27,6 +27,24 @@ setInterval(function(){var a=document.activeElement;
 if(busy||document.hidden||(a&&/^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName)))return;
 var u=new URL(location.href);u.searchParams.delete("done");if(u.href===location.href)location.reload();else location.replace(u.href)},${Math.round(seconds * 1000)})})();`;
 
+/**
+ * A live page: its `[data-live]` sections are swapped for the HTML the
+ * server streams (`event: html`, one JSON object of section → HTML per site
+ * status), as the aggregator pushes changes; nothing polls. `#live-state`
+ * says whether the stream is open. EventSource reconnects by itself; a stream
+ * the server refuses (an ended session, a deleted site) closes it, and then the
+ * page is reloaded once after 10 s, which shows the login or the error.
+ */
+const LIVE_SCRIPT = (url: string) => `(function(){var s=document.getElementById("live-state");
+function state(t,k){if(s){s.textContent=t;s.setAttribute("data-state",k)}}
+var es=new EventSource(${JSON.stringify(url)});
+es.addEventListener("open",function(){state("● live","live")});
+es.addEventListener("html",function(e){var parts=JSON.parse(e.data);
+for(var name in parts){var el=document.querySelector('[data-live="'+name+'"]');if(el&&el.innerHTML!==parts[name])el.innerHTML=parts[name]}
+state("● live","live")});
+es.addEventListener("error",function(){if(es.readyState===2){state("stream closed","closed");setTimeout(function(){location.reload()},10000)}else state("reconnecting…","reconnecting")});
+})();`;
+
 export interface LayoutProps {
   title: string;
   /** Absent on the login page. */
@@ -36,8 +54,10 @@ export interface LayoutProps {
   csrf?: string;
   section?: NavSection;
   nonce?: string;
-  /** Reload the page this often (live pages). */
+  /** Reload the page this often (live pages without an event stream). */
   refreshSeconds?: number;
+  /** The page's live stream (see LIVE_SCRIPT). */
+  liveUrl?: string;
 }
 
 /** The HTML document: header with the org and navigation, then the page. */
@@ -88,6 +108,9 @@ export function Layout(props: PropsWithChildren<LayoutProps>) {
           </nav>
         ) : null}
         <main>{props.children}</main>
+        {props.liveUrl && props.nonce ? (
+          <script nonce={props.nonce} dangerouslySetInnerHTML={{ __html: LIVE_SCRIPT(props.liveUrl) }} />
+        ) : null}
         {props.refreshSeconds && props.nonce ? (
           <script nonce={props.nonce} dangerouslySetInnerHTML={{ __html: AUTO_REFRESH_SCRIPT(props.refreshSeconds) }} />
         ) : null}

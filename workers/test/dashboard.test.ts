@@ -564,6 +564,59 @@ describe("pages change things through the API", () => {
     expect(proRow).toContain("unlimited");
   });
 
+  it("follows the site live: the page's sections arrive re-rendered over its event stream when a rule fires", async () => {
+    const a = await tenant("Live Co");
+    const b = await tenant("Live Other Co");
+    const key = (await call("POST", "/v1/api-keys", { token: a.token, body: { name: "sdk" } })).json as {
+      publishKey: string;
+      secretKey: string;
+    };
+    await createSite(a.token, "shop");
+    await post(a.session, "/dashboard/rules", ruleForm({ metric: "latency", threshold: "100", siteId: "shop", cooldownSeconds: "0" }));
+    const [rule] = await rulesOf(a.token);
+
+    const page = await request("/dashboard/sites/shop", { cookie: a.session.cookie });
+    expect(page.html).toContain('new EventSource("/dashboard/sites/shop/live")');
+    expect(page.headers.get("content-security-policy")).toContain("connect-src 'self'");
+    expect(page.html).not.toContain("location.reload();else");
+
+    const res = await exports.default.fetch(`${BASE}/dashboard/sites/shop/live`, { headers: { cookie: a.session.cookie } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    const nextSections = async (): Promise<Record<string, string>> => {
+      for (;;) {
+        const block = /event: html\ndata: (.*)\n\n/.exec(buffer);
+        if (block) {
+          buffer = buffer.slice(block.index + block[0].length);
+          return JSON.parse(block[1]!) as Record<string, string>;
+        }
+        const { done, value } = await reader.read();
+        if (done) throw new Error("the stream ended");
+        buffer += decoder.decode(value, { stream: true });
+      }
+    };
+    const first = await nextSections();
+    expect(Object.keys(first).sort()).toEqual(["badge", "events", "kill", "policy", "rules", "stats", "tags"]);
+    expect(first.rules).not.toContain("fired · applied");
+
+    const pulse = await sendPulse(key, seedPulse({ siteId: "shop", metrics: { latency: 900, errors: 0 } }));
+    expect(pulse.status).toBe(200);
+    let sections = await nextSections();
+    while (!sections.rules!.includes("fired · applied")) sections = await nextSections();
+    expect(sections.rules).toMatch(new RegExp(`data-rule="${rule!.id}"[^>]*>.*?fired · applied`, "s"));
+    expect(sections.policy).toContain("0 · blocked");
+    await reader.cancel();
+
+    // Another org's session gets no stream of this site.
+    const foreign = await exports.default.fetch(`${BASE}/dashboard/sites/shop/live`, { headers: { cookie: b.session.cookie } });
+    expect(foreign.status).toBe(404);
+    expect(foreign.headers.get("content-type")).not.toMatch(/event-stream/);
+    await foreign.body?.cancel();
+  });
+
   it("draws the last hour's rollups as inline SVG charts, with gaps where no minute was rolled up", async () => {
     const a = await tenant("Charts Co");
     await createSite(a.token, "charts");

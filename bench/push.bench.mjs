@@ -204,7 +204,7 @@ function stats(samples) {
     const sorted = ok.map((x) => x[key]).sort((a, b) => a - b);
     return { median: median(sorted), p99: quantileSorted(sorted, 0.99), max: sorted.at(-1) ?? NaN };
   };
-  return { n: ok.length, timeouts: samples.length - ok.length, issued: of("fromIssued"), request: of("fromRequest") };
+  return { measured: ok.length, timeouts: samples.length - ok.length, issued: of("fromIssued"), request: of("fromRequest") };
 }
 
 async function propagation(n, push) {

@@ -54,7 +54,8 @@ import {
 } from "../../protocol/src/lifecycle.js";
 import { killSwitchPolicy, parsePolicy, type PolicyParseResult, type WirePolicy } from "../../protocol/src/policy.js";
 import { addCustom, buildPulses, checkCustom, type CustomAggregate, type PreparedPulse } from "../../protocol/src/pulse.js";
-import { EdgeGate, EdgeHistogram, isInitialized, sign_pulse, type GateResult } from "./core.js";
+import type { GateResult } from "./core.js";
+import { type ClientEngine, type EngineGate, type EngineHistogram, wasmEngine } from "./engine.js";
 
 export { WaitStateError, type WaitStateErrorCode };
 
@@ -237,7 +238,7 @@ function clockNow(): number {
 
 /** One tag's telemetry; kept across pulses (its wasm histogram slot is reused, not reallocated). */
 interface TagEntry {
-  histogram: EdgeHistogram | null;
+  histogram: EngineHistogram | null;
   errors: number;
   readonly custom: Map<string, CustomAggregate>;
 }
@@ -249,6 +250,20 @@ const NO_HISTOGRAM = { count: 0, encode: () => ({ n: 0, s: 0, lo: 0, hi: 0, b: [
 type Answer = { status: number; headers: Headers; text: string } | { status: null; reason: string };
 
 /**
+ * A sync's deadline: an aborting signal where the runtime has one; Fastly
+ * Compute has no AbortSignal, so there `request()` races the deadline instead
+ * (the request itself then runs on to the backend's own timeout).
+ */
+interface Deadline {
+  readonly signal: AbortSignal | null;
+  readonly at: number;
+}
+
+function deadlineIn(ms: number): Deadline {
+  return { signal: typeof AbortSignal === "function" ? AbortSignal.timeout(ms) : null, at: Date.now() + ms };
+}
+
+/**
  * WaitState for edge runtimes.
  *
  * @example
@@ -258,11 +273,18 @@ type Answer = { status: number; headers: Headers; text: string } | { status: nul
  * ctx.waitUntil(ws.sync());
  */
 export class WaitState {
+  /**
+   * What decides and measures: the wasm core here, the protocol's TypeScript
+   * gate and histogram in `@waitstate/edge/fastly` (a subclass that only
+   * replaces this), for runtimes without WebAssembly. @internal
+   */
+  protected static engine: ClientEngine = wasmEngine;
+  private readonly engine: ClientEngine;
   readonly siteId: string | undefined;
   private readonly opts: ResolvedOptions;
   private readonly onError: (error: WaitStateError) => void;
   /** Made at the first gate() or report (the wasm module must be loaded by then). */
-  private edge: EdgeGate | null = null;
+  private edge: EngineGate | null = null;
   private id: string | null;
   /** Null until the first sync(): starting draws random numbers, which module scope may not. */
   private life: LifecycleState | null = null;
@@ -282,6 +304,7 @@ export class WaitState {
   /** Throws {@link WaitStateError} `INVALID_OPTIONS` for bad options: the only time the client throws. */
   constructor(options: WaitStateOptions) {
     this.opts = resolveOptions(options);
+    this.engine = (new.target as typeof WaitState).engine;
     this.siteId = this.opts.siteId;
     this.id = this.opts.instanceId ?? null;
     const userOnError = this.opts.onError ?? consoleReporter();
@@ -314,20 +337,18 @@ export class WaitState {
     return edge === null ? ALLOWED : edge.gateAt(tag, weight, clockNow());
   }
 
-  /** The wasm gate, made on first use; null (reported once) while the wasm module is not loaded. */
-  private gateInstance(): EdgeGate | null {
+  /** The engine's gate, made on first use; null (reported once) while the engine is not ready (the wasm module not loaded). */
+  private gateInstance(): EngineGate | null {
     if (this.edge !== null) return this.edge;
-    if (!isInitialized()) {
+    const notReady = this.engine.notReady();
+    if (notReady !== null) {
       if (!this.warnedUninitialized) {
         this.warnedUninitialized = true;
-        this.fail(
-          "NOT_INITIALIZED",
-          "the wasm module is not loaded: call `await init(module)` first in this runtime (the workerd, node and deno entries load it themselves); until then every call is allowed and telemetry is dropped",
-        );
+        this.fail("NOT_INITIALIZED", notReady);
       }
       return null;
     }
-    this.edge = new EdgeGate({
+    this.edge = this.engine.gate({
       safeModeStrategy: this.opts.safeModeStrategy,
       safeModeMaxRps: this.opts.safeModeMaxRps,
       onError: (e) => this.fail(e.code === "INVALID_POLICY" ? "INVALID_POLICY" : "INVALID_VALUE", e.message),
@@ -345,7 +366,7 @@ export class WaitState {
     }
     const entry = this.entry(tag);
     if (entry === null) return;
-    entry.histogram ??= new EdgeHistogram();
+    entry.histogram ??= this.engine.histogram();
     entry.histogram.record(ms);
   }
 
@@ -480,7 +501,7 @@ export class WaitState {
   }
 
   private async run(owner: object, now: number): Promise<void> {
-    const signal = AbortSignal.timeout(this.opts.requestTimeoutMs);
+    const signal = deadlineIn(this.opts.requestTimeoutMs);
     try {
       if (this.life === null) {
         this.id ??= `edge-${crypto.randomUUID()}`;
@@ -523,26 +544,42 @@ export class WaitState {
   }
 
   /** One request within the sync's deadline, as a value. */
-  private async request(url: string, init: RequestInit, signal: AbortSignal): Promise<Answer> {
+  private async request(url: string, init: RequestInit, deadline: Deadline): Promise<Answer> {
+    const { signal } = deadline;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const res = await fetch(url, { ...init, signal });
-      return { status: res.status, headers: res.headers, text: await res.text() };
+      const answer = fetch(url, signal === null ? init : { ...init, signal }).then(
+        async (res): Promise<Answer> => ({ status: res.status, headers: res.headers, text: await res.text() }),
+      );
+      if (signal !== null) return await answer;
+      answer.catch(() => undefined); // a failure after the deadline has nobody to tell
+      const late = new Promise<null>((resolve) => {
+        try {
+          timer = setTimeout(() => resolve(null), Math.max(0, deadline.at - Date.now()));
+        } catch {
+          // Fastly allows no timer while it initialises the app at build time: the answer alone then.
+        }
+      });
+      return (await Promise.race([answer, late])) ?? this.noAnswer(url);
     } catch (e) {
-      const where = new URL(url).host;
-      return {
-        status: null,
-        reason: signal.aborted
-          ? `no answer from ${where} within ${this.opts.requestTimeoutMs} ms`
-          : `${e instanceof Error ? e.message : String(e)} (${where})`,
-      };
+      return signal?.aborted
+        ? this.noAnswer(url)
+        : { status: null, reason: `${e instanceof Error ? e.message : String(e)} (${new URL(url).host})` };
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  private noAnswer(url: string): Answer {
+    return { status: null, reason: `no answer from ${new URL(url).host} within ${this.opts.requestTimeoutMs} ms` };
   }
 
   // ---------------------------------------------------------------- the key exchange
 
-  private async exchange(owner: object, signal: AbortSignal): Promise<void> {
+  private async exchange(owner: object, signal: Deadline): Promise<void> {
     const { baseUrl, publishKey, secretKey } = this.opts;
     const timestamp = String(Date.now());
+    const signature = await this.engine.sign(TOKEN_EXCHANGE_SIGNING_PREFIX, timestamp, secretKey);
     const answer = await this.request(
       `${baseUrl}${TOKEN_EXCHANGE_PATH}`,
       {
@@ -550,7 +587,7 @@ export class WaitState {
         headers: {
           [PULSE_HEADERS.publishKey]: publishKey,
           [PULSE_HEADERS.timestamp]: timestamp,
-          [PULSE_HEADERS.signature]: sign_pulse(TOKEN_EXCHANGE_SIGNING_PREFIX, timestamp, secretKey),
+          [PULSE_HEADERS.signature]: signature,
         },
       },
       signal,
@@ -586,7 +623,7 @@ export class WaitState {
 
   // ---------------------------------------------------------------- pulses
 
-  private async pulseRound(owner: object, signal: AbortSignal): Promise<void> {
+  private async pulseRound(owner: object, signal: Deadline): Promise<void> {
     this.advance({ type: "pulse_started", now: Date.now() });
     const delivered = await this.deliver(owner, signal);
     if (!this.owns(owner)) return;
@@ -594,7 +631,7 @@ export class WaitState {
   }
 
   /** Sends the outbox oldest first (building this interval's pulses when it is empty). True when all got through. */
-  private async deliver(owner: object, signal: AbortSignal): Promise<boolean> {
+  private async deliver(owner: object, signal: Deadline): Promise<boolean> {
     if (this.outbox.length === 0) this.outbox = this.prepare();
     while (this.outbox.length > 0) {
       const pulse = this.outbox[0]!;
@@ -612,7 +649,7 @@ export class WaitState {
     const counts = this.edge?.takeCounts() ?? { tags: [] };
     const telemetry = new Map<
       string,
-      { histogram: EdgeHistogram | typeof NO_HISTOGRAM; errors: number; custom: Map<string, CustomAggregate> }
+      { histogram: EngineHistogram | typeof NO_HISTOGRAM; errors: number; custom: Map<string, CustomAggregate> }
     >();
     for (const [tag, e] of this.tags) {
       if (e.errors === 0 && e.custom.size === 0 && (e.histogram === null || e.histogram.count === 0)) continue;
@@ -635,8 +672,9 @@ export class WaitState {
     return pulses;
   }
 
-  private async send(pulse: PreparedPulse, signal: AbortSignal): Promise<PulseOutcome> {
+  private async send(pulse: PreparedPulse, signal: Deadline): Promise<PulseOutcome> {
     const timestamp = String(Date.now());
+    const signature = await this.engine.sign(pulse.body, timestamp, this.opts.secretKey);
     const answer = await this.request(
       `${this.opts.baseUrl}/v1/pulse`,
       {
@@ -645,7 +683,7 @@ export class WaitState {
           "content-type": "application/json",
           [PULSE_HEADERS.publishKey]: this.opts.publishKey,
           [PULSE_HEADERS.timestamp]: timestamp,
-          [PULSE_HEADERS.signature]: sign_pulse(pulse.body, timestamp, this.opts.secretKey),
+          [PULSE_HEADERS.signature]: signature,
         },
         body: pulse.body,
       },
@@ -694,7 +732,7 @@ export class WaitState {
 
   // ---------------------------------------------------------------- policy reads
 
-  private async poll(owner: object, signal: AbortSignal, now: number): Promise<void> {
+  private async poll(owner: object, signal: Deadline, now: number): Promise<void> {
     const authenticated = this.jwt !== null && this.orgId !== null && tokenUsable(this.token, now);
     if (!this.advance({ type: "poll_due", now, authenticated, random: Math.random() }).includes("poll")) return;
     try {
@@ -704,7 +742,7 @@ export class WaitState {
     }
   }
 
-  private async read(owner: object, signal: AbortSignal): Promise<void> {
+  private async read(owner: object, signal: Deadline): Promise<void> {
     const query = this.siteId !== undefined ? `?siteId=${encodeURIComponent(this.siteId)}` : "";
     const headers: Record<string, string> = { authorization: `Bearer ${this.jwt}` };
     if (this.etag !== null) headers["if-none-match"] = this.etag;

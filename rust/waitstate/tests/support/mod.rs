@@ -147,7 +147,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Body>) -> Result<Response
     Ok(error(404, "NOT_FOUND", "no route"))
 }
 
-fn signed<'a>(req: &'a Request<Body>) -> Result<(&'a str, &'a str), Response<Body>> {
+fn signed(req: &Request<Body>) -> Result<(&str, &str), Response<Body>> {
     let id = header(req, "x-waitstate-id");
     let ts = header(req, "x-waitstate-timestamp");
     let sig = header(req, "x-waitstate-signature");

@@ -2,6 +2,7 @@
 //! HTTP requests (token exchange, pulses, reads) with a handler and hands each
 //! accepted upgrade to the test as a [`ServerSocket`] the test drives frame by
 //! frame, masked frames unmasked, raw bytes when a test needs a broken frame.
+use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -151,7 +152,7 @@ async fn serve(
                     body.len()
                 );
                 for (k, v) in headers {
-                    head.push_str(&format!("{}: {}\r\n", k, v));
+                    let _ = write!(head, "{}: {}\r\n", k, v);
                 }
                 head.push_str("\r\n");
                 stream.write_all(head.as_bytes()).await.ok()?;

@@ -14,7 +14,7 @@ const SAFE_MODE_STRATEGIES: [&str; 3] = ["open", "fixed_rps", "last_policy"];
 /// The control plane refuses longer ids.
 const MAX_ID_LENGTH: usize = 128;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {
     pub publish_key: String,
     pub secret_key: String,

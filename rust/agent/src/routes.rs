@@ -18,7 +18,7 @@ pub trait AgentClient: Send + Sync {
 }
 
 /// What `GET /health` shows.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
     pub instance_id: String,
     pub synced: bool,
@@ -69,7 +69,7 @@ impl ErrorCode {
 }
 
 /// What a route answers; the shell writes `body` as JSON (nothing for 204).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub body: Option<String>,

@@ -688,6 +688,14 @@ impl Driver {
 
     /// Feeds an event to the lifecycle rules, keeps the state they return, and publishes it.
     fn advance(&mut self, event: Event) -> Vec<Action> {
+        let actions = self.step_quietly(event);
+        self.publish();
+        actions
+    }
+
+    /// `advance` without publishing: for events whose actions change the gate, so that
+    /// `status()` never reports a sync the gate does not answer from yet.
+    fn step_quietly(&mut self, event: Event) -> Vec<Action> {
         let (state, actions) = step(&self.life, event);
         self.life = state;
         // `sync_interval_secs` bounds the wait between reads from above.
@@ -697,7 +705,6 @@ impl Driver {
                 self.life.next_poll_at = Some(latest);
             }
         }
-        self.publish();
         actions
     }
 
@@ -1026,7 +1033,7 @@ impl Driver {
             source,
             policy: LifecyclePolicy::from(&policy.wire),
         };
-        let actions = self.advance(event);
+        let actions = self.step_quietly(event);
         let mut policy = Some(policy);
         for action in actions {
             match action {
@@ -1041,6 +1048,7 @@ impl Driver {
                 _ => {}
             }
         }
+        self.publish();
     }
 
     fn safe_mode_ended(&self) {
@@ -1118,13 +1126,14 @@ impl Driver {
         match classify_poll_answer(Some(answer.status), policy.is_some()) {
             PollOutcome::NotModified => {
                 let now = now_ms();
-                for action in self.advance(Event::NotModified { now }) {
+                for action in self.step_quietly(Event::NotModified { now }) {
                     match action {
                         Action::Confirm => self.shared.gate.confirm_at(now),
                         Action::SafeModeEnded => self.safe_mode_ended(),
                         _ => {}
                     }
                 }
+                self.publish();
             }
             PollOutcome::Policy => {
                 if let Some((p, why)) = policy {

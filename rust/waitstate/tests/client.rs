@@ -223,8 +223,6 @@ async fn a_rejected_pulse_is_dropped_and_a_throttled_one_kept() {
     assert_eq!(cp.counted_usage("i-reject"), 10);
 }
 
-// Fails intermittently under heavy machine load (no 304 seen within 8 s); under investigation.
-#[ignore]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_exchange_is_signed_and_reads_confirm_with_304() {
     let cp = ControlPlane::start(policy()).await;
@@ -233,14 +231,21 @@ async fn the_key_exchange_is_signed_and_reads_confirm_with_304() {
     eventually("AUTH_FAILED", WAIT, || errors.has("AUTH_FAILED")).await;
     assert!(!ws.status().authenticated);
     cp.with(|s| s.token_status = 200);
-    // Retried (1 s, ±20 %), then reads are made with the JWT; the first answers 200, later ones 304.
+    // Retried (1 s, ±20 %), then reads are made with the JWT.
     eventually("token", WAIT, || ws.status().authenticated).await;
+    eventually("sync", WAIT, || ws.status().synced).await;
+    // A read is skipped while the last sync is under one pulse interval old, and delivered
+    // pulses sync every interval: reads are the path for when pulses fail, so make them fail.
+    cp.with(|s| s.pulse_fail_status = Some(503));
+    let before = ws.status().last_sync_at;
+    // The ETag came with the last pulse's policy: the read names it and is answered 304,
+    // which is a sync of its own (the pulses do not sync any more).
     eventually("a 304", Duration::from_secs(8), || {
         cp.with(|s| s.policy_read_statuses.contains(&304))
     })
     .await;
+    eventually("the 304 syncs", WAIT, || ws.status().last_sync_at > before).await;
     // A new policy version reaches the client through a read, too.
-    cp.with(|s| s.pulse_fail_status = Some(503));
     cp.set_policy(json!({"tagMaxWeights": {"free": 5}, "pulseInterval": 100, "leaseDurationSeconds": 60}));
     eventually("new policy", Duration::from_secs(8), || ws.gate("free", 1).allowed).await;
     cp.with(|s| s.pulse_fail_status = None);

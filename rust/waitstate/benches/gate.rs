@@ -10,5 +10,11 @@ fn gate(c: &mut Criterion) {
     c.bench_function("gate", |b| b.iter(|| gate.gate(black_box("pro"), black_box(1.0))));
 }
 
-criterion_group!(benches, gate);
+/// The clock a gate call reads, against the monotonic one it could read instead.
+fn clocks(c: &mut Criterion) {
+    c.bench_function("clock/system_time", |b| b.iter(std::time::SystemTime::now));
+    c.bench_function("clock/instant", |b| b.iter(std::time::Instant::now));
+}
+
+criterion_group!(benches, gate, clocks);
 criterion_main!(benches);

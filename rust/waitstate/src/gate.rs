@@ -1,16 +1,15 @@
 //! The gate: the decision of `waitstate-core` on the policy in force, read with
 //! one atomic load, and per-tag counters the pulses take.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
 use waitstate_core::gate::{decide, GateState, Limit};
 pub use waitstate_core::gate::{Reason, Strategy as SafeModeStrategy};
 
 use crate::lifecycle::policy_pacing;
-use crate::policy::Policy;
+use crate::policy::{FxMap, Policy};
 
 /// The tag of a call made without one.
 pub const DEFAULT_TAG: &str = "__default__";
@@ -44,7 +43,21 @@ pub(crate) struct Installed {
     /// The fields `waitstate-core` decides on; its lease is the paced one (cap_exceeded, suspended extend it).
     core: waitstate_core::gate::Policy,
     pub(crate) synced_at: Option<f64>,
+    /// Every tag with a limit in this policy or a counter slot: a gate call's
+    /// one lookup. Rebuilt (under `GateInner::slots`) when a policy is
+    /// installed or a tag is first counted, never changed in place.
+    index: FxMap<Box<str>, Entry>,
 }
+
+/// What a gate call needs to know about its tag.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    limit: Limit,
+    /// Its counter in `GateInner::counters`; [`NO_SLOT`] until its first call.
+    slot: usize,
+}
+
+const NO_SLOT: usize = usize::MAX;
 
 /// Calls and denied calls of one tag in one atomic word (calls in the low 32
 /// bits, denied in the high 32), so a pulse takes both in one swap and never
@@ -67,7 +80,16 @@ struct GateInner {
     safe_mode_max_rps: f64,
     /// The `fixed_rps` token bucket: only touched once the lease has expired.
     bucket: Mutex<GateState>,
-    counters: DashMap<Box<str>, AtomicU64, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>,
+    /// The tag each counter slot counts, in slot order. Its lock also
+    /// serialises every store of `installed`, so a new tag's slot and a new
+    /// policy never overwrite each other.
+    slots: Mutex<Vec<Box<str>>>,
+    /// Calls and denied calls per slot: [`MAX_TAGS`] tags and the overflow.
+    counters: Box<[AtomicU64]>,
+    /// Set once [`MAX_TAGS`] tags have slots: new tags go to the overflow slot.
+    full: AtomicBool,
+    /// The overflow tag's slot, once it has one ([`NO_SLOT`] before).
+    overflow_slot: AtomicUsize,
 }
 
 /// The gate alone: a policy, the safe-mode strategy and the counters. Cheap to
@@ -134,11 +156,15 @@ impl Gate {
                     policy: None,
                     core: waitstate_core::gate::Policy::default(),
                     synced_at: None,
+                    index: FxMap::default(),
                 }),
                 strategy,
                 safe_mode_max_rps: state.safe_mode_max_rps,
                 bucket: Mutex::new(state),
-                counters: DashMap::default(),
+                slots: Mutex::new(Vec::new()),
+                counters: (0..=MAX_TAGS).map(|_| AtomicU64::new(0)).collect(),
+                full: AtomicBool::new(false),
+                overflow_slot: AtomicUsize::new(NO_SLOT),
             }),
         }
     }
@@ -154,22 +180,35 @@ impl Gate {
     /// [`Gate::gate`] at a given time (epoch ms), for tests and replays.
     pub fn gate_at(&self, tag: &str, weight: f64, now: f64) -> GateResult {
         let tag = normalize_tag(tag);
-        let result = self.decide(tag, weight, now);
-        self.count(tag, !result.allowed);
+        // The path every call takes: one load, one lookup, one atomic add.
+        let installed = self.inner.installed.load();
+        let entry = installed.index.get(tag).copied();
+        let limit = entry.map_or(Limit::Global, |e| e.limit);
+        let result = self.decide_in(&installed, limit, weight, now);
+        let add = ONE_CALL + if result.allowed { 0 } else { ONE_BOUNCE };
+        match entry {
+            Some(e) if e.slot != NO_SLOT => {
+                self.inner.counters[e.slot].fetch_add(add, Ordering::Relaxed);
+            }
+            _ => {
+                drop(installed);
+                self.count_new(tag, add);
+            }
+        }
         result
     }
 
     /// The decision without counting it.
     pub fn decide(&self, tag: &str, weight: f64, now: f64) -> GateResult {
         let installed = self.inner.installed.load();
-        let policy = match &installed.policy {
-            Some(p) => p,
-            None => return allowed(),
-        };
-        let limit = match policy.tags.get(tag) {
-            Some(v) => Limit::Tag(*v),
-            None => Limit::Global,
-        };
+        let limit = installed.index.get(normalize_tag(tag)).map_or(Limit::Global, |e| e.limit);
+        self.decide_in(&installed, limit, weight, now)
+    }
+
+    fn decide_in(&self, installed: &Installed, limit: Limit, weight: f64, now: f64) -> GateResult {
+        if installed.policy.is_none() {
+            return allowed();
+        }
         let synced_at = match installed.synced_at {
             Some(at) => at,
             None => return allowed(),
@@ -178,10 +217,7 @@ impl Gate {
         let expired = now > synced_at + core.lease_duration_seconds * 1000.0;
         let d = if expired && self.inner.strategy == SafeModeStrategy::FixedRps {
             // The bucket is shared state: a lock, taken only in safe mode.
-            let mut state = match self.inner.bucket.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut state = lock(&self.inner.bucket);
             state.last_sync_at = Some(synced_at);
             decide(Some(core), &mut state, now, limit, weight)
         } else {
@@ -200,26 +236,76 @@ impl Gate {
         }
     }
 
-    fn count(&self, tag: &str, denied: bool) {
-        let add = ONE_CALL + if denied { ONE_BOUNCE } else { 0 };
-        if let Some(c) = self.inner.counters.get(tag) {
-            c.fetch_add(add, Ordering::Relaxed);
-            return;
+    /// Counts a call of a tag without a slot yet: gives it one (and an entry in
+    /// the index, so its next call takes the fast path), or counts it in the
+    /// overflow once [`MAX_TAGS`] tags have slots. Allocates once per tag.
+    #[cold]
+    fn count_new(&self, tag: &str, add: u64) {
+        let own = !self.inner.full.load(Ordering::Relaxed) && tag.chars().count() <= MAX_TAG_NAME_LENGTH;
+        if !own {
+            let slot = self.inner.overflow_slot.load(Ordering::Acquire);
+            if slot != NO_SLOT {
+                self.inner.counters[slot].fetch_add(add, Ordering::Relaxed);
+                return;
+            }
         }
-        let key = if self.inner.counters.len() >= MAX_TAGS || tag.chars().count() > MAX_TAG_NAME_LENGTH {
-            OVERFLOW_TAG
-        } else {
-            tag
+        let mut slots = lock(&self.inner.slots);
+        let key = if own && slots.len() < MAX_TAGS { tag } else { OVERFLOW_TAG };
+        let slot = match slots.iter().position(|name| &**name == key) {
+            Some(i) => i,
+            None => {
+                slots.push(key.into());
+                slots.len() - 1
+            }
         };
-        if let Some(c) = self.inner.counters.get(key) {
-            c.fetch_add(add, Ordering::Relaxed);
-            return;
+        self.inner.counters[slot].fetch_add(add, Ordering::Relaxed);
+        if slots.len() >= MAX_TAGS {
+            self.inner.full.store(true, Ordering::Relaxed);
         }
-        self.inner
-            .counters
-            .entry(key.into())
-            .or_insert_with(|| AtomicU64::new(0))
-            .fetch_add(add, Ordering::Relaxed);
+        if key == OVERFLOW_TAG {
+            self.inner.overflow_slot.store(slot, Ordering::Release);
+        }
+        let current = self.inner.installed.load_full();
+        let mut index = current.index.clone();
+        let limit = current.limit_of(key);
+        index.insert(key.into(), Entry { limit, slot });
+        self.inner.installed.store(Arc::new(Installed {
+            policy: current.policy.clone(),
+            core: current.core,
+            synced_at: current.synced_at,
+            index,
+        }));
+    }
+
+    /// Stores a new policy state with its index: the policy's tags and every tag with a slot.
+    fn store(&self, policy: Option<Arc<Policy>>, core: waitstate_core::gate::Policy, synced_at: Option<f64>) {
+        let slots = lock(&self.inner.slots);
+        let mut index = FxMap::default();
+        if let Some(p) = &policy {
+            for (tag, limit) in p.tags.iter() {
+                let slot = slots.iter().position(|name| name == tag).unwrap_or(NO_SLOT);
+                index.insert(
+                    tag.clone(),
+                    Entry {
+                        limit: Limit::Tag(*limit),
+                        slot,
+                    },
+                );
+            }
+        }
+        for (slot, name) in slots.iter().enumerate() {
+            index.entry(name.clone()).or_insert(Entry {
+                limit: Limit::Global,
+                slot,
+            });
+        }
+        self.reset_bucket();
+        self.inner.installed.store(Arc::new(Installed {
+            policy,
+            core,
+            synced_at,
+            index,
+        }));
     }
 
     /// Installs a policy, synced now: the lease restarts and safe mode, if on, ends.
@@ -231,12 +317,7 @@ impl Gate {
     pub fn set_policy_at(&self, policy: Policy, now: f64) {
         let mut core = policy.wire.gate_policy();
         core.lease_duration_seconds = policy_pacing(&policy.wire).lease_seconds;
-        self.reset_bucket();
-        self.inner.installed.store(Arc::new(Installed {
-            policy: Some(Arc::new(policy)),
-            core,
-            synced_at: Some(now),
-        }));
+        self.store(Some(Arc::new(policy)), core, Some(now));
     }
 
     /// Installs `policy` (or none) as last synced at `synced_at` (`None`: never
@@ -248,12 +329,7 @@ impl Gate {
             Some(p) => p.wire.gate_policy(),
             None => waitstate_core::gate::Policy::default(),
         };
-        self.reset_bucket();
-        self.inner.installed.store(Arc::new(Installed {
-            policy: policy.map(Arc::new),
-            core,
-            synced_at,
-        }));
+        self.store(policy.map(Arc::new), core, synced_at);
     }
 
     /// A pushed policy (feature `runtime`): installed only when its version is
@@ -287,6 +363,7 @@ impl Gate {
     /// A sync that confirmed the policy in force (a 304): the lease restarts at `now`.
     /// Does nothing before the first policy.
     pub fn confirm_at(&self, now: f64) {
+        let slots = lock(&self.inner.slots);
         let current = self.inner.installed.load_full();
         if current.policy.is_none() {
             return;
@@ -296,15 +373,13 @@ impl Gate {
             policy: current.policy.clone(),
             core: current.core,
             synced_at: Some(now),
+            index: current.index.clone(),
         }));
+        drop(slots);
     }
 
     fn reset_bucket(&self) {
-        let mut state = match self.inner.bucket.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        state.bucket_updated_at = None;
+        lock(&self.inner.bucket).bucket_updated_at = None;
     }
 
     /// The policy in force, if any.
@@ -333,17 +408,35 @@ impl Gate {
     /// The counts since the last take, reset: every call lands in exactly one take.
     pub fn take_counts(&self) -> TakenCounts {
         let mut out = TakenCounts::default();
-        for entry in self.inner.counters.iter() {
-            let word = entry.value().swap(0, Ordering::Relaxed);
+        let slots = lock(&self.inner.slots);
+        for (name, counter) in slots.iter().zip(self.inner.counters.iter()) {
+            let word = counter.swap(0, Ordering::Relaxed);
             if word == 0 {
                 continue;
             }
             let (calls, denied) = (word & 0xffff_ffff, word >> 32);
             out.usage_delta += calls;
             out.bounced_units += denied;
-            out.tags.push((entry.key().to_string(), calls, denied));
+            out.tags.push((name.to_string(), calls, denied));
         }
         out
+    }
+}
+
+impl Installed {
+    fn limit_of(&self, tag: &str) -> Limit {
+        match self.policy.as_ref().and_then(|p| p.tags.get(tag)) {
+            Some(v) => Limit::Tag(*v),
+            None => Limit::Global,
+        }
+    }
+}
+
+/// A poisoned lock still holds consistent data here (counters and a bucket).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

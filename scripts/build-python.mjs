@@ -17,6 +17,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT, isMain, log, run } from "./lib.mjs";
+import { buildAgent } from "./build-agent.mjs";
 import { findToolchain } from "./build-wasm.mjs";
 
 export const PYTHON = "/usr/bin/python3";
@@ -72,11 +73,26 @@ export async function buildNative() {
   return code === 0 && built ? 0 : code || 1;
 }
 
-/** pytest over sdk-python/tests. Resolves { code, output }. */
-export function pytest(args = [], { capture = false } = {}) {
+/**
+ * Agent mode's tests run against the Rust agent, `waitstate-agent`: built here
+ * (the `dev` profile, as the agent's own tests do) and handed to pytest by path.
+ * Without a Rust toolchain they skip saying why; a failed build fails them.
+ */
+async function agentEnv() {
+  try {
+    const built = await buildAgent({ profile: "dev" });
+    return built.binary ? { WAITSTATE_AGENT_BIN: built.binary } : { WAITSTATE_AGENT_SKIP: built.skipped };
+  } catch (error) {
+    log(error instanceof Error ? error.message : String(error));
+    return { WAITSTATE_AGENT_BUILD_FAILED: "cargo build -p waitstate-agent failed (see above)" };
+  }
+}
+
+/** Builds the agent, then pytest over sdk-python/tests. Resolves { code, output }. */
+export async function pytest(args = [], { capture = false } = {}) {
   return run(PYTHON, ["-m", "pytest", "-p", "no:cacheprovider", ...args], {
     cwd: SDK_DIR,
-    env: { PYTHONNOUSERSITE: "1", PYTHONDONTWRITEBYTECODE: "1" },
+    env: { PYTHONNOUSERSITE: "1", PYTHONDONTWRITEBYTECODE: "1", ...(await agentEnv()) },
     capture,
   });
 }

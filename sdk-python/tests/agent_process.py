@@ -1,4 +1,4 @@
-"""The real WaitState agent (the Node one, sdk-node's bin) as a child process on a free port."""
+"""The real WaitState agent (the Rust binary `waitstate-agent`, rust/agent) as a child process on a free port."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Dict, Optional
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT_BIN = REPO / "sdk-node" / "dist" / "sdk-node" / "src" / "agent" / "bin.js"
+# scripts/build-python.mjs builds the agent (scripts/build-agent.mjs, the `dev` profile) and passes its path.
+AGENT_BIN = Path(os.environ.get("WAITSTATE_AGENT_BIN") or REPO / "rust" / "target" / "debug" / "waitstate-agent")
+AGENT_BUILD_FAILED = os.environ.get("WAITSTATE_AGENT_BUILD_FAILED")
+
+
+def agent_unavailable() -> Optional[str]:
+    """Why agent mode's tests cannot run here (they skip), or None."""
+    if AGENT_BUILD_FAILED or AGENT_BIN.exists():
+        return None
+    return os.environ.get("WAITSTATE_AGENT_SKIP") or f"no agent binary at {AGENT_BIN}: node scripts/build-agent.mjs --dev"
 
 
 def free_port() -> int:
@@ -21,10 +30,12 @@ def free_port() -> int:
 
 class Agent:
     def __init__(self, env: Dict[str, str], port: Optional[int] = None) -> None:
+        if AGENT_BUILD_FAILED:
+            raise RuntimeError(AGENT_BUILD_FAILED)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            ["node", str(AGENT_BIN)],
+            [str(AGENT_BIN)],
             env={**os.environ, **env, "PORT": str(self.port), "HOST": "127.0.0.1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,16 +1,16 @@
-"""Agent mode: the client talks to a real agent (sdk-node's bin, the contract the Rust agent keeps) on localhost."""
+"""Agent mode: the client talks to a real agent (the Rust binary `waitstate-agent`) on localhost."""
 from __future__ import annotations
 
 from typing import Iterator, List
 
 import pytest
-from agent_process import AGENT_BIN, Agent, free_port
+from agent_process import Agent, agent_unavailable, free_port
 from conftest import eventually
 from control_plane import ControlPlane
 
 from waitstate import GateResult, WaitstateClient, WaitstateConfig, WaitstateError
 
-pytestmark = pytest.mark.skipif(not AGENT_BIN.exists(), reason="sdk-node is not built (npm run build)")
+pytestmark = pytest.mark.skipif(agent_unavailable() is not None, reason=agent_unavailable() or "")
 
 
 @pytest.fixture

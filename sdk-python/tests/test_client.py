@@ -59,3 +59,15 @@ def test_telemetry_and_the_final_pulse(tracked: Callable[..., Tracked], cp: Cont
     eventually(lambda: {"INVALID_VALUE", "INVALID_METRIC_NAME"} <= t.codes(), 2, "the refused values reported")
     assert all(isinstance(e, WaitstateError) for e in t.errors)
     assert cp.counted_usage(t.client.instance_id) == 7
+
+
+def test_push_reaches_the_crate_and_turning_it_off_stops_the_socket(tracked: Callable[..., Tracked], cp: ControlPlane) -> None:
+    # The stand-in control plane serves no push socket: with push on, the crate's
+    # subscriber tries it and reports PUSH_FAILED while pulses go on; with push off it never tries.
+    on = tracked(instance_id="push-on")
+    off = tracked(instance_id="push-off", push=False)
+    eventually(lambda: "PUSH_FAILED" in on.codes(), 10, "PUSH_FAILED from the push subscriber")
+    eventually(lambda: on.client.status()["synced"] and off.client.status()["synced"], 10, "both clients synced")
+    before = len([p for p in cp.pulses if p.body["instanceId"] == "push-off"])
+    cp.wait_for(lambda: len([p for p in cp.pulses if p.body["instanceId"] == "push-off"]) >= before + 2, 10, "pulses go on")
+    assert "PUSH_FAILED" not in off.codes()

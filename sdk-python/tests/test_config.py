@@ -33,6 +33,9 @@ GOOD = {"publish_key": "pk_x", "secret_key": "sk_x", "base_url": "http://127.0.0
         ({"safe_mode_max_rps": float("inf")}, "safe_mode_max_rps"),
         ({"safe_mode_max_rps": "50"}, "safe_mode_max_rps"),
         ({"on_error": "print"}, "on_error"),
+        ({"push": "false"}, "push"),
+        ({"push": 1}, "push"),
+        ({"push": None}, "push"),
         ({"agent_url": "localhost:9000"}, "agent_url"),
     ],
 )
@@ -66,6 +69,7 @@ def test_defaults_are_those_of_the_other_sdks() -> None:
         10000,
     )
     assert config.site_id is None and config.agent_url is None
+    assert config.push is True
     assert config.instance_id and WaitstateConfig(**GOOD).instance_id != config.instance_id  # a random id per config
 
 

@@ -107,6 +107,7 @@ class WaitstateClient:
                 config.safe_mode_strategy,
                 float(config.safe_mode_max_rps),
                 config.request_timeout_ms,
+                config.push,
                 report,
                 WaitstateError,
                 RESULTS,

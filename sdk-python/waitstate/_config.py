@@ -70,6 +70,9 @@ class WaitstateConfig:
     on_error: Optional[Callable[[WaitstateError], None]] = None
     """Receives every background failure (default: a warning on stderr, at most once a minute per code).
     It is called from the SDK's own thread; an exception it raises is ignored."""
+    push: bool = True
+    """Receive policy changes over the control plane's push socket as they happen (a kill switch in
+    milliseconds); pulses and policy reads continue either way. Ignored in agent mode."""
     agent_url: Optional[str] = None
     """A local WaitState agent, e.g. ``http://localhost:9000``: gate and report through it instead of in-process."""
 
@@ -119,6 +122,8 @@ class WaitstateConfig:
         rps = self.safe_mode_max_rps
         if not (_is_number(rps) and math.isfinite(rps) and rps >= 0):
             raise _invalid("safe_mode_max_rps", f"must be a finite number >= 0, got {rps!r}")
+        if not isinstance(self.push, bool):
+            raise _invalid("push", f"must be True or False, got {self.push!r}")
         if self.on_error is not None and not callable(self.on_error):
             raise _invalid("on_error", f"must be a function (error: WaitstateError) -> None, got {type(self.on_error).__name__}")
 

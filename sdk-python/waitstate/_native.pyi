@@ -16,6 +16,7 @@ class Engine:
         safe_mode_strategy: str,
         safe_mode_max_rps: float,
         request_timeout_ms: int,
+        push: bool,
         on_error: Callable[[WaitstateError], None],
         error_class: type,
         results: Tuple[GateResult, ...],

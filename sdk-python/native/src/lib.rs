@@ -86,6 +86,7 @@ impl Engine {
         safe_mode_strategy: &str,
         safe_mode_max_rps: f64,
         request_timeout_ms: u64,
+        push: bool,
         on_error: PyObject,
         error_class: PyObject,
         results: &PyTuple,
@@ -128,7 +129,7 @@ impl Engine {
             safe_mode_strategy: strategy_of(safe_mode_strategy)?,
             request_timeout_ms,
             pulse_interval_ms: Some(pulse_interval_ms),
-            push: false,
+            push,
             on_error: Some(Arc::new(move |e: &waitstate::WaitStateError| {
                 if let Ok(guard) = sink.lock() {
                     if let Some(tx) = guard.as_ref() {

@@ -91,7 +91,7 @@ async fn main() {
         let cmd: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                println!("{}", json!({"fatal": format!("bad command {:?}: {}", line, e)}));
+                println!("{}", json!({ "fatal": format!("bad command {:?}: {}", line, e) }));
                 continue;
             }
         };
@@ -114,7 +114,7 @@ async fn main() {
                 let ms = cmd["ms"].as_f64().unwrap_or(0.0);
                 let n = cmd["n"].as_u64().unwrap_or(1);
                 let accepted = (0..n).filter(|_| ws.report_latency(ms, Some(&tag))).count();
-                json!({"accepted": accepted})
+                json!({ "accepted": accepted })
             }
             "until" => {
                 let want = cmd["reason"].as_str().unwrap_or("").to_string();
@@ -138,7 +138,7 @@ async fn main() {
                 println!("{}", json!({"gateCalls": calls, "status": status_json(&ws.status())}));
                 return;
             }
-            other => json!({"fatal": format!("unknown command {:?}", other)}),
+            other => json!({ "fatal": format!("unknown command {:?}", other) }),
         };
         answer["gateCalls"] = json!(calls);
         answer["status"] = status_json(&ws.status());

@@ -280,25 +280,7 @@ impl Gate {
     /// Stores a new policy state with its index: the policy's tags and every tag with a slot.
     fn store(&self, policy: Option<Arc<Policy>>, core: waitstate_core::gate::Policy, synced_at: Option<f64>) {
         let slots = lock(&self.inner.slots);
-        let mut index = FxMap::default();
-        if let Some(p) = &policy {
-            for (tag, limit) in p.tags.iter() {
-                let slot = slots.iter().position(|name| name == tag).unwrap_or(NO_SLOT);
-                index.insert(
-                    tag.clone(),
-                    Entry {
-                        limit: Limit::Tag(*limit),
-                        slot,
-                    },
-                );
-            }
-        }
-        for (slot, name) in slots.iter().enumerate() {
-            index.entry(name.clone()).or_insert(Entry {
-                limit: Limit::Global,
-                slot,
-            });
-        }
+        let index = index_for(&slots, policy.as_deref());
         self.reset_bucket();
         self.inner.installed.store(Arc::new(Installed {
             policy,
@@ -338,26 +320,25 @@ impl Gate {
     /// whether pulses get through. Returns whether it was installed.
     #[cfg(feature = "runtime")]
     pub(crate) fn install_pushed(&self, policy: Policy) -> bool {
-        let policy = Arc::new(policy);
-        loop {
-            let current = self.inner.installed.load_full();
-            let mut core = policy.wire.gate_policy();
-            match &current.policy {
-                Some(p) if policy.version() <= p.version() => return false,
-                Some(_) => core.lease_duration_seconds = current.core.lease_duration_seconds,
-                None => core.lease_duration_seconds = policy_pacing(&policy.wire).lease_seconds,
-            }
-            let next = Arc::new(Installed {
-                policy: Some(policy.clone()),
-                core,
-                synced_at: current.synced_at,
-            });
-            // Another install in between (a pulse answer): decide again against it.
-            let previous = self.inner.installed.compare_and_swap(&current, next);
-            if Arc::ptr_eq(&previous, &current) {
-                return true;
-            }
+        // Every store of `installed` happens under the slots lock, so a pulse
+        // answer cannot slip in between the version check and the store.
+        let slots = lock(&self.inner.slots);
+        let current = self.inner.installed.load_full();
+        let mut core = policy.wire.gate_policy();
+        match &current.policy {
+            Some(p) if policy.version() <= p.version() => return false,
+            Some(_) => core.lease_duration_seconds = current.core.lease_duration_seconds,
+            None => core.lease_duration_seconds = policy_pacing(&policy.wire).lease_seconds,
         }
+        let index = index_for(&slots, Some(&policy));
+        self.inner.installed.store(Arc::new(Installed {
+            policy: Some(Arc::new(policy)),
+            core,
+            synced_at: current.synced_at,
+            index,
+        }));
+        drop(slots);
+        true
     }
 
     /// A sync that confirmed the policy in force (a 304): the lease restarts at `now`.
@@ -433,6 +414,31 @@ impl Installed {
 }
 
 /// A poisoned lock still holds consistent data here (counters and a bucket).
+/// A gate call's one lookup for `policy`: its tags with their limits, and every
+/// tag that has a counter slot.
+fn index_for(slots: &[Box<str>], policy: Option<&Policy>) -> FxMap<Box<str>, Entry> {
+    let mut index = FxMap::default();
+    if let Some(p) = policy {
+        for (tag, limit) in p.tags.iter() {
+            let slot = slots.iter().position(|name| name == tag).unwrap_or(NO_SLOT);
+            index.insert(
+                tag.clone(),
+                Entry {
+                    limit: Limit::Tag(*limit),
+                    slot,
+                },
+            );
+        }
+    }
+    for (slot, name) in slots.iter().enumerate() {
+        index.entry(name.clone()).or_insert(Entry {
+            limit: Limit::Global,
+            slot,
+        });
+    }
+    index
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,

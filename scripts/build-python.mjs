@@ -34,6 +34,7 @@ export function missing() {
   const probe = spawnSync(PYTHON, ["-c", `import ${MODULES.join(", ")}, sysconfig; print(sysconfig.get_paths()["include"])`], {
     encoding: "utf8",
   });
+  if (probe.error || probe.status === null) return `${PYTHON} cannot be run (${probe.error?.message ?? "killed"})`;
   if (probe.status !== 0) return `${PYTHON} lacks a module: ${(probe.stderr || "").trim().split("\n").pop()}`;
   if (!existsSync(path.join(probe.stdout.trim(), "Python.h"))) return "the CPython headers (python3-dev) are not installed";
   if (findToolchain({ wasm: false }) === null) return "no Rust toolchain (cargo, rustc) here";

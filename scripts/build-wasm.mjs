@@ -51,7 +51,9 @@ export const WASM_LIMIT_BYTES = 16 * 1024;
 const DEBIAN_REGISTRY = "/usr/share/cargo/registry";
 /** What installs everything the Rust suites need on Debian/Ubuntu. */
 export const RUST_INSTALL_COMMAND =
-  "sudo apt-get install rustc cargo libstd-rust-dev-wasm32 lld librust-hmac-dev librust-sha2-dev librust-serde-json-dev librust-indexmap-dev rust-clippy rustfmt";
+  "sudo apt-get install rustc cargo libstd-rust-dev-wasm32 lld rust-clippy rustfmt librust-hmac-dev librust-sha2-dev librust-serde-json-dev librust-indexmap-dev " +
+  "librust-tokio-dev librust-reqwest-dev librust-hyper-dev librust-arc-swap-dev librust-dashmap-dev librust-rustc-hash-dev librust-rand-dev librust-futures-dev " +
+  "librust-criterion-dev librust-httparse-dev librust-sha1-dev librust-base64-dev librust-native-tls-dev librust-tokio-native-tls-dev libssl-dev pkg-config";
 const STALE = "stale wasm: run npm run build:wasm and commit";
 
 const log = (message) => process.stderr.write(`[build-wasm] ${message}\n`);

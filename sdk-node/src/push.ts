@@ -180,6 +180,8 @@ export class PushSubscriber {
   }
 
   private message(text: string): void {
+    // A paused or stopped subscriber's socket may still deliver frames while its close is under way: they are not installed.
+    if (this.state === "paused" || this.state === "stopped") return;
     if (text === "pong") return; // the keep-alive's answer
     let body: unknown;
     try {

@@ -280,18 +280,22 @@ describe("gate and lifecycle", () => {
   });
 
   it("suspended: stops pulsing and fails open, then resumes after retryAfterSeconds", async () => {
-    cp.setPolicy({ status: "suspended", retryAfterSeconds: 1, leaseDurationSeconds: 1, globalMaxWeight: 0 });
+    // 2 s of stand-down leaves the 700 ms check below a wide margin on a loaded machine.
+    cp.setPolicy({ status: "suspended", retryAfterSeconds: 2, leaseDurationSeconds: 1, globalMaxWeight: 0 });
     const { ws } = client();
     await eventually(() => ws.status().suspendedUntil !== null, 2000);
     expect(ws.gate("x", 50)).toEqual({ allowed: true, reason: "suspended" });
     const before = cp.requests.length;
     cp.setPolicy({ status: "ok", globalMaxWeight: 0 });
     await sleep(700);
-    expect(cp.requests.length).toBe(before); // nothing at all while standing down
+    // Nothing while standing down: no pulse, read or token exchange. A subscribe sent just before the
+    // stand-down may reach the server after it; the socket is closed at once and not reopened.
+    expect(cp.requests.slice(before).filter((r) => !r.startsWith("UPGRADE"))).toEqual([]);
+    expect(ws.status().pushConnected).toBe(false);
     expect(ws.gate("x").reason).toBe("suspended");
-    await eventually(() => ws.gate("x").reason === "global_block", 2000, "resume");
+    await eventually(() => ws.gate("x").reason === "global_block", 4000, "resume");
     expect(ws.status().suspendedUntil).toBeNull();
-  });
+  }, 15_000);
 
   it("a policy that fails the schema is ignored and reported; the last good one stays", async () => {
     const { ws, errors } = client();

@@ -121,7 +121,7 @@ if (selected.length) {
       continue;
     }
     const args = {
-      "rust/cargo-test": ["test", "--workspace", "--all-features"],
+      "rust/cargo-test": ["test", "--workspace", "--all-features", "--no-fail-fast"],
       "rust/fmt": ["fmt", "--all", "--check"],
       "rust/clippy": ["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
     }[key];
